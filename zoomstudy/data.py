@@ -1,0 +1,1334 @@
+"""Image sources: every dataset yields Samples with a stable id, an RGB image and a label set.
+
+Three layers, all in this module because they share one contract (the `Sample`):
+
+* `load_image` decodes one image robustly. The authors did `Image.open(path).convert("RGB")`; that is
+  the default here too, with the failure modes made explicit: a file that cannot be decoded raises
+  `BadImage` with a short reason (truncated, empty, not an image, decompression bomb) instead of a
+  PIL exception deep inside a worker, and the decode is forced (`img.load()`) so a truncated JPEG
+  fails here and not later inside a resize. Two deliberate departures from a bare `.convert("RGB")`:
+  16-bit and 32-bit grey images are scaled to 8 bits (PIL's convert clips them to 0..255, so almost
+  every pixel of a 16-bit image becomes white) and float images are mapped from 0..1. Alpha is
+  dropped exactly as `.convert("RGB")` drops it (the stored colour is kept, nothing is composited on
+  a background), because that is what the paper's numbers were computed on.
+* Sources (`ImageFolderSource`, `CsvSource`, `HFSource`, `SyntheticSource`) share one interface:
+  iterate `Sample`s (an undecodable image gives `Sample(image=None, error=reason)`, it does not stop a
+  50,000-image sweep), `len()`, `name`, `provenance()` (JSON: kind, location, revision, rows and a
+  fingerprint that changes when the data changes) and `shard(index, count)` (every count-th item,
+  so that N workers split a dataset without coordination and the union is the whole).
+* `DATASETS`, the registry of the paper's datasets (SPEC sections 2 and 5): label space, expected row
+  count, hub repository when there is one, and how to point the package at a local copy when the data
+  is gated. `open_dataset(name, root)` checks the row count before anything is decoded.
+
+Labels are always ImageNet-1k indices (0-999, sorted-synset order); the label space of a dataset
+(e.g. the 200 classes of ImageNet-A) says which logits evaluation keeps, it does not renumber labels.
+"""
+from __future__ import annotations
+
+import copy
+import csv as _csv
+import functools
+import glob
+import hashlib
+import importlib.util
+import io
+import itertools
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+
+@dataclass
+class Sample:
+    """One image of a dataset. `image` is None when it could not be decoded; `error` says why.
+
+    labels: ImageNet-1k indices (0-999) of every correct class (one for single-label sets, several
+    for ReaL / ImageNet-Hard, possibly empty for ReaL images the paper leaves out).
+    """
+
+    image_id: str
+    image: Any  # PIL.Image.Image in mode RGB, or None
+    labels: tuple[int, ...]
+    error: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+# ================================================================================================
+# Decoding
+# ================================================================================================
+class BadImage(ValueError):
+    """An image that cannot be decoded; `reason` is short enough for a results table."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason(exc: BaseException) -> str:
+    """Map PIL's many exception types to the few reasons a user can act on."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"decompression bomb ({_short(exc)})"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (unrecognised format)"
+    if "truncated" in str(exc).lower():
+        return f"truncated file ({_short(exc)})"
+    return f"decode error ({_short(exc)})"
+
+
+def _open(src) -> tuple[Image.Image, bool]:
+    """Open (header only) a path, bytes, file object or PIL image. Returns (image, opened_here)."""
+    if isinstance(src, Image.Image):
+        return src, False
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise BadImage("empty file (0 bytes)")
+        fp, what = io.BytesIO(bytes(src)), "bytes"
+    elif isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        try:
+            if path.stat().st_size == 0:
+                raise BadImage("empty file (0 bytes)")
+        except FileNotFoundError:
+            raise BadImage(f"file not found: {path}") from None
+        except OSError as e:
+            raise BadImage(f"unreadable file ({_short(e)})") from e
+        fp, what = path, str(path)
+    elif hasattr(src, "read"):
+        fp, what = src, "file object"
+    else:
+        raise ValueError(f"load_image: src must be a path, bytes, a file or a PIL image, got {type(src).__name__}")
+    try:
+        return Image.open(fp), True
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error... by format
+        raise BadImage(_reason(e)) from e
+
+
+def _sixteen_bit_to_rgb(im: Image.Image) -> Image.Image:
+    """16-bit grey (I;16*): the top byte, as a 16-to-8-bit conversion should (PIL's convert clips)."""
+    arr = np.asarray(im).astype(np.uint32)  # [H, W], 0..65535
+    return Image.fromarray((arr >> 8).astype(np.uint8), "L").convert("RGB")
+
+
+def _int32_to_rgb(im: Image.Image) -> Image.Image:
+    """Mode I: 16-bit PNG/TIFF decode to I in older Pillows, so values within 0..65535 are taken as
+    16-bit samples (>> 8); anything else (negative or wider) is stretched from its min..max."""
+    arr = np.asarray(im).astype(np.int64)  # [H, W]
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo >= 0 and hi <= 65535:
+        out = arr >> 8
+    else:
+        span = max(hi - lo, 1)
+        out = ((arr - lo) * 255 + span // 2) // span  # integer rounding, half up
+    return Image.fromarray(out.astype(np.uint8), "L").convert("RGB")
+
+
+def _float_to_rgb(im: Image.Image) -> Image.Image:
+    """Mode F: intensities in 0..1 when the maximum is at most 1, else grey levels 0..255 (clipped);
+    NaN and infinities become 0."""
+    arr = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)  # [H, W]
+    if arr.size and arr.max() <= 1.0:
+        arr = arr * 255.0
+    return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+
+
+def _palette_to_rgb(im: Image.Image) -> Image.Image:
+    """Same pixels as `.convert("RGB")` (palette colours, transparency ignored); going through RGBA
+    only avoids PIL's warning about palette transparency given as bytes."""
+    if "transparency" in im.info:
+        return im.convert("RGBA").convert("RGB")
+    return im.convert("RGB")
+
+
+#: Modes that need more than PIL's `.convert("RGB")`; every other mode (L, 1, LA, RGBA, CMYK,
+#: YCbCr, ...) goes through `.convert("RGB")`, the authors' conversion.
+_TO_RGB: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "RGB": lambda im: im,
+    "I;16": _sixteen_bit_to_rgb,
+    "I;16L": _sixteen_bit_to_rgb,
+    "I;16B": _sixteen_bit_to_rgb,
+    "I;16N": _sixteen_bit_to_rgb,
+    "I": _int32_to_rgb,
+    "F": _float_to_rgb,
+    "P": _palette_to_rgb,
+}
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    convert = _TO_RGB.get(im.mode)
+    if convert is not None:
+        return convert(im)
+    try:
+        return im.convert("RGB")
+    except ValueError as e:
+        raise BadImage(f"unsupported image mode {im.mode!r}") from e
+
+
+def load_image(src, *, exif_transpose: bool = False, max_pixels: int | None = None) -> Image.Image:
+    """Decode `src` (path, bytes, binary file object or PIL image) fully into a new RGB image.
+
+    exif_transpose: False (default) keeps the stored pixel orientation, as the authors'
+    `Image.open().convert("RGB")` did; True applies the EXIF orientation tag (what a viewer shows).
+    max_pixels: width * height above which the image is refused as a decompression bomb; None uses
+    PIL's `Image.MAX_IMAGE_PIXELS` (89,478,485). PIL itself refuses twice its limit at open time, so a
+    larger `max_pixels` also needs a larger `Image.MAX_IMAGE_PIXELS`.
+    Raises BadImage (a ValueError) with a short reason. Note: if some library has set
+    `PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`, PIL pads truncated files with grey instead of
+    failing; `Source.provenance()` records that flag.
+    """
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"load_image: max_pixels must be >= 1 or None, got {max_pixels}")
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    im, opened_here = _open(src)
+    try:
+        w, h = im.size
+        if w < 1 or h < 1:
+            raise BadImage(f"empty image ({w}x{h})")
+        if limit is not None and w * h > limit:
+            raise BadImage(f"decompression bomb ({w}x{h} = {w * h} pixels > {limit})")
+        try:
+            im.load()  # the full decode: truncated and corrupt data fail here
+            oriented = ImageOps.exif_transpose(im) if exif_transpose else im
+            rgb = _to_rgb(oriented)
+        except BadImage:
+            raise
+        except Exception as e:
+            raise BadImage(_reason(e)) from e
+        # never hand back the caller's object or one tied to an open file
+        return rgb.copy() if rgb is im else rgb
+    finally:
+        if opened_here:
+            im.close()
+
+
+# ================================================================================================
+# Labels
+# ================================================================================================
+_LABEL_SPLIT = re.compile(r"[;,\s]+")
+
+
+def parse_labels(value) -> tuple[int, ...]:
+    """A label cell -> sorted tuple of distinct non-negative ints.
+
+    Accepts an int, a list/array of ints, None/NaN/"" (empty set), or a string: "3", "3;5", "3 5",
+    "3,5" or a JSON list "[3, 5]".
+    """
+    if value is None:
+        return ()
+    if isinstance(value, bool):
+        raise ValueError(f"label must be an integer, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        items = [int(value)]
+    elif isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return ()
+        if not float(value).is_integer():
+            raise ValueError(f"label must be an integer, got {value!r}")
+        items = [int(value)]
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return ()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"bad JSON label list {text!r}") from e
+            return parse_labels(parsed)
+        try:
+            items = [int(tok) for tok in _LABEL_SPLIT.split(text) if tok]
+        except ValueError as e:
+            raise ValueError(f"labels must be integers separated by ';', ',' or spaces, got {text!r}") from e
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        items = []
+        for v in value:
+            items.extend(parse_labels(v))
+    else:
+        raise ValueError(f"cannot read labels from {type(value).__name__} {value!r}")
+    if any(v < 0 for v in items):
+        raise ValueError(f"labels must be >= 0, got {items}")
+    return tuple(sorted(set(items)))
+
+
+def _timm_info(name: str) -> Path:
+    """A file of timm's `timm/data/_info` folder (the class lists SPEC section 2 relies on).
+
+    Found through the package path rather than `importlib.resources.files("timm.data")`, which
+    imports timm (and torch): seconds spent for a text file.
+    """
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("timm is not installed: its imagenet_*.txt/json class files are needed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "_info" / name
+    if not path.is_file():
+        raise RuntimeError(f"timm has no data/_info/{name} at {path}")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_synsets() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k synsets in the standard sorted order (index = label)."""
+    synsets = tuple(s for s in _timm_info("imagenet_synsets.txt").read_text().split() if s)
+    if len(synsets) != 1000:
+        raise RuntimeError(f"timm's imagenet_synsets.txt has {len(synsets)} entries, expected 1000")
+    return synsets
+
+
+@functools.lru_cache(maxsize=1)
+def _synset_index() -> dict[str, int]:
+    return {s: i for i, s in enumerate(imagenet_synsets())}
+
+
+@functools.lru_cache(maxsize=1)
+def real_labels() -> tuple[tuple[int, ...], ...]:
+    """ImageNet-ReaL label sets of the 50,000 val images, in ILSVRC2012_val_00000001.. order.
+
+    From timm's `imagenet_real_labels.json`; 3,163 sets are empty (the images ReaL leaves out).
+    """
+    raw = json.loads(_timm_info("imagenet_real_labels.json").read_text())
+    if len(raw) != 50000:
+        raise RuntimeError(f"timm's imagenet_real_labels.json has {len(raw)} entries, expected 50000")
+    return tuple(tuple(sorted(set(int(v) for v in s))) for s in raw)
+
+
+def real_label_sets(original_labels: Sequence[int]) -> list[tuple[int, ...]]:
+    """IN+ReaL (SPEC 2): each val image's original label united with its ReaL set, all 50,000.
+
+    original_labels: the 50,000 original val labels in ILSVRC2012_val_00000001.. order. For ReaL
+    alone use `real_labels()` and leave out the empty sets (46,837 remain).
+    """
+    real = real_labels()
+    if len(original_labels) != len(real):
+        raise ValueError(f"real_label_sets: need {len(real)} original labels in val order, got {len(original_labels)}")
+    return [tuple(sorted(set(r) | {int(o)})) for o, r in zip(original_labels, real)]
+
+
+# ================================================================================================
+# Fingerprints
+# ================================================================================================
+def _size_token(path: Path) -> str:
+    return str(path.stat().st_size)
+
+
+def _sha256_token(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+#: How a file enters a content fingerprint: its size (cheap: one stat) or its bytes (exact, slower).
+FINGERPRINTS: dict[str, Callable[[Path], str]] = {"size": _size_token, "sha256": _sha256_token}
+
+
+def _files_fingerprint(files: Iterable[tuple[str, Path]], method: str, prefix: bytes = b"") -> str:
+    """sha256 over sorted (relative path, size-or-hash) lines; a missing file hashes as 'missing'."""
+    token = FINGERPRINTS[method]
+    h = hashlib.sha256(prefix)
+    for rel, path in sorted(files, key=lambda t: t[0]):
+        try:
+            tok = token(path)
+        except OSError:
+            tok = "missing"
+        h.update(f"{rel}\t{tok}\n".encode())
+    return h.hexdigest()
+
+
+def _check_fingerprint_method(owner: str, method: str) -> None:
+    if method not in FINGERPRINTS:
+        raise ValueError(f"{owner}: fingerprint must be one of {sorted(FINGERPRINTS)}, got {method!r}")
+
+
+# ================================================================================================
+# Sources
+# ================================================================================================
+@dataclass
+class Record:
+    """What a source knows about an item before decoding it: id, labels, and how to read it."""
+
+    image_id: str
+    ref: Any  # source-specific: a path, a row position, an image value
+    labels: tuple[int, ...]
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a source turns stored bytes into the Sample's image (see `load_image`).
+
+    crop_border: pixels cut from every side after decoding (ObjectNet's red frame); images not larger
+    than twice the border are left whole.
+    """
+
+    exif_transpose: bool = False
+    crop_border: int = 0
+    max_pixels: int | None = None
+
+
+class Source:
+    """Base of every source: an ordered list of Records (or a stream of them) plus a reader.
+
+    Subclasses fill `self._records` (indexed sources) or override `_stream` and `_total_rows`
+    (streaming sources), implement `_read(ref)` and describe themselves in `_provenance`.
+    """
+
+    kind = "source"
+
+    def __init__(self, name: str):
+        self.name = name
+        self._records: list[Record] | None = None  # None: a stream
+        self._shard: tuple[int, int] = (0, 1)
+        self._decode = DecodeOptions()
+        self._relabels: list[str] = []
+        self._extra: dict = {}
+
+    # ---- hooks -------------------------------------------------------------------------------
+    def _read(self, ref):
+        """ref -> something `load_image` accepts (a path by default); BadImage when unreadable."""
+        return ref
+
+    def _stream(self) -> Iterator[Record]:
+        return iter(self._records)
+
+    def _total_rows(self) -> int | None:
+        return None if self._records is None else len(self._records)
+
+    def _provenance(self) -> dict:
+        """kind-specific fields: at least location, revision, fingerprint, fingerprint_method."""
+        raise NotImplementedError
+
+    # ---- the interface -----------------------------------------------------------------------
+    def _iter_records(self) -> Iterator[Record]:
+        index, count = self._shard
+        if self._records is not None:
+            return iter(self._records[index::count])
+        return itertools.islice(self._stream(), index, None, count)
+
+    def records(self) -> list[Record]:
+        """This shard's records (ids, labels, meta) without decoding anything; indexed sources only."""
+        if self._records is None:
+            raise ValueError(f"{self.name}: records() needs an indexed source; this one streams")
+        index, count = self._shard
+        return self._records[index::count]
+
+    def __iter__(self) -> Iterator[Sample]:
+        for rec in self._iter_records():
+            yield self._sample(rec)
+
+    def __len__(self) -> int:
+        total = self._total_rows()
+        if total is None:
+            raise TypeError(f"{self.name}: length unknown (a stream without row-count metadata)")
+        index, count = self._shard
+        return len(range(index, total, count))
+
+    def __getitem__(self, i: int) -> Sample:
+        """Map-style access (torch DataLoader workers): the i-th Sample of this shard."""
+        if self._records is None:
+            raise ValueError(f"{self.name}: indexing needs an indexed source; this one streams")
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"{self.name}: index {i} out of range for {n} items")
+        index, count = self._shard
+        return self._sample(self._records[index + (i % n) * count])
+
+    def __repr__(self) -> str:
+        try:
+            n = len(self)
+        except TypeError:
+            n = "?"
+        shard = "" if self._shard == (0, 1) else f", shard={self._shard[0]}/{self._shard[1]}"
+        return f"{type(self).__name__}(name={self.name!r}, rows={n}{shard})"
+
+    def _sample(self, rec: Record) -> Sample:
+        opts = self._decode
+        try:
+            image = load_image(self._read(rec.ref), exif_transpose=opts.exif_transpose, max_pixels=opts.max_pixels)
+        except BadImage as e:
+            return Sample(rec.image_id, None, rec.labels, error=e.reason, meta=dict(rec.meta))
+        b = opts.crop_border
+        if b and image.width > 2 * b and image.height > 2 * b:
+            image = image.crop((b, b, image.width - b, image.height - b))
+        return Sample(rec.image_id, image, rec.labels, meta=dict(rec.meta))
+
+    def shard(self, index: int, count: int) -> "Source":
+        """Items index, index + count, index + 2 count, ... by position (shards of shards compose)."""
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"shard: need count >= 1 and 0 <= index < count, got index={index}, count={count}")
+        i0, c0 = self._shard
+        out = copy.copy(self)
+        out._shard = (i0 + c0 * index, c0 * count)
+        return out
+
+    def with_decoding(
+        self,
+        *,
+        exif_transpose: bool | None = None,
+        crop_border: int | None = None,
+        max_pixels: int | None = None,
+    ) -> "Source":
+        """A copy decoding differently (None keeps the current setting)."""
+        if crop_border is not None and crop_border < 0:
+            raise ValueError(f"with_decoding: crop_border must be >= 0, got {crop_border}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"with_decoding: max_pixels must be >= 1, got {max_pixels}")
+        d = self._decode
+        out = copy.copy(self)
+        out._decode = DecodeOptions(
+            exif_transpose=d.exif_transpose if exif_transpose is None else bool(exif_transpose),
+            crop_border=d.crop_border if crop_border is None else int(crop_border),
+            max_pixels=d.max_pixels if max_pixels is None else int(max_pixels),
+        )
+        return out
+
+    def relabel(self, fn: Callable[[Record], tuple[int, ...] | None], note: str) -> "Source":
+        """A copy whose labels are fn(record); records for which fn returns None are left out.
+
+        Applies to the whole dataset; an existing shard setting is kept and applies afterwards.
+        `note` is recorded in the provenance.
+        """
+        if self._records is None:
+            raise ValueError(f"{self.name}: relabel needs an indexed source; this one streams")
+        records = []
+        for rec in self._records:
+            labels = fn(rec)
+            if labels is not None:
+                records.append(Record(rec.image_id, rec.ref, parse_labels(list(labels)), rec.meta))
+        out = copy.copy(self)
+        out._records = records
+        out._relabels = [*self._relabels, note]
+        return out
+
+    def provenance(self) -> dict:
+        """JSON-serialisable description: what was read, from where, at which revision, and a
+        fingerprint of the content (whole dataset, whatever the shard)."""
+        out = {"kind": self.kind, "name": self.name, "rows": self._total_rows()}
+        out.update(self._provenance())
+        if self._records is not None:
+            h = hashlib.sha256()
+            for rec in self._records:
+                h.update(f"{rec.image_id}\t{','.join(map(str, rec.labels))}\n".encode())
+            out["labels_fingerprint"] = h.hexdigest()
+        index, count = self._shard
+        try:
+            shard_rows = len(self)
+        except TypeError:
+            shard_rows = None
+        out["shard"] = {"index": index, "count": count, "rows": shard_rows}
+        out["relabel"] = list(self._relabels)
+        out["decoding"] = {
+            "exif_transpose": self._decode.exif_transpose,
+            "crop_border": self._decode.crop_border,
+            "max_pixels": self._decode.max_pixels or Image.MAX_IMAGE_PIXELS,
+            "pil_load_truncated_images": bool(ImageFile.LOAD_TRUNCATED_IMAGES),
+            "pillow": Image.__version__,
+        }
+        out.update(self._extra)
+        return out
+
+
+def _check_unique_ids(owner: str, records: Sequence[Record]) -> None:
+    seen: set[str] = set()
+    for rec in records:
+        if rec.image_id in seen:
+            raise ValueError(f"{owner}: duplicate image id {rec.image_id!r}")
+        seen.add(rec.image_id)
+
+
+# ---- image folders ---------------------------------------------------------------------------
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_SYNSET = re.compile(r"^n\d{8}$")
+
+
+def _synset_labels(folders: list[str]) -> dict[str, int]:
+    index = _synset_index()
+    unknown = [f for f in folders if f not in index]
+    if unknown:
+        raise ValueError(f"folders are not ImageNet-1k synsets: {unknown[:5]}")
+    return {f: index[f] for f in folders}
+
+
+def _integer_labels(folders: list[str]) -> dict[str, int]:
+    bad = [f for f in folders if not f.isdigit()]
+    if bad:
+        raise ValueError(f"folders are not class indices: {bad[:5]}")
+    return {f: int(f) for f in folders}
+
+
+def _sorted_labels(folders: list[str]) -> dict[str, int]:
+    return {f: i for i, f in enumerate(sorted(folders))}
+
+
+#: How class folders become labels. "synsets": ImageNet synset folders (nXXXXXXXX; ImageNet val,
+#: -A, -R, -Sketch) -> index in timm's sorted-synset list; "integers": folders named by the class
+#: index (ImageNet-V2's 0..999); "sorted": position in the sorted folder list (torchvision).
+FOLDER_LABELINGS: dict[str, Callable[[list[str]], dict[str, int]]] = {
+    "synsets": _synset_labels,
+    "integers": _integer_labels,
+    "sorted": _sorted_labels,
+}
+
+
+def _auto_labeling(folders: list[str]) -> str:
+    if all(_SYNSET.match(f) for f in folders):
+        return "synsets"
+    if all(f.isdigit() for f in folders):
+        return "integers"
+    return "sorted"
+
+
+class ImageFolderSource(Source):
+    """root/<class folder>/.../<image>: one class per top-level folder, image id = relative path.
+
+    classes: None picks the labeling from the folder names ("synsets" when every folder is an
+    ImageNet synset, "integers" when every folder is a number, else "sorted"); a name of
+    `FOLDER_LABELINGS` forces one; a list gives the class order explicitly (label = position).
+    fingerprint: "size" (relative path + size of every file) or "sha256" (file contents).
+    """
+
+    kind = "folder"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        classes: Sequence[str] | str | None = None,
+        *,
+        fingerprint: str = "size",
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    ):
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"ImageFolderSource: {root} is not a directory")
+        _check_fingerprint_method("ImageFolderSource", fingerprint)
+        if isinstance(classes, str) and classes not in FOLDER_LABELINGS:
+            raise ValueError(
+                f"ImageFolderSource: classes must be a list or one of {sorted(FOLDER_LABELINGS)}, got {classes!r}"
+            )
+        folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not folders:
+            raise ValueError(f"ImageFolderSource: no class folders in {root}")
+        if classes is None or isinstance(classes, str):
+            self.labeling = classes or _auto_labeling(folders)
+            try:
+                class_of = FOLDER_LABELINGS[self.labeling](folders)
+            except ValueError as e:
+                raise ValueError(f"ImageFolderSource({root}): {e}") from None
+        else:
+            order = {c: i for i, c in enumerate(classes)}
+            missing = [f for f in folders if f not in order]
+            if missing:
+                raise ValueError(f"ImageFolderSource({root}): folders not in classes: {missing[:5]}")
+            self.labeling = "explicit"
+            class_of = {f: order[f] for f in folders}
+        super().__init__(root.name)
+        self.root = root
+        self.classes = None if classes is None or isinstance(classes, str) else list(classes)
+        self.fingerprint_method = fingerprint
+        exts = tuple(e.lower() for e in extensions)
+        records = []
+        for folder in folders:
+            for dirpath, dirnames, filenames in os.walk(root / folder, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fname in filenames:
+                    if fname.lower().endswith(exts) and not fname.startswith("."):
+                        path = Path(dirpath) / fname
+                        rel = path.relative_to(root).as_posix()
+                        records.append(Record(rel, path, (class_of[folder],), {"folder": folder}))
+        if not records:
+            raise ValueError(f"ImageFolderSource: no image files ({', '.join(exts)}) under {root}")
+        records.sort(key=lambda r: r.image_id)
+        self._records = records
+        self._files = records  # what the fingerprint covers, whatever relabel() later leaves out
+
+    def _provenance(self) -> dict:
+        files = [(r.image_id, r.ref) for r in self._files]
+        return {
+            "location": str(self.root.resolve()),
+            "revision": None,
+            "labeling": self.labeling,
+            "classes": self.classes,
+            "fingerprint_method": f"sha256 over sorted (relative path, {self.fingerprint_method})",
+            "fingerprint": _files_fingerprint(files, self.fingerprint_method),
+        }
+
+
+# ---- ObjectNet ------------------------------------------------------------------------------
+class ObjectNetSource(Source):
+    """The ObjectNet 1.0 release as distributed: root/images/<folder>/*.png and
+    root/mappings/folder_to_objectnet_label.json (folder -> ObjectNet class).
+
+    Only the folders whose ObjectNet class overlaps ImageNet are kept (113 classes, or the 104
+    one-to-one ones with one_to_one=True); labels are the ImageNet-1k indices of that class
+    (`zoomstudy.labels.objectnet_classes`, several for 9 classes). Image id = path under images/.
+    The red border is not cut here: `open_dataset("objectnet")` crops 2 px (`with_decoding`).
+    """
+
+    kind = "objectnet"
+
+    def __init__(self, root: str | os.PathLike, *, one_to_one: bool = False, fingerprint: str = "size"):
+        root = Path(root).expanduser()
+        folder_map_path = root / "mappings" / "folder_to_objectnet_label.json"
+        if not (root / "images").is_dir() or not folder_map_path.is_file():
+            raise ValueError(f"ObjectNetSource: {root} needs images/ and mappings/folder_to_objectnet_label.json")
+        _check_fingerprint_method("ObjectNetSource", fingerprint)
+        from .labels import objectnet_classes  # the ObjectNet -> ImageNet mapping lives with the label spaces
+
+        own_mapping = root / "mappings" / "objectnet_to_imagenet_1k.json"
+        classes = objectnet_classes(own_mapping if own_mapping.is_file() else None, one_to_one=one_to_one)
+        folder_to_class = json.loads(folder_map_path.read_text())
+        super().__init__(root.name)
+        self.root, self.one_to_one, self.fingerprint_method = root, one_to_one, fingerprint
+        images = root / "images"
+        records = []
+        for folder in sorted(d.name for d in images.iterdir() if d.is_dir()):
+            labels = classes.get(folder_to_class.get(folder, ""))
+            if labels is None:
+                continue
+            for path in sorted((images / folder).iterdir()):
+                if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
+                    meta = {"objectnet_class": folder_to_class[folder]}
+                    records.append(Record(f"{folder}/{path.name}", path, labels, meta))
+        if not records:
+            raise ValueError(f"ObjectNetSource: no images of ImageNet-overlapping classes under {images}")
+        self._records = records
+        self._files = records
+
+    def _provenance(self) -> dict:
+        return {
+            "location": str(self.root.resolve()),
+            "revision": None,
+            "classes": "104 one-to-one" if self.one_to_one else "113 overlapping",
+            "fingerprint_method": f"sha256 over sorted (path under images/, {self.fingerprint_method})",
+            "fingerprint": _files_fingerprint([(r.image_id, r.ref) for r in self._files], self.fingerprint_method),
+        }
+
+
+# ---- folder + CSV ----------------------------------------------------------------------------
+class CsvSource(Source):
+    """A folder of images plus a CSV listing them: one row per image, in CSV order.
+
+    csv: the CSV path (relative paths are taken inside root); None means root/labels.csv.
+    The file column is the path relative to root (it is also the image id); the label column holds
+    one index or a multi-label set ("3;5", "3 5" or "[3, 5]"; empty = no label). Other columns go to
+    Sample.meta. A listed file that is missing gives an error Sample, not an exception.
+    """
+
+    kind = "csv"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        csv: str | os.PathLike | None = None,
+        file_column: str = "file",
+        label_column: str = "label",
+        *,
+        fingerprint: str = "size",
+    ):
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"CsvSource: {root} is not a directory")
+        _check_fingerprint_method("CsvSource", fingerprint)
+        csv_path = root / "labels.csv" if csv is None else Path(csv).expanduser()
+        if not csv_path.is_absolute() and not csv_path.exists():
+            csv_path = root / csv_path
+        if not csv_path.is_file():
+            raise ValueError(f"CsvSource: CSV file {csv_path} not found")
+        super().__init__(root.name)
+        self.root, self.csv_path = root, csv_path
+        self.file_column, self.label_column = file_column, label_column
+        self.fingerprint_method = fingerprint
+        self._csv_bytes = csv_path.read_bytes()
+        reader = _csv.DictReader(io.StringIO(self._csv_bytes.decode("utf-8-sig"), newline=""))
+        columns = reader.fieldnames or []
+        for col in (file_column, label_column):
+            if col not in columns:
+                raise ValueError(f"CsvSource: {csv_path} has no column {col!r} (columns: {columns})")
+        records = []
+        for line, row in enumerate(reader, start=2):
+            file = (row[file_column] or "").strip()
+            if not file:
+                raise ValueError(f"CsvSource: {csv_path}:{line}: empty {file_column!r}")
+            try:
+                labels = parse_labels(row[label_column])
+            except ValueError as e:
+                raise ValueError(f"CsvSource: {csv_path}:{line}: {e}") from None
+            meta = {k: v for k, v in row.items() if k not in (file_column, label_column) and k is not None}
+            records.append(Record(file, root / file, labels, meta))
+        if not records:
+            raise ValueError(f"CsvSource: {csv_path} lists no images")
+        _check_unique_ids(f"CsvSource({csv_path})", records)
+        self._records = records
+        self._files = records
+
+    def _provenance(self) -> dict:
+        return {
+            "location": str(self.root.resolve()),
+            "csv": str(self.csv_path.resolve()),
+            "csv_sha256": hashlib.sha256(self._csv_bytes).hexdigest(),
+            "revision": None,
+            "fingerprint_method": f"sha256 over the CSV bytes and sorted (file, {self.fingerprint_method})",
+            "fingerprint": _files_fingerprint(
+                [(r.image_id, r.ref) for r in self._files], self.fingerprint_method, prefix=self._csv_bytes
+            ),
+        }
+
+
+# ---- Hugging Face datasets -------------------------------------------------------------------
+#: `datasets` builders that read local files (no hub repository, so no revision to pin).
+_PACKAGED_BUILDERS = ("parquet", "arrow", "csv", "json", "imagefolder", "webdataset")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _expand_data_files(data_files) -> dict[str, list[Path]] | None:
+    """Local data_files (a path, a folder of parquet files, a glob, a list of them, or a
+    {split: any of those} dict) -> {split: files}; without a dict `datasets` names the split "train"."""
+    if data_files is None:
+        return None
+    per_split = data_files if isinstance(data_files, dict) else {"train": data_files}
+    out: dict[str, list[Path]] = {}
+    for split, items in per_split.items():
+        items = [items] if isinstance(items, (str, os.PathLike)) else list(items)
+        files: list[Path] = []
+        for item in items:
+            p = Path(item).expanduser()
+            if p.is_dir():
+                files.extend(sorted(p.rglob("*.parquet")))
+            elif glob.has_magic(str(p)):
+                files.extend(Path(f) for f in sorted(glob.glob(str(p), recursive=True)))
+            else:
+                files.append(p)
+        out[str(split)] = files
+    return out
+
+
+def _hf_image_ref(value):
+    """A row's image value (Image(decode=False) dict, bytes, path, PIL image) -> load_image input."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return value["bytes"]
+        if value.get("path"):
+            return value["path"]
+        raise BadImage("row has no image (empty bytes and path)")
+    if isinstance(value, (bytes, bytearray, str, Image.Image)):
+        return value
+    if value is None:
+        raise BadImage("row has no image")
+    raise BadImage(f"unsupported image value of type {type(value).__name__}")
+
+
+class HFSource(Source):
+    """A Hugging Face dataset split (hub repository or local parquet files through `datasets`).
+
+    Hub repositories need a `revision` (commit sha best; a branch such as "main" moves, which is why
+    `expected_rows` exists: ImageNet-Hard changed size several times). The row count is checked before
+    any image is decoded. Images are read undecoded (`datasets.Image(decode=False)`) and decoded by
+    `load_image`, so a broken row gives an error Sample. Image id: the `id_column` value, else the row
+    index. Columns other than image and label go to Sample.meta (e.g. ImageNet-Hard's origin).
+    A local parquet file or folder works with `repo_id="parquet", data_files=PATH` (split "train").
+    Streaming shards skip rows of one stream (each shard reads the whole stream).
+    """
+
+    kind = "hf"
+
+    def __init__(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        split: str = "train",
+        image_column: str = "image",
+        label_column: str = "label",
+        id_column: str | None = None,
+        streaming: bool = False,
+        expected_rows: int | None = None,
+        data_files=None,
+        cache_dir: str | os.PathLike | None = None,
+    ):
+        split_files = _expand_data_files(data_files)
+        is_local = split_files is not None or repo_id in _PACKAGED_BUILDERS or Path(repo_id).expanduser().exists()
+        if not is_local and not revision:
+            raise ValueError(
+                f"HFSource({repo_id!r}): pin a revision (a commit sha) for a hub dataset; "
+                f"revision=None would read whatever the repository holds today"
+            )
+        if expected_rows is not None and expected_rows < 0:
+            raise ValueError(f"HFSource: expected_rows must be >= 0 or None, got {expected_rows}")
+        if split_files is not None:
+            if split not in split_files:
+                raise ValueError(f"HFSource: split {split!r} not in data_files (splits: {sorted(split_files)})")
+            every = [f for fs in split_files.values() for f in fs]
+            missing = [str(f) for f in every if not f.is_file()]
+            if not split_files[split] or missing:
+                raise ValueError(f"HFSource: data files not found: {missing[:3] or data_files}")
+        files = None if split_files is None else split_files[split]
+        import datasets  # lazy: a GPU box without `datasets` still imports zoomstudy.data
+
+        super().__init__(repo_id if files is None else (files[0].parent.name or repo_id))
+        self.repo_id, self.revision, self.split = repo_id, revision, split
+        self.image_column, self.label_column, self.id_column = image_column, label_column, id_column
+        self.streaming, self.expected_rows = streaming, expected_rows
+        self._data_files = files
+        load_files = None if split_files is None else {k: [str(f) for f in fs] for k, fs in split_files.items()}
+        ds = datasets.load_dataset(
+            repo_id, revision=revision, split=split, data_files=load_files, streaming=streaming, cache_dir=cache_dir
+        )
+        features = ds.features
+        if features is not None:
+            for col in (image_column, label_column) + ((id_column,) if id_column else ()):
+                if col not in features:
+                    raise ValueError(f"HFSource({repo_id}): no column {col!r} (columns: {list(features)})")
+            if isinstance(features[image_column], datasets.Image):
+                ds = ds.cast_column(image_column, datasets.Image(decode=False))
+            self._meta_columns = [
+                c
+                for c in features
+                if c not in (image_column, label_column) and not isinstance(features[c], datasets.Image)
+            ]
+        else:
+            self._meta_columns = None  # unknown until rows arrive
+        self._rows = self._count_rows(ds)
+        if expected_rows is not None:
+            where = f"{repo_id}@{revision or 'local'} split {split!r}"
+            if self._rows is None:
+                raise ValueError(
+                    f"HFSource: cannot check expected_rows={expected_rows} for {where}: the stream has no row count "
+                    f"(use streaming=False or expected_rows=None)"
+                )
+            if self._rows != expected_rows:
+                raise ValueError(
+                    f"HFSource: {where} has {self._rows} rows, expected {expected_rows} "
+                    f"(pin the revision that has {expected_rows} rows)"
+                )
+        self.resolved_revision = revision if (revision and _SHA.match(revision)) else None
+        if not is_local and self.resolved_revision is None:
+            self.resolved_revision = _resolve_hub_sha(repo_id, revision)
+        self._ds_fingerprint = getattr(ds, "_fingerprint", None)
+        if streaming:
+            self._stream_ds = ds
+        else:
+            other = [c for c in ds.column_names if c != image_column]
+            rows = ds.select_columns(other).to_list()  # labels, ids, meta: small columns only
+            self._images = ds.select_columns([image_column])
+            records = [self._record(i, row, ref=i) for i, row in enumerate(rows)]
+            _check_unique_ids(f"HFSource({repo_id})", records)
+            self._records = records
+
+    def _count_rows(self, ds) -> int | None:
+        if not self.streaming:
+            return ds.num_rows
+        splits = getattr(ds.info, "splits", None)
+        if splits and self.split in splits and splits[self.split].num_examples:
+            return int(splits[self.split].num_examples)
+        if self._data_files and all(f.suffix == ".parquet" for f in self._data_files):
+            import pyarrow.parquet as pq
+
+            return sum(pq.ParquetFile(f).metadata.num_rows for f in self._data_files)
+        return None
+
+    def _record(self, position: int, row: dict, ref) -> Record:
+        image_id = str(row[self.id_column]) if self.id_column else str(position)
+        try:
+            labels = parse_labels(row[self.label_column])
+        except ValueError as e:
+            raise ValueError(f"HFSource({self.repo_id}): row {position}: {e}") from None
+        skip = (self.image_column, self.label_column)
+        keep = self._meta_columns
+        meta = {k: v for k, v in row.items() if k not in skip and (keep is None or k in keep)}
+        return Record(image_id, ref, labels, meta)
+
+    def _stream(self) -> Iterator[Record]:
+        for i, row in enumerate(self._stream_ds):
+            yield self._record(i, row, ref=row[self.image_column])
+
+    def _total_rows(self) -> int | None:
+        return len(self._records) if self._records is not None else self._rows
+
+    def _read(self, ref):
+        value = self._images[ref][self.image_column] if self._records is not None else ref
+        return _hf_image_ref(value)
+
+    def _provenance(self) -> dict:
+        if self._data_files is not None:
+            base = os.path.commonpath([str(f.resolve().parent) for f in self._data_files])
+            files = [(os.path.relpath(f.resolve(), base), f) for f in self._data_files]
+            location = [str(f.resolve()) for f in self._data_files]
+            method, digest = "sha256 over sorted (relative data file, size)", _files_fingerprint(files, "size")
+        else:
+            location = self.repo_id
+            key = [self.repo_id, self.resolved_revision or self.revision, self.split, self._rows, self._ds_fingerprint]
+            method = "sha256 over (repo, resolved revision, split, rows, datasets fingerprint)"
+            digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
+        return {
+            "location": location,
+            "revision": self.revision,
+            "resolved_revision": self.resolved_revision,
+            "split": self.split,
+            "streaming": self.streaming,
+            "fingerprint_method": method,
+            "fingerprint": digest,
+        }
+
+
+def _resolve_hub_sha(repo_id: str, revision: str | None) -> str | None:
+    """The commit a branch or tag points at now (recorded in provenance); None when offline."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(repo_id, revision=revision).sha
+    except Exception:  # offline, gated, or no huggingface_hub: provenance keeps the requested revision
+        return None
+
+
+# ---- synthetic -------------------------------------------------------------------------------
+class SyntheticSource(Source):
+    """Deterministic random images for tests and benchmarks: item i depends on (seed, i) only.
+
+    size: (width, height), or ((w_min, w_max), (h_min, h_max)) inclusive ranges drawn per image.
+    The pixels are smooth random blobs plus noise (bilinear upsampling of a coarse random grid), so
+    resizing them behaves like a photo rather than like white noise.
+    """
+
+    kind = "synthetic"
+
+    def __init__(self, n: int = 16, *, size=(64, 48), n_classes: int = 1000, seed: int = 0):
+        if n < 0:
+            raise ValueError(f"SyntheticSource: n must be >= 0, got {n}")
+        if n_classes < 1:
+            raise ValueError(f"SyntheticSource: n_classes must be >= 1, got {n_classes}")
+        self.size_range = self._size_range(size)
+        super().__init__(f"synthetic-{n}")
+        self.n, self.n_classes, self.seed = int(n), int(n_classes), int(seed)
+        self._records = []
+        for i in range(self.n):
+            rng = np.random.default_rng([self.seed, i, 0])
+            label = int(rng.integers(self.n_classes))
+            (w0, w1), (h0, h1) = self.size_range
+            wh = (int(rng.integers(w0, w1 + 1)), int(rng.integers(h0, h1 + 1)))
+            self._records.append(Record(f"synthetic/{i:06d}", (i, wh), (label,), {}))
+
+    @staticmethod
+    def _size_range(size) -> tuple[tuple[int, int], tuple[int, int]]:
+        try:
+            w, h = size
+            w = (int(w), int(w)) if np.isscalar(w) else (int(w[0]), int(w[1]))
+            h = (int(h), int(h)) if np.isscalar(h) else (int(h[0]), int(h[1]))
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(
+                f"SyntheticSource: size must be (w, h) or ((w_min, w_max), (h_min, h_max)), got {size!r}"
+            ) from None
+        if min(w[0], h[0]) < 1 or w[0] > w[1] or h[0] > h[1]:
+            raise ValueError(f"SyntheticSource: sizes must be >= 1 with min <= max, got {size!r}")
+        return w, h
+
+    def _read(self, ref):
+        i, (w, h) = ref
+        rng = np.random.default_rng([self.seed, i, 1])
+        coarse = rng.integers(0, 256, (max(h // 8, 2), max(w // 8, 2), 3), dtype=np.uint8)  # [h/8, w/8, 3]
+        smooth = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BILINEAR), dtype=np.int16)  # [h, w, 3]
+        noise = rng.integers(-12, 13, (h, w, 3), dtype=np.int16)
+        return Image.fromarray(np.clip(smooth + noise, 0, 255).astype(np.uint8))
+
+    def _provenance(self) -> dict:
+        params = {"n": self.n, "size": self.size_range, "n_classes": self.n_classes, "seed": self.seed}
+        return {
+            "location": None,
+            "revision": None,
+            "params": json.loads(json.dumps(params)),
+            "fingerprint_method": "sha256 over the generator parameters",
+            "fingerprint": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest(),
+        }
+
+
+# ================================================================================================
+# The paper's datasets
+# ================================================================================================
+#: Names of the label spaces of `zoomstudy.labels` a dataset can be evaluated in.
+LABEL_SPACE_NAMES = ("imagenet1k", "imagenet-a", "imagenet-r", "objectnet", "objectnet-1to1")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of the paper: where it lives, how big it is, how its labels are built.
+
+    labels: "original" (as stored), "real" (ReaL sets, empty ones left out) or "imagenet+real"
+    (original label united with the ReaL set); the last two relabel the ImageNet val images, whose
+    file names must keep their ILSVRC2012_val_XXXXXXXX number.
+    env: environment variable that may name the local copy (used when root is None).
+    """
+
+    name: str
+    label_space: str
+    expected_rows: int | None
+    instructions: str
+    hub_repo: str | None = None
+    hub_revision: str | None = None
+    hub_split: str | None = None
+    image_column: str = "image"
+    label_column: str = "label"
+    labels: str = "original"
+    crop_border: int = 0
+    env: str = ""
+    notes: str = ""
+
+    def __post_init__(self):
+        if self.label_space not in LABEL_SPACE_NAMES:
+            raise ValueError(f"DatasetSpec {self.name}: label_space must be one of {LABEL_SPACE_NAMES}")
+        if self.labels not in _RELABELS:
+            raise ValueError(f"DatasetSpec {self.name}: labels must be one of {sorted(_RELABELS)}")
+
+
+_VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})")
+
+
+def _val_position(image_id: str) -> int:
+    m = _VAL_NUMBER.search(image_id)
+    if m is None or not 1 <= int(m.group(1)) <= 50000:
+        raise ValueError(f"image id {image_id!r} has no ILSVRC2012_val_XXXXXXXX number; ReaL labels are indexed by it")
+    return int(m.group(1)) - 1
+
+
+def _as_real(src: Source) -> Source:
+    real = real_labels()
+    return src.relabel(
+        lambda r: real[_val_position(r.image_id)] or None,
+        "ReaL label sets (timm imagenet_real_labels.json), empty sets left out",
+    )
+
+
+def _as_imagenet_plus_real(src: Source) -> Source:
+    real = real_labels()
+    return src.relabel(
+        lambda r: tuple(set(r.labels) | set(real[_val_position(r.image_id)])),
+        "original label united with the ReaL set (timm imagenet_real_labels.json)",
+    )
+
+
+#: How a dataset's labels are derived from the stored ones.
+_RELABELS: dict[str, Callable[[Source], Source]] = {
+    "original": lambda src: src,
+    "real": _as_real,
+    "imagenet+real": _as_imagenet_plus_real,
+}
+
+_VAL_HOWTO = (
+    "ImageNet-1k val is gated (image-net.org, or the Hugging Face 'ILSVRC/imagenet-1k' after accepting "
+    "its terms): pass root= a folder of 1000 synset sub-folders (the usual valprep.sh layout) or a folder "
+    "with labels.csv (file,label; label = 0-999 sorted-synset index), or set ZOOMSTUDY_IMAGENET_VAL; keep the "
+    "ILSVRC2012_val_XXXXXXXX file names (ReaL is indexed by them)"
+)
+_HARD_HOWTO = (
+    "loaded from the Hugging Face hub (MIT licence); revision 'main' is not pinned, so the row count is the "
+    "guard: pin a commit sha with revision=SHA once you know it. Offline: `huggingface-cli download {repo} "
+    "--repo-type dataset --revision SHA --local-dir DIR` and pass root=DIR (its parquet files are read) or set {env}"
+)
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("imagenet-val", "imagenet1k", 50000, _VAL_HOWTO, env="ZOOMSTUDY_IMAGENET_VAL"),
+        DatasetSpec(
+            "imagenet-real", "imagenet1k", 46837, _VAL_HOWTO, labels="real", env="ZOOMSTUDY_IMAGENET_VAL",
+            notes="ReaL: the 46,837 val images with a non-empty ReaL set; correct = prediction in the set",
+        ),
+        DatasetSpec(
+            "imagenet+real", "imagenet1k", 50000, _VAL_HOWTO, labels="imagenet+real", env="ZOOMSTUDY_IMAGENET_VAL",
+            notes="IN+ReaL: original label united with the ReaL set over all 50,000 (Table 1's 98.91% column)",
+        ),
+        DatasetSpec(
+            "imagenet-a", "imagenet-a", 7500,
+            "download imagenet-a.tar (github.com/hendrycks/natural-adv-examples), extract it and pass "
+            "root=.../imagenet-a (200 synset folders) or set ZOOMSTUDY_IMAGENET_A",
+            env="ZOOMSTUDY_IMAGENET_A", notes="logits restricted to timm's imagenet_a_indices.txt (200 classes)",
+        ),
+        DatasetSpec(
+            "imagenet-r", "imagenet-r", 30000,
+            "download imagenet-r.tar (github.com/hendrycks/imagenet-r), extract it and pass "
+            "root=.../imagenet-r (200 synset folders) or set ZOOMSTUDY_IMAGENET_R",
+            env="ZOOMSTUDY_IMAGENET_R", notes="logits restricted to timm's imagenet_r_indices.txt (200 classes)",
+        ),
+        DatasetSpec(
+            "imagenet-sketch", "imagenet1k", 50889,
+            "download ImageNet-Sketch (github.com/HaohanWang/ImageNet-Sketch) and pass root=.../sketch "
+            "(1000 synset folders) or set ZOOMSTUDY_IMAGENET_SKETCH",
+            env="ZOOMSTUDY_IMAGENET_SKETCH",
+        ),
+        DatasetSpec(
+            "imagenet-v2", "imagenet1k", 10000,
+            "download imagenetv2-matched-frequency.tar.gz (github.com/modestyachts/ImageNetV2) and pass "
+            "root=.../imagenetv2-matched-frequency-format-val (folders 0..999 = class index) "
+            "or set ZOOMSTUDY_IMAGENET_V2",
+            env="ZOOMSTUDY_IMAGENET_V2", notes="the matched-frequency variant",
+        ),
+        DatasetSpec(
+            "objectnet", "objectnet", 18574,
+            "ObjectNet is licence-gated (objectnet.dev): extract objectnet-1.0 and pass root=.../objectnet-1.0 "
+            "(images/ + mappings/; the 113 ImageNet-overlapping classes are kept) or a folder with labels.csv "
+            "(file,label = the ImageNet-1k indices of the image's class, e.g. '409;530'), or set ZOOMSTUDY_OBJECTNET",
+            crop_border=2, env="ZOOMSTUDY_OBJECTNET",
+            notes="18,574 images in the 113 ImageNet-overlapping classes is the commonly used count (not verified "
+            "here against the release; the full set is 50,000 images in 313 classes): pass expected_rows=None if "
+            "your copy differs; the 2-pixel red border is cropped by default (crop_border=0 keeps it)",
+        ),
+        DatasetSpec(
+            "imagenet-hard", "imagenet1k", 10980,
+            _HARD_HOWTO.format(repo="taesiri/imagenet-hard", env="ZOOMSTUDY_IMAGENET_HARD"),
+            hub_repo="taesiri/imagenet-hard", hub_revision="main", hub_split="validation",
+            env="ZOOMSTUDY_IMAGENET_HARD",
+            notes="labels are lists of ImageNet-1k indices (up to 10), extra columns origin and english_label; "
+            "earlier revisions had 23,845, 13,630 and 11,350 rows",
+        ),
+        DatasetSpec(
+            "imagenet-hard-4k", "imagenet1k", 10980,
+            _HARD_HOWTO.format(repo="taesiri/imagenet-hard-4K", env="ZOOMSTUDY_IMAGENET_HARD_4K"),
+            hub_repo="taesiri/imagenet-hard-4K", hub_revision="main", hub_split="validation",
+            env="ZOOMSTUDY_IMAGENET_HARD_4K",
+            notes="the ImageNet-Hard images upscaled to 4K; "
+            "raise max_pixels with with_decoding() if an image is refused",
+        ),
+    )
+}
+
+
+def _has_parquet(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix == ".parquet"
+    return path.is_dir() and (any(path.glob("*.parquet")) or any(path.glob("*/*.parquet")))
+
+
+def _open_parquet(path: Path, spec: DatasetSpec, expected: int | None, kw: dict) -> Source:
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    kw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
+    return HFSource("parquet", data_files=files, split="train", expected_rows=expected, **kw)
+
+
+#: Local layouts open_dataset recognises, tried in order: (test, opener).
+_LOCAL_LAYOUTS: list[tuple[Callable[[Path], bool], Callable[[Path, DatasetSpec, int | None, dict], Source]]] = [
+    (
+        lambda p: (p / "mappings" / "folder_to_objectnet_label.json").is_file(),
+        lambda p, s, e, kw: ObjectNetSource(p, **kw),
+    ),
+    (lambda p: p.is_file() and p.suffix == ".csv", lambda p, s, e, kw: CsvSource(p.parent, p, **kw)),
+    (lambda p: p.is_dir() and (p / "labels.csv").is_file(), lambda p, s, e, kw: CsvSource(p, **kw)),
+    (_has_parquet, _open_parquet),
+    (lambda p: p.is_dir() and any(d.is_dir() for d in p.iterdir()), lambda p, s, e, kw: ImageFolderSource(p, **kw)),
+]
+
+
+def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Source:
+    """One of `DATASETS`, from root (a folder, a CSV or parquet files), $spec.env, or the hub.
+
+    kw: expected_rows (default: the spec's; None skips the check), crop_border (default: the spec's),
+    and the source constructor's keywords (e.g. revision= for hub datasets, classes=, cache_dir=).
+    Raises a one-line ValueError with the spec's instructions when the data is not available.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    spec = DATASETS[name]
+    expected = kw.pop("expected_rows", spec.expected_rows)
+    crop_border = kw.pop("crop_border", spec.crop_border)
+    if root is None and spec.env:
+        root = os.environ.get(spec.env) or None
+    if root is None:
+        if spec.hub_repo is None:
+            unset = f", ${spec.env} unset" if spec.env else ""
+            raise ValueError(f"{name}: no local copy given (root=None{unset}): {spec.instructions}")
+        revision = kw.pop("revision", spec.hub_revision)
+        split = kw.pop("split", spec.hub_split)
+        kw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
+        try:
+            src = HFSource(spec.hub_repo, revision=revision, split=split, expected_rows=expected, **kw)
+        except ValueError:
+            raise
+        except Exception as e:
+            raise ValueError(
+                f"{name}: cannot load {spec.hub_repo}@{revision} ({_short(e)}): {spec.instructions}"
+            ) from e
+    else:
+        path = Path(root).expanduser()
+        if not path.exists():
+            raise ValueError(f"{name}: {path} does not exist: {spec.instructions}")
+        opener = next((open_ for test, open_ in _LOCAL_LAYOUTS if test(path)), None)
+        if opener is None:
+            raise ValueError(f"{name}: {path} holds no labels.csv, parquet files or class folders: {spec.instructions}")
+        src = opener(path, spec, expected, kw)
+    src = _RELABELS[spec.labels](src)
+    if expected is not None and src._total_rows() is not None and src._total_rows() != expected:
+        raise ValueError(
+            f"{name}: {root or spec.hub_repo} gives {src._total_rows()} images, expected {expected} "
+            f"(pass expected_rows=None to use a partial copy): {spec.instructions}"
+        )
+    src = src.with_decoding(crop_border=crop_border)
+    src.name = name
+    src._extra = {
+        "dataset": {
+            "name": name,
+            "label_space": spec.label_space,
+            "labels": spec.labels,
+            "expected_rows": expected,
+            "notes": spec.notes,
+        }
+    }
+    return src
+
+
+def _open_csv_spec(rest: str, kw: dict) -> Source:
+    root, _, csv = rest.partition(":") if not Path(rest).exists() else (rest, "", "")
+    return CsvSource(root, csv or None, **kw)
+
+
+def _open_hf_spec(rest: str, kw: dict) -> Source:
+    repo, at, tail = rest.partition("@")
+    if at:
+        revision, _, split = tail.partition(":")
+    else:
+        repo, _, split = repo.partition(":")
+        revision = None
+    split = split or kw.pop("split", None) or "train"
+    kw.pop("split", None)
+    return HFSource(repo, revision=revision or None, split=split, **kw)
+
+
+def _open_synthetic_spec(rest: str, kw: dict) -> Source:
+    if rest and not rest.isdigit():
+        raise ValueError(f"open_source: synthetic:N needs an integer N, got {rest!r}")
+    return SyntheticSource(int(rest) if rest else 16, **kw)
+
+
+#: open_source's schemes: "scheme:rest" -> a source.
+SOURCE_SCHEMES: dict[str, Callable[[str, dict], Source]] = {
+    "folder": lambda rest, kw: ImageFolderSource(rest, **kw),
+    "csv": _open_csv_spec,
+    "hf": _open_hf_spec,
+    "synthetic": _open_synthetic_spec,
+}
+
+
+def open_source(spec: str, **kw) -> Source:
+    """A source from a string: "folder:PATH", "csv:ROOT[:CSV]", "hf:REPO@REVISION[:split]",
+    "synthetic:N", a name of `DATASETS` (root= in kw), or a bare directory (labels.csv -> CSV, else
+    class folders)."""
+    if spec in DATASETS:
+        return open_dataset(spec, **kw)
+    scheme, sep, rest = spec.partition(":")
+    if sep and scheme in SOURCE_SCHEMES:
+        return SOURCE_SCHEMES[scheme](rest, kw)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return CsvSource(path, **kw) if (path / "labels.csv").is_file() else ImageFolderSource(path, **kw)
+    raise ValueError(
+        f"open_source: cannot read {spec!r}; expected folder:PATH, csv:ROOT[:CSV], hf:REPO@REVISION[:split], "
+        f"synthetic:N, a directory, or one of {sorted(DATASETS)}"
+    )

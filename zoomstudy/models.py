@@ -1,0 +1,462 @@
+"""The classifiers of the study (SPEC section 6) behind one interface, with their preprocessing.
+
+Why one interface: the sweep and every analysis need, from every model, the same three things: logits
+in the ImageNet-1k index space restricted to the dataset's label space (SPEC 2), the preprocessing the
+weights were trained with, and a provenance record precise enough to tell two result tables apart.
+timm (pretrained_cfg) and torchvision (the weights' transforms) each carry the preprocessing with the
+weights; `LoadedModel.data_config()` keeps it next to the module, the way timm's data config does.
+
+Where weights come from, never from a path this module invents:
+
+* ``timm:NAME[.TAG]``: `timm.create_model`; a local file goes through timm's own loader with
+  ``pretrained_cfg_overlay=dict(file=path)`` (timm unwraps "state_dict"/"model" and strips "module.").
+* ``torchvision:NAME`` + weights tag: `torchvision.models.get_model`, which reads
+  ``$TORCH_HOME/hub/checkpoints/<basename of the weights URL>`` before trying to download, so a file
+  placed there works offline.
+* a torchvision architecture + ``checkpoint=``: a state_dict, or a dict holding one under
+  "state_dict"/"model", "module." prefixes stripped, loaded strictly; weights_id is the file's sha256.
+* a bare name: the paper's models in `MODELS` (note: the paper's ResNet-50 is IMAGENET1K_V1, while
+  torchvision's DEFAULT is V2), anything else is tried as a timm name.
+
+Precision: fp32 by default, for fidelity with the reference numbers. ``amp="bf16"|"fp16"`` runs the
+forward under CUDA autocast; on a CPU it is refused with a ValueError rather than ignored, so that a
+provenance record never claims a precision that did not run. channels_last is applied on CUDA only
+(on CPU it buys nothing and changes kernel choice).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .labels import N_IMAGENET_CLASSES, LabelSpace, get_label_space
+from .views import IMAGENET_MEAN, IMAGENET_STD
+
+#: amp argument -> autocast dtype (None = plain fp32).
+AMP_DTYPES: dict[str | None, torch.dtype | None] = {
+    None: None,
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+#: Preprocessing of a torchvision architecture without any weights metadata (the classic recipe).
+_FALLBACK_CONFIG = {
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
+    "input_size": (3, 224, 224),
+    "interpolation": "bilinear",
+    "crop_pct": 0.875,
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model of the paper: where it comes from and which weights the paper used."""
+
+    source: str
+    name: str
+    weights: str | None
+
+
+#: The paper's models (SPEC section 6) plus the real-data kit's SqueezeNet.
+MODELS: dict[str, ModelEntry] = {
+    # Table 1: torchvision V1 weights
+    "alexnet": ModelEntry("torchvision", "alexnet", "IMAGENET1K_V1"),
+    "vgg16": ModelEntry("torchvision", "vgg16", "IMAGENET1K_V1"),
+    "resnet18": ModelEntry("torchvision", "resnet18", "IMAGENET1K_V1"),
+    "resnet50": ModelEntry("torchvision", "resnet50", "IMAGENET1K_V1"),
+    "vit_b_32": ModelEntry("torchvision", "vit_b_32", "IMAGENET1K_V1"),
+    # appendix
+    "mobilenet_v3_small": ModelEntry("torchvision", "mobilenet_v3_small", "IMAGENET1K_V1"),
+    "efficientnet_b0": ModelEntry("torchvision", "efficientnet_b0", "IMAGENET1K_V1"),
+    "convnext_base": ModelEntry("torchvision", "convnext_base", "IMAGENET1K_V1"),
+    "swin_b": ModelEntry("torchvision", "swin_b", "IMAGENET1K_V1"),
+    "maxvit_t": ModelEntry("torchvision", "maxvit_t", "IMAGENET1K_V1"),
+    # realdata kit (its weights come as a checkpoint file)
+    "squeezenet1_0": ModelEntry("torchvision", "squeezenet1_0", "IMAGENET1K_V1"),
+}
+
+
+# ================================================================================================
+# The loaded model
+# ================================================================================================
+@dataclass
+class LoadedModel:
+    """An eval-mode classifier on its device, with its preprocessing, label space and provenance."""
+
+    module: nn.Module
+    name: str
+    source: str
+    weights_id: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: tuple[int, int, int]
+    interpolation: str
+    crop_pct: float
+    label_space: LabelSpace
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+    weights_source: str | None = None  # URL, hub id or checkpoint path (informative, not hashed)
+    architecture: str = ""  # "timm:NAME" / "torchvision:NAME": what `module` was built as
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x float [B, 3, H, W] (normalised) -> float32 [B, 1000] on the model's device, restricted."""
+        if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+            got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"LoadedModel.logits expects a float [B, 3, H, W] tensor, got {got}")
+        x = x.to(self.device, torch.float32, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(
+            device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        ):
+            out = self.module(x)
+        if not torch.is_tensor(out) or out.shape != (x.shape[0], N_IMAGENET_CLASSES):
+            shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+            raise ValueError(f"{self.name} returned {shape}; expected [{x.shape[0]}, {N_IMAGENET_CLASSES}] ImageNet-1k logits")
+        return self.label_space.restrict(out.float())  # [B, 1000]
+
+    def topk(self, x: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices int64 [B, k] in the 1k index space, probabilities float32 [B, k]).
+
+        The softmax runs over the restricted logits, so the probabilities of the label space sum to 1.
+        """
+        if not 1 <= k <= self.label_space.n_classes:
+            raise ValueError(f"k must be in 1..{self.label_space.n_classes} for label space {self.label_space.name!r}, got {k}")
+        probs = self.logits(x).softmax(dim=-1)  # [B, 1000], 0 outside the label space
+        p, idx = probs.topk(k, dim=-1)  # [B, k]
+        return idx.to(torch.int64), p
+
+    def data_config(self) -> dict:
+        """The preprocessing that travels with the weights (timm's data-config keys)."""
+        return {
+            "mean": tuple(self.mean),
+            "std": tuple(self.std),
+            "input_size": tuple(self.input_size),
+            "interpolation": self.interpolation,
+            "crop_pct": float(self.crop_pct),
+        }
+
+    def provenance(self) -> dict:
+        """Everything that changes the predictions, JSON-serialisable (lists, strings, numbers)."""
+        import timm
+        import torchvision
+
+        cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config().items()}
+        device = self.device.type
+        if device == "cuda":
+            device = f"cuda:{torch.cuda.get_device_name(self.device)}"
+        return {
+            "name": self.name,
+            "source": self.source,
+            "architecture": self.architecture or f"{self.source}:{self.name}",
+            "weights_id": self.weights_id,
+            "weights_source": self.weights_source,
+            "data_config": cfg,
+            "label_space": self.label_space.to_dict(),
+            "device": device,
+            "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch."),
+            "channels_last": bool(self.channels_last),
+            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__},
+        }
+
+
+# ================================================================================================
+# Checkpoint files
+# ================================================================================================
+_HASH_CACHE: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file, cached by (path, size, mtime, inode): weights files are large."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASH_CACHE:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _HASH_CACHE[key] = h.hexdigest()
+    return _HASH_CACHE[key]
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's state_dict: the file itself or its "state_dict"/"model" entry, "module." stripped."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if isinstance(ckpt, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(ckpt.get(key), dict):
+                ckpt = ckpt[key]
+                break
+    if not isinstance(ckpt, dict) or not all(torch.is_tensor(v) for v in ckpt.values()):
+        raise ValueError(f"checkpoint {path} holds no state_dict of tensors")
+    return {k.removeprefix("module."): v for k, v in ckpt.items()}
+
+
+def _load_strict(module: nn.Module, state_dict: dict, what: str) -> None:
+    result = module.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{what} does not fit the architecture: missing {result.missing_keys[:5]}"
+            f"{'...' if len(result.missing_keys) > 5 else ''}, unexpected {result.unexpected_keys[:5]}"
+            f"{'...' if len(result.unexpected_keys) > 5 else ''}"
+        )
+
+
+def _fetching(build: Callable[[], nn.Module], what: str, hint: str) -> nn.Module:
+    """Run a builder that may download weights; turn a network failure into one clear error."""
+    try:
+        return build()
+    except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError; hub errors subclass these
+        raise RuntimeError(f"could not load the weights of {what} ({type(e).__name__}: {e}); {hint}") from e
+
+
+# ================================================================================================
+# Sources: timm and torchvision
+# ================================================================================================
+@dataclass(frozen=True)
+class _Built:
+    module: nn.Module
+    weights_id: str
+    weights_source: str | None
+    config: dict  # mean, std, input_size, interpolation, crop_pct
+
+
+def _timm_split(name: str, weights: str | None) -> tuple[str, str | None]:
+    """'resnet50.a1_in1k' -> ('resnet50', 'a1_in1k'); a tag in the name and in `weights` must agree."""
+    arch, _, tag = name.partition(".")
+    tag = tag or None
+    if tag and weights and tag != weights:
+        raise ValueError(f"timm:{name} names tag {tag!r} but weights={weights!r}")
+    return arch, tag or weights
+
+
+def _timm_check(name: str, weights: str | None) -> None:
+    import timm
+
+    arch, tag = _timm_split(name, weights)
+    if not timm.is_model(arch):
+        raise ValueError(f"unknown timm model {arch!r}")
+    if tag and f"{arch}.{tag}" not in timm.list_pretrained(f"{arch}.*"):
+        raise ValueError(f"timm has no weights {arch}.{tag}; known: {timm.list_pretrained(f'{arch}.*')}")
+
+
+def _timm_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None) -> _Built:
+    import timm
+    import timm.data
+
+    arch, tag = _timm_split(name, weights)
+    full = f"{arch}.{tag}" if tag else arch
+    if checkpoint is not None:
+        # timm's own file path: unwraps state_dict/model keys, strips "module.", applies the filter_fn
+        try:
+            module = timm.create_model(full, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)))
+        except RuntimeError as e:
+            raise ValueError(f"checkpoint {checkpoint} does not fit timm:{full}: {str(e).splitlines()[0]}") from e
+        weights_id, source = file_sha256(checkpoint), str(checkpoint)
+    elif pretrained:
+        module = _fetching(
+            lambda: timm.create_model(full, pretrained=True),
+            f"timm:{full}",
+            "offline, pass checkpoint=<local weights file> (loaded through timm's pretrained_cfg_overlay)",
+        )
+        cfg = module.pretrained_cfg
+        weights_id = f"{cfg.get('architecture', arch)}.{cfg.get('tag')}" if cfg.get("tag") else full
+        source = cfg.get("hf_hub_id") or cfg.get("url") or weights_id
+    else:
+        module = timm.create_model(full, pretrained=False)
+        weights_id, source = "random", None
+    dc = timm.data.resolve_model_data_config(module)
+    config = {
+        "mean": tuple(float(v) for v in dc["mean"]),
+        "std": tuple(float(v) for v in dc["std"]),
+        "input_size": tuple(int(v) for v in dc["input_size"]),
+        "interpolation": str(dc["interpolation"]),
+        "crop_pct": float(dc["crop_pct"]),
+    }
+    return _Built(module, weights_id, source, config)
+
+
+def _tv_weights(name: str, tag: str | None):
+    """The torchvision weights enum member for a tag ("DEFAULT" resolves to the real member)."""
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(name)
+    tag = tag or "DEFAULT"
+    try:
+        w = enum[tag]
+    except KeyError:
+        raise ValueError(f"torchvision:{name} has no weights {tag!r}; known: {list(enum.__members__)}") from None
+    categories = w.meta.get("categories") or []
+    if len(categories) != N_IMAGENET_CLASSES:
+        raise ValueError(f"{w} is not an ImageNet-1k classifier ({len(categories)} categories)")
+    return w
+
+
+def _tv_check(name: str, weights: str | None) -> None:
+    import torchvision
+    from torchvision.models import list_models
+
+    if name not in list_models(module=torchvision.models):
+        raise ValueError(f"unknown torchvision classification model {name!r}")
+    if weights is not None:
+        _tv_weights(name, weights)
+
+
+def _tv_config(w) -> dict:
+    """Preprocessing of torchvision weights: their ImageClassification transform's parameters."""
+    if w is None:
+        return dict(_FALLBACK_CONFIG)
+    t = w.transforms()
+    crop, resize = int(t.crop_size[0]), int(t.resize_size[0])
+    return {
+        "mean": tuple(float(v) for v in t.mean),
+        "std": tuple(float(v) for v in t.std),
+        "input_size": (3, crop, crop),
+        "interpolation": t.interpolation.value,
+        "crop_pct": crop / resize,
+    }
+
+
+def _tv_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None) -> _Built:
+    from torchvision.models import get_model
+
+    try:
+        meta = _tv_weights(name, weights)  # preprocessing metadata; nothing is downloaded here
+    except ValueError:
+        if weights is not None:
+            raise
+        meta = None
+    if checkpoint is not None:
+        module = get_model(name, weights=None)
+        _load_strict(module, read_state_dict(checkpoint), f"checkpoint {checkpoint}")
+        return _Built(module, file_sha256(checkpoint), str(checkpoint), _tv_config(meta))
+    if pretrained:
+        if meta is None:
+            raise ValueError(f"torchvision:{name} has no ImageNet-1k weights; pass checkpoint= or pretrained=False")
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta.url)
+        module = _fetching(
+            lambda: get_model(name, weights=meta),
+            f"torchvision:{name} ({meta})",
+            f"offline, place the file at {cached}",
+        )
+        return _Built(module, str(meta), meta.url, _tv_config(meta))
+    return _Built(get_model(name, weights=None), "random", None, _tv_config(meta))
+
+
+@dataclass(frozen=True)
+class _Source:
+    check: Callable[[str, str | None], None]  # ValueError for an unknown name or weights tag
+    build: Callable[[str, str | None, bool, Path | None], _Built]
+
+
+SOURCES: dict[str, _Source] = {
+    "timm": _Source(_timm_check, _timm_build),
+    "torchvision": _Source(_tv_check, _tv_build),
+}
+
+
+# ================================================================================================
+# load_model
+# ================================================================================================
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """None -> CUDA when available, else CPU; an explicit CUDA request without CUDA is an error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"bad device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def resolve_spec(spec: str, weights: str | None = None) -> tuple[str, str, str | None]:
+    """'source:NAME' or a bare name -> (source, name, weights tag); a bare name's tag from `MODELS`."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
+    if ":" in spec:
+        source, _, name = spec.partition(":")
+        if source not in SOURCES:
+            raise ValueError(f"unknown model source {source!r} in {spec!r}; known: {sorted(SOURCES)}")
+        if not name:
+            raise ValueError(f"model spec {spec!r} has no model name")
+    elif spec in MODELS:
+        entry = MODELS[spec]
+        source, name, weights = entry.source, entry.name, weights if weights is not None else entry.weights
+    else:
+        import timm
+
+        if not timm.is_model(spec.partition(".")[0]):
+            raise ValueError(f"unknown model {spec!r}; use 'timm:NAME', 'torchvision:NAME' or one of {sorted(MODELS)}")
+        source, name = "timm", spec
+    SOURCES[source].check(name, weights)
+    return source, name, weights
+
+
+def load_model(
+    spec: str,
+    *,
+    weights: str | None = None,
+    checkpoint: str | Path | None = None,
+    label_space: str | LabelSpace = "imagenet1k",
+    device: str | torch.device | None = None,
+    amp: str | None = None,
+    channels_last: bool = True,
+    pretrained: bool = True,
+) -> LoadedModel:
+    """Build a classifier ready for inference (see the module docstring for specs and weights).
+
+    weights: a weights tag (torchvision "IMAGENET1K_V1", timm "a1_in1k"); a bare name in `MODELS`
+    defaults to the paper's tag. checkpoint: a local weights file (excludes `weights`; a timm tag in
+    the spec still selects the preprocessing). pretrained=False builds random weights ("random").
+    """
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
+    dev = resolve_device(device)
+    if AMP_DTYPES[amp] is not None and dev.type != "cuda":
+        raise ValueError(f"amp={amp!r} needs a CUDA device (got {dev.type}); use amp=None (fp32) on CPU")
+    space = get_label_space(label_space)
+    if checkpoint is not None and weights is not None:
+        raise ValueError("give either weights (a tag) or checkpoint (a file), not both")
+    if weights is not None and not pretrained:
+        raise ValueError(f"weights={weights!r} contradicts pretrained=False")
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = Path(checkpoint)
+        if not ckpt.is_file():
+            raise ValueError(f"checkpoint not found: {ckpt}")
+    source, name, tag = resolve_spec(spec, weights)
+
+    built = SOURCES[source].build(name, tag, pretrained, ckpt)
+    use_cl = bool(channels_last) and dev.type == "cuda"
+    module = built.module.eval().to(dev)
+    if use_cl:
+        module = module.to(memory_format=torch.channels_last)
+    cfg = built.config
+    return LoadedModel(
+        module=module,
+        name=name,
+        source=source if ckpt is None else "checkpoint",
+        weights_id=built.weights_id,
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        input_size=tuple(cfg["input_size"]),
+        interpolation=cfg["interpolation"],
+        crop_pct=float(cfg["crop_pct"]),
+        label_space=space,
+        device=dev,
+        amp_dtype=AMP_DTYPES[amp],
+        channels_last=use_cl,
+        weights_source=built.weights_source,
+        architecture=f"{source}:{name}",
+    )

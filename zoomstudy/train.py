@@ -1,0 +1,363 @@
+"""Small models trained on the procedural world, one per training regime, cached on disk.
+
+The controlled experiment needs models whose training distribution of position and scale we chose
+(world.py), measured with the paper's own views. They must be cheap (CPU, seconds to a minute) and
+reproducible, so they are built in code, trained with fixed seeds on batches rasterised on the fly,
+and cached under a key that hashes every setting that changes the weights.
+
+The models take ImageNet-normalised input (SPEC 1.4: the sweep normalises every model that way) at
+the world's `image_size` and output `n_classes` logits; they carry `mean`, `std`, `input_size`,
+`num_classes` and a timm-like `pretrained_cfg` so that the package's model loader can wrap them.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_views
+from .world import WORLD_VERSION, WorldSpec, _derived_seed, render_batch
+
+#: Bump when a change alters the weights that the same settings produce (it keys the cache).
+TRAIN_VERSION = 1
+CODE_VERSION = f"world{WORLD_VERSION}-train{TRAIN_VERSION}"
+ARCHS = ("cnn", "vit")
+
+
+# ================================================================================================
+# Models
+# ================================================================================================
+class _WorldModel(nn.Module):
+    """Shared metadata: what the package's model loader reads to preprocess views."""
+
+    def _set_meta(self, n_classes: int, image_size: int, arch: str) -> None:
+        self.mean = IMAGENET_MEAN
+        self.std = IMAGENET_STD
+        self.input_size = (3, image_size, image_size)
+        self.num_classes = n_classes
+        self.arch = arch
+        self.pretrained_cfg = {
+            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": self.input_size,
+            "num_classes": n_classes, "interpolation": "bicubic", "crop_pct": 224 / 256,
+        }
+
+
+class WorldCNN(_WorldModel):
+    """Four 3x3 conv layers (stride-2 stem, two max-pools) and global average pooling.
+
+    Global pooling makes the head position-agnostic; what position sensitivity the model has must come
+    from its convolutions (and their zero padding), i.e. from what it learned, which is the point.
+    """
+
+    def __init__(self, n_classes: int, image_size: int, width: int = 32):
+        super().__init__()
+        if n_classes < 2 or image_size < 8 or width < 4:
+            raise ValueError(f"WorldCNN: need n_classes >= 2, image_size >= 8, width >= 4, got {n_classes}, {image_size}, {width}")
+        c = width
+
+        def block(i: int, o: int, stride: int = 1) -> list[nn.Module]:
+            return [nn.Conv2d(i, o, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
+
+        self.features = nn.Sequential(
+            *block(3, c, stride=2),  # [c, S/2, S/2]
+            nn.MaxPool2d(2),  # [c, S/4, S/4]
+            *block(c, 2 * c),  # [2c, S/4, S/4]
+            nn.MaxPool2d(2),  # [2c, S/8, S/8]
+            *block(2 * c, 4 * c),  # [4c, S/8, S/8]
+            *block(4 * c, 4 * c),  # [4c, S/8, S/8]
+        )
+        self.head = nn.Linear(4 * c, n_classes)
+        self._set_meta(n_classes, image_size, "cnn")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, 3, S, S] normalised -> logits [B, n_classes]
+        return self.head(self.features(x).mean((2, 3)))
+
+
+class TinyViT(_WorldModel):
+    """A 4-block ViT with learned absolute position embeddings: unlike the CNN, position is an input
+    it can use directly, the other way a network can become centre-biased."""
+
+    def __init__(self, n_classes: int, image_size: int, patch: int = 7, dim: int = 64, depth: int = 4, heads: int = 4):
+        super().__init__()
+        if image_size % patch:
+            raise ValueError(f"TinyViT: image_size {image_size} must be a multiple of patch {patch}")
+        if dim % heads:
+            raise ValueError(f"TinyViT: dim {dim} must be a multiple of heads {heads}")
+        n_tokens = (image_size // patch) ** 2
+        self.embed = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, n_tokens + 1, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes)
+        self._set_meta(n_classes, image_size, "vit")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)  # [B, tokens, dim]
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], 1) + self.pos  # [B, tokens + 1, dim]
+        return self.head(self.norm(self.blocks(t)[:, 0]))  # [B, n_classes]
+
+
+def build_model(arch: str, n_classes: int, image_size: int, *, width: int = 32) -> nn.Module:
+    """An untrained model of the given architecture ('cnn' or 'vit'; width only affects the CNN)."""
+    if arch == "cnn":
+        return WorldCNN(n_classes, image_size, width)
+    if arch == "vit":
+        return TinyViT(n_classes, image_size)
+    raise ValueError(f"build_model: arch must be one of {ARCHS}, got {arch!r}")
+
+
+# ================================================================================================
+# Training
+# ================================================================================================
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """Temporarily use n intra-op threads (None: leave torch.get_num_threads() as the caller set it)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _inputs(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, 3, S, S] -> the normalised float input, exactly as the sweep prepares views."""
+    return normalize(rgb)
+
+
+def train_settings(
+    spec: WorldSpec,
+    *,
+    epochs: int = 6,
+    seed: int = 0,
+    arch: str = "cnn",
+    width: int = 32,
+    batch_size: int = 64,
+    images_per_epoch: int = 4096,
+    lr: float = 3e-3,
+    weight_decay: float = 5e-4,
+    label_smoothing: float = 0.05,
+) -> dict:
+    """Every setting that changes the weights (the cache key hashes exactly this), validated."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    if batch_size < 2 or images_per_epoch < batch_size:
+        raise ValueError(f"need batch_size >= 2 and images_per_epoch >= batch_size, got {batch_size}, {images_per_epoch}")
+    if not lr > 0 or weight_decay < 0 or not 0 <= label_smoothing < 1:
+        raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1, got {lr}, {weight_decay}, {label_smoothing}")
+    if width < 4:
+        raise ValueError(f"width must be >= 4, got {width}")
+    return {
+        "code_version": CODE_VERSION,
+        "spec": spec.to_dict(),
+        "epochs": int(epochs),
+        "seed": int(seed),
+        "arch": arch,
+        "width": int(width) if arch == "cnn" else None,
+        "batch_size": int(batch_size),
+        "images_per_epoch": int(images_per_epoch),
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "label_smoothing": float(label_smoothing),
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, spec: WorldSpec, *, n: int = 512, seed: int = 0, regime: str | None = None) -> float:
+    """Top-1 accuracy (0..1) on n fresh images of a regime (default spec.regime) at the input size."""
+    if n < 1:
+        raise ValueError(f"evaluate: n must be >= 1, got {n}")
+    g = torch.Generator().manual_seed(_derived_seed(spec.seed, "val", seed))
+    was_training = model.training
+    model.eval()
+    hits = 0
+    for start in range(0, n, 256):
+        rgb, y = render_batch(spec, min(256, n - start), g, regime=regime)
+        hits += int((model(_inputs(rgb)).argmax(1) == y).sum())
+    model.train(was_training)
+    return hits / n
+
+
+def train_model(
+    spec: WorldSpec,
+    *,
+    epochs: int = 6,
+    seed: int = 0,
+    arch: str = "cnn",
+    width: int = 32,
+    batch_size: int = 64,
+    images_per_epoch: int = 4096,
+    lr: float = 3e-3,
+    weight_decay: float = 5e-4,
+    label_smoothing: float = 0.05,
+    val_images: int = 512,
+    threads: int | None = None,
+    log=None,
+) -> tuple[nn.Module, dict]:
+    """Train one model on spec's regime: AdamW with a one-cycle schedule, fresh batches every step.
+
+    The weights depend on spec (its seed draws the images) and `seed` (initialisation); `threads`
+    only changes speed. Returns (model in eval mode, metrics: accuracy on fresh images of the own
+    regime, losses per epoch, seconds). `log`: optional callable taking a progress line.
+    """
+    settings = train_settings(
+        spec, epochs=epochs, seed=seed, arch=arch, width=width, batch_size=batch_size,
+        images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+    )
+    if val_images < 0:
+        raise ValueError(f"val_images must be >= 0, got {val_images}")
+    with _threads(threads):
+        t0 = time.perf_counter()
+        torch.manual_seed(_derived_seed(seed, "init"))
+        model = build_model(arch, spec.n_classes, spec.image_size, width=width)
+        steps_per_epoch = images_per_epoch // batch_size
+        total = epochs * steps_per_epoch
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+        g = torch.Generator().manual_seed(_derived_seed(spec.seed, "train", seed))
+        model.train()
+        losses, train_acc = [], []
+        for epoch in range(epochs):
+            loss_sum, hits = 0.0, 0
+            for _ in range(steps_per_epoch):
+                rgb, y = render_batch(spec, batch_size, g)  # [B, 3, S, S] uint8, [B]
+                logits = model(_inputs(rgb))  # [B, n_classes]
+                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += float(loss.detach())
+                hits += int((logits.argmax(1) == y).sum())
+            losses.append(loss_sum / steps_per_epoch)
+            train_acc.append(hits / (steps_per_epoch * batch_size))
+            if log is not None:
+                log(f"{spec.regime}/{arch} epoch {epoch + 1}/{epochs}: loss {losses[-1]:.3f}, "
+                    f"train acc {train_acc[-1]:.3f}, {time.perf_counter() - t0:.1f}s")
+        train_seconds = time.perf_counter() - t0
+        model.eval()
+        val = evaluate(model, spec, n=val_images, seed=seed) if val_images else None
+    metrics = {
+        "regime": spec.regime,
+        "arch": arch,
+        "val_accuracy": val,
+        "val_images": val_images,
+        "train_accuracy_per_epoch": train_acc,
+        "loss_per_epoch": losses,
+        "images_seen": total * batch_size,
+        "train_seconds": train_seconds,
+        "threads": torch.get_num_threads() if threads is None else threads,
+        "settings": settings,
+    }
+    return model, metrics
+
+
+# ================================================================================================
+# Cache
+# ================================================================================================
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """Folder of cached world models: `path` if given, else $ZOOMSTUDY_CACHE/world, else
+    ~/.cache/zoomstudy/world."""
+    if path is not None:
+        return Path(path)
+    root = os.environ.get("ZOOMSTUDY_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "zoomstudy") / "world"
+
+
+def cache_key(settings: dict) -> str:
+    """Hash of every setting that affects the weights (code version included)."""
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def get_or_train(
+    spec: WorldSpec,
+    *,
+    epochs: int = 6,
+    seed: int = 0,
+    arch: str = "cnn",
+    width: int = 32,
+    batch_size: int = 64,
+    images_per_epoch: int = 4096,
+    lr: float = 3e-3,
+    weight_decay: float = 5e-4,
+    label_smoothing: float = 0.05,
+    val_images: int = 512,
+    threads: int | None = None,
+    cache: str | os.PathLike | None = None,
+    retrain: bool = False,
+    log=None,
+) -> tuple[nn.Module, dict]:
+    """Load the model these settings produce from the cache, or train it and store it there.
+
+    Files: <cache>/<regime>-<arch>-<key>.pt (state dict) and .json (settings + metrics). The returned
+    metrics carry `cache` = "hit" or "miss" and `path`.
+    """
+    settings = train_settings(
+        spec, epochs=epochs, seed=seed, arch=arch, width=width, batch_size=batch_size,
+        images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+    )
+    folder = cache_dir(cache)
+    stem = f"{spec.regime}-{arch}-{cache_key(settings)}"
+    weights, info = folder / f"{stem}.pt", folder / f"{stem}.json"
+    if not retrain and weights.exists() and info.exists():
+        meta = json.loads(info.read_text())
+        if meta.get("settings") != settings:
+            raise ValueError(f"get_or_train: cached settings in {info} do not match their key; delete the file")
+        model = build_model(arch, spec.n_classes, spec.image_size, width=width)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        model.eval()
+        return model, {**meta["metrics"], "cache": "hit", "path": str(weights)}
+    model, metrics = train_model(
+        spec, epochs=epochs, seed=seed, arch=arch, width=width, batch_size=batch_size,
+        images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        val_images=val_images, threads=threads, log=log,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{stem}.{os.getpid()}.tmp"
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, weights)  # atomic: parallel workers never read half a file
+    tmp.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=1, sort_keys=True))
+    os.replace(tmp, info)
+    return model, {**metrics, "cache": "miss", "path": str(weights)}
+
+
+# ================================================================================================
+# A small end-to-end measurement (the package's sweep replaces it)
+# ================================================================================================
+@torch.no_grad()
+def measure_regime(model: nn.Module, source, grid: ViewGrid, *, batch_size: int = 512) -> np.ndarray:
+    """correct: bool [n_images, n_views]: top-1 of every view of every image against its labels.
+
+    Views are rendered as the sweep renders them (views.render_views on the uint8 image, then
+    views.normalize with ImageNet statistics). A stand-in for the sweep in tests and quick studies.
+    """
+    size = getattr(model, "input_size", None)
+    if size is not None and tuple(size[1:]) != (grid.crop, grid.crop):
+        raise ValueError(f"measure_regime: model input {tuple(size)} does not match grid crop {grid.crop}")
+    if batch_size < 1:
+        raise ValueError(f"measure_regime: batch_size must be >= 1, got {batch_size}")
+    model.eval()
+    rows = []
+    for sample in source:
+        views = normalize(render_views(pil_to_tensor(sample.image), grid))  # [n_views, 3, crop, crop]
+        top1 = torch.cat([model(views[i : i + batch_size]).argmax(1) for i in range(0, len(views), batch_size)])
+        rows.append(np.isin(top1.numpy(), np.asarray(sample.labels, np.int64)))  # [n_views]
+    return np.stack(rows) if rows else np.zeros((0, grid.n_views), bool)
