@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 import warnings
@@ -597,6 +598,7 @@ def test_shards_partition_the_source(tmp_path, kind):
         for i, s in enumerate(shards):
             assert s == whole[i::count]  # every count-th item by position
     assert _ids(src.shard(1, 2).shard(1, 2)) == whole[3::4]
+    assert _ids(pickle.loads(pickle.dumps(src.shard(0, 2)))) == whole[0::2]  # DataLoader workers get copies
     if kind != "hf-stream":  # map-style access agrees with iteration, shard by shard
         part = src.shard(1, 3)
         assert [part[i].image_id for i in range(len(part))] == _ids(part) and part[-1].image_id == whole[4]

@@ -11,11 +11,12 @@ Three layers, all in this module because they share one contract (the `Sample`):
   every pixel of a 16-bit image becomes white) and float images are mapped from 0..1. Alpha is
   dropped exactly as `.convert("RGB")` drops it (the stored colour is kept, nothing is composited on
   a background), because that is what the paper's numbers were computed on.
-* Sources (`ImageFolderSource`, `CsvSource`, `HFSource`, `SyntheticSource`) share one interface:
-  iterate `Sample`s (an undecodable image gives `Sample(image=None, error=reason)`, it does not stop a
-  50,000-image sweep), `len()`, `name`, `provenance()` (JSON: kind, location, revision, rows and a
-  fingerprint that changes when the data changes) and `shard(index, count)` (every count-th item,
-  so that N workers split a dataset without coordination and the union is the whole).
+* Sources (`ImageFolderSource`, `CsvSource`, `HFSource`, `ObjectNetSource`, `SyntheticSource`) share
+  one interface: iterate `Sample`s (an undecodable image gives `Sample(image=None, error=reason)`,
+  it does not stop a 50,000-image sweep), `len()`, `name`, `provenance()` (JSON: kind, location,
+  revision, rows and a fingerprint that changes when the data changes) and `shard(index, count)`
+  (every count-th item, so that N workers split a dataset without coordination and the union is
+  the whole).
 * `DATASETS`, the registry of the paper's datasets (SPEC sections 2 and 5): label space, expected row
   count, hub repository when there is one, and how to point the package at a local copy when the data
   is gated. `open_dataset(name, root)` checks the row count before anything is decoded.

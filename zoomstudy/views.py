@@ -306,19 +306,24 @@ class _AxisResample:
 
 
 @functools.lru_cache(maxsize=512)
-def _plan(width: int, height: int, grid: ViewGrid, scale: int):
-    """Per (image size, scale): both axes' restricted resamplers and PIL's pass order (cached)."""
-    tops, lefts, W, H = grid.windows(width, height, scale)
-    ax = _AxisResample(width, W, lefts, grid.crop)
-    ay = _AxisResample(height, H, tops, grid.crop)
+def _plan(width: int, height: int, scale: int, tops: tuple, lefts: tuple, crop: int):
+    """Per (image size, scale, windows): both axes' restricted resamplers and PIL's pass order."""
+    W, H = resized_size(width, height, scale)
+    ax = _AxisResample(width, W, list(lefts), crop)
+    ay = _AxisResample(height, H, list(tops), crop)
     # Pillow 13 picks the pass order by an internal cost estimate (vertical first when shrinking
     # the height makes that cheaper). This is our fit of it: it matched 98.7% of 300 random size
-    # pairs, and a miss costs at most one grey level on some pixels (see docs/fidelity).
-    x_taps, y_taps = _AxisResample(width, W, [0], W).taps, _AxisResample(height, H, [0], H).taps
+    # pairs; a miss costs a grey level or a few on some pixels (measured in docs, README).
+    x_taps, y_taps = _tap_total(width, W), _tap_total(height, H)
     cost_xy = x_taps * height + y_taps * W
     cost_yx = y_taps * width + x_taps * H
     vertical_first = H < height and cost_xy > 1.1 * cost_yx
     return ax, ay, vertical_first
+
+
+def _tap_total(in_size: int, out_size: int) -> int:
+    xmin, k = _pil_coeffs(in_size, out_size)
+    return int((np.minimum(xmin + k.shape[1], in_size) - xmin).sum())
 
 
 def _round_shift(acc: torch.Tensor) -> torch.Tensor:
@@ -350,19 +355,49 @@ def render_views(
     src = image.to(dtype)
     out = torch.zeros((grid.n_scales, g, g, 3, crop, crop), dtype=dtype, device=device)
     for s, scale in enumerate(grid.scales):
-        ax, ay, vertical_first = _plan(w0, h0, grid, scale)
-        if ax.n == 0 or ay.n == 0:
-            continue  # every window misses the image: all black
-        if vertical_first:
-            tmp = _round_shift(ay.apply(src[:, ay.lo:ay.hi, ax.lo:ax.hi], 1))  # [3, ny, band_x]
-            res = _round_shift(ax.apply(tmp, 2))  # [3, ny, nx]
-        else:
-            tmp = _round_shift(ax.apply(src[:, ay.lo:ay.hi, ax.lo:ax.hi], 2))  # [3, band_y, nx]
-            res = _round_shift(ay.apply(tmp, 1))  # [3, ny, nx]
-        for r, oy, ny, py in ay.spans:
-            for c, ox, nx, px in ax.spans:
-                out[s, r, c, :, oy:oy + ny, ox:ox + nx] = res[:, py:py + ny, px:px + nx]
+        tops, lefts, _, _ = grid.windows(w0, h0, scale)
+        out[s] = render_windows(src, scale, tops, lefts, crop)
     return out.reshape(grid.n_views, 3, crop, crop)
+
+
+def render_windows(src: torch.Tensor, scale: int, tops, lefts, crop: int) -> torch.Tensor:
+    """Crops at every (top, left) pair of the image resized to shorter side `scale`.
+
+    src: [3, H0, W0] grey levels in the accumulation dtype. Returns [len(tops), len(lefts), 3, crop,
+    crop]. Shared by the view grid and the 5-crop / 10-crop sets of the TTA analysis.
+    """
+    _, h0, w0 = src.shape
+    out = torch.zeros((len(tops), len(lefts), 3, crop, crop), dtype=src.dtype, device=src.device)
+    ax, ay, vertical_first = _plan(w0, h0, int(scale), tuple(tops), tuple(lefts), crop)
+    if ax.n == 0 or ay.n == 0:
+        return out  # every window misses the image: all black
+    if vertical_first:
+        tmp = _round_shift(ay.apply(src[:, ay.lo:ay.hi, ax.lo:ax.hi], 1))  # [3, ny, band_x]
+        res = _round_shift(ax.apply(tmp, 2))  # [3, ny, nx]
+    else:
+        tmp = _round_shift(ax.apply(src[:, ay.lo:ay.hi, ax.lo:ax.hi], 2))  # [3, band_y, nx]
+        res = _round_shift(ay.apply(tmp, 1))  # [3, ny, nx]
+    for r, oy, ny, py in ay.spans:
+        for c, ox, nx, px in ax.spans:
+            out[r, c, :, oy:oy + ny, ox:ox + nx] = res[:, py:py + ny, px:px + nx]
+    return out
+
+
+def tta_crops(image: torch.Tensor, crop: int = 224, resize: int = 256, *, dtype=None) -> torch.Tensor:
+    """The 10-crop set of SPEC section 4: Resize(resize) then the 4 corners and the centre, then the
+    same 5 flipped horizontally. Returns grey levels [10, 3, crop, crop]; the first 5 are the 5-crop.
+
+    Centre offsets follow torchvision's CenterCrop (round((size - crop) / 2)).
+    """
+    if dtype is None:
+        dtype = torch.float64 if image.device.type == "cpu" else torch.float32
+    _, h0, w0 = image.shape
+    W, H = resized_size(w0, h0, resize)
+    tops = [0, int(round((H - crop) / 2.0)), H - crop]
+    lefts = [0, int(round((W - crop) / 2.0)), W - crop]
+    g = render_windows(image.to(dtype), resize, tops, lefts, crop)  # [3, 3, 3, crop, crop]
+    five = torch.stack([g[0, 0], g[0, 2], g[2, 0], g[2, 2], g[1, 1]])  # tl, tr, bl, br, centre
+    return torch.cat([five, five.flip(-1)])
 
 
 def normalize(views: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype=torch.float32) -> torch.Tensor:
