@@ -120,6 +120,9 @@ def test_adaptation_changes_weights_and_restore_undoes_it():
     assert changed == {n for n, _ in net.named_parameters()}
     for n, b in net.named_buffers():  # eval-mode BN with the prior never touches running stats
         assert torch.equal(b, ref[n])
+    with torch.no_grad():  # buffers too: MEMO's step leaves them alone, so disturb them by hand
+        for b in net.buffers():
+            b.add_(1)
     tta.restore_state(net, snap)
     assert_state_equal(net, ref)
 
@@ -179,7 +182,8 @@ def test_bn_prior_extremes_and_subclass():
         bn.running_var.copy_(torch.tensor([1.5, 0.7, 2.0]))
     x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     with tta.batchnorm_prior(bn, 1.0):
-        torch.testing.assert_close(bn(x), bn.act(F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0, bn.eps)))
+        plain = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0, bn.eps)
+        torch.testing.assert_close(bn(x), bn.act(plain))
     with tta.batchnorm_prior(bn, 0.0):
         out = bn(x)
     var, mu = torch.var_mean(x, dim=(0, 2, 3), correction=1)
@@ -234,7 +238,8 @@ def test_sgd_step_moves_each_parameter_by_lr_times_gradient():
     opt = tta.make_optimizer(net.parameters(), "sgd", lr)
     assert opt.param_groups[0]["momentum"] == 0 and opt.param_groups[0]["weight_decay"] == 0
     loss = tta.memo_adapt_step(net, views, opt, prior=prior)
-    assert math.isclose(loss, direct_marginal_entropy(hand_bn_forward(tiny_bn_net(dtype=torch.float64), views, prior)).item(), rel_tol=1e-12)
+    fresh = tiny_bn_net(dtype=torch.float64)
+    assert math.isclose(loss, direct_marginal_entropy(hand_bn_forward(fresh, views, prior)).item(), rel_tol=1e-12)
     for n, p in net.named_parameters():
         assert grads[n].abs().max() > 0, f"{n} got no gradient"
         torch.testing.assert_close(p.detach() - before[n], -lr * grads[n], rtol=1e-9, atol=1e-15)
@@ -300,6 +305,22 @@ def test_rrc_views_are_torchvision_random_resized_crops():
     torch.testing.assert_close(v[0], (crop.float() / 255 - MEAN) / STD)
 
 
+def test_augmix_preaugment_is_rrc_then_coin_flip():
+    import torchvision.transforms.v2.functional as TF
+
+    img = rand_image(90, 140)
+    flips = 0
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        top, left, h, w = tta.rrc_params(90, 140, (0.08, 1.0), (3 / 4, 4 / 3), g)
+        flip = torch.empty(1).uniform_(0.0, 1.0, generator=g).item() < 0.5
+        crop = TF.resized_crop(img, top, left, h, w, [32, 32], antialias=True)  # bilinear
+        got = tta._preaugment(img, torch.Generator().manual_seed(seed), 32)
+        assert torch.equal(got, TF.horizontal_flip(crop) if flip else crop)
+        flips += flip
+    assert 0 < flips < 20
+
+
 def test_augmix_ops_follow_memo_pil_ops():
     """Each op against MEMO's PIL op with the same random level and sign (drawn in MEMO's order)."""
     from PIL import Image, ImageOps
@@ -321,7 +342,8 @@ def test_augmix_ops_follow_memo_pil_ops():
         s = -1 if sgn and sgn[0] > 0.5 else 1
         t = int(lvl * (64 / 3) / 10) * s
         got = tta._augmix_op(x, "translate_x", torch.Generator().manual_seed(seed), 1.0, fill).float()
-        assert torch.equal(got, arr(pil.transform((64, 64), Image.AFFINE, (1, 0, t, 0, 1, 0), resample=Image.BILINEAR, fillcolor=128)))
+        want = arr(pil.transform((64, 64), Image.AFFINE, (1, 0, t, 0, 1, 0), resample=Image.BILINEAR, fillcolor=128))
+        assert torch.equal(got, want)
         sh = lvl * 0.3 / 10 * s
         got = tta._augmix_op(x, "shear_y", torch.Generator().manual_seed(seed), 1.0, fill).float()
         want = arr(pil.transform((64, 64), Image.AFFINE, (1, 0, 0, sh, 1, 0), resample=Image.BILINEAR, fillcolor=128))
@@ -399,7 +421,8 @@ def test_run_memo_rows_match_memo_predict():
     with pytest.warns(UserWarning, match="skipped 1"):
         df = tta.run_memo(net, samples, k=4, seed=11, **SMALL)
     assert_state_equal(net, ref)
-    assert list(df.columns) == ["image_id", "method", "seed", "k", "pred", "baseline_pred", "correct", "baseline_correct", "seconds"]
+    assert list(df.columns) == [
+        "image_id", "method", "seed", "k", "pred", "baseline_pred", "correct", "baseline_correct", "seconds"]
     assert len(df) == 6 and set(df.method) == {"memo_rrc", "memo_augmix"}
     assert (df.seed == 11).all() and (df.k == 4).all() and (df.seconds > 0).all()
     labels = {"a": (3,), "b": (1, 4), "c": (9,)}

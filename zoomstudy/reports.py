@@ -58,31 +58,62 @@ def _realdata_dir() -> str:
 
 def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
     rd = _realdata_dir()
+    # The one place to swap the offline data (e.g. for the controlled "world:" experiments): every
+    # notebook reads it through the `dataset` parameter.
+    offline_dataset = "synthetic:24"
+    # A reduced grid (6 scales x 3 x 3 = 54 views, zoom out to zoom in) for CPU runs of a few minutes.
+    reduced_scales = [64, 128, 224, 256, 320, 448]
+    # ImageNet-Hard for the local profile: a local copy named by $ZOOMSTUDY_IMAGENET_HARD, else the
+    # synthetic multi-label stand-in (no network in that profile).
+    local_hard = "imagenet-hard" if os.environ.get("ZOOMSTUDY_IMAGENET_HARD") else "synthetic-hard:24"
     return {
         "offline": {
-            COMMON: {"results_dir": "results/offline", "device": "cpu", "allow_network": False,
-                     "data": "synthetic", "models": ["random_resnet18"], "n_images": 16},
+            COMMON: {"model": "torchvision:squeezenet1_0", "checkpoint": None, "pretrained": False,
+                     "dataset": offline_dataset, "root": None, "scales": reduced_scales, "grid": 3, "crop": 224,
+                     "max_images": None, "results_dir": "results/offline", "device": "cpu"},
+            "04_imagenet_hard": {"dataset": "synthetic-hard:24", "plain_protocol": "sweep"},
         },
         "local": {
-            COMMON: {"results_dir": "results/local", "device": "auto", "allow_network": False,
-                     "images_dir": f"{rd}/imagenet-sample", "labels_csv": f"{rd}/imagenet-sample/labels.csv",
-                     "arch": "squeezenet1_0", "checkpoint": f"{rd}/weights/squeezenet1_0_deepcompression.pt"},
+            COMMON: {"model": "torchvision:squeezenet1_0",
+                     "checkpoint": f"{rd}/weights/squeezenet1_0_deepcompression.pt", "pretrained": False,
+                     "dataset": f"csv:{rd}/imagenet-sample", "root": None, "scales": None, "grid": 3, "crop": 224,
+                     "max_images": None, "results_dir": "results/local", "device": None},
+            "04_imagenet_hard": {"dataset": local_hard, "plain_protocol": "sweep"},
         },
         "quick": {
-            COMMON: {"results_dir": "results/quick", "device": "cpu", "allow_network": True,
-                     "data": "taesiri/imagenet-hard", "models": ["resnet18"], "n_images": 300},
+            COMMON: {"model": "resnet18", "checkpoint": None, "pretrained": True,
+                     "dataset": "imagenet-hard", "root": None, "scales": reduced_scales, "grid": 3, "crop": 224,
+                     "max_images": 300, "results_dir": "results/quick", "device": None},
+            "04_imagenet_hard": {"plain_protocol": "sweep"},
         },
         "paper": {
-            COMMON: {"results_dir": "results/paper", "device": "cuda", "allow_network": True,
-                     "data": "paper",
-                     "models": ["alexnet", "vgg16", "resnet18", "resnet50", "vit_b_32", "clip_vit_l14"],
-                     "n_images": None},
+            COMMON: {"model": "resnet50", "checkpoint": None, "pretrained": True,
+                     "dataset": "imagenet-val", "root": None, "scales": None, "grid": 3, "crop": 224,
+                     "max_images": None, "results_dir": "results/paper", "device": None},
+            "04_imagenet_hard": {"dataset": "imagenet-hard", "plain_protocol": "model",
+                                 "compare_with": ["imagenet-val"]},
         },
     }
 
 
 #: profile name -> {COMMON or notebook name (file stem) -> parameters}. A plain dict: add profiles
-#: or notebook entries by assignment.
+#: or notebook entries by assignment. COMMON ("*") holds the parameters every study notebook
+#: declares: model, checkpoint, pretrained, dataset, root, scales (None = the paper's 36), grid,
+#: crop, max_images, results_dir, device.
+#:
+#: * offline: SqueezeNet 1.0 with random weights on 24 synthetic images and 6 scales x 3 x 3 views: a
+#:   few CPU minutes, no network; it checks the pipeline end to end, its accuracies are chance.
+#:   04_imagenet_hard uses the synthetic multi-label stand-in ("synthetic-hard:24").
+#: * local: the real-data kit (SqueezeNet 1.0 Deep Compression weights, its 100 ImageNet images),
+#:   the paper's 324 views; compared with the kit's reference figures. ImageNet-Hard from
+#:   $ZOOMSTUDY_IMAGENET_HARD when set, else the stand-in.
+#: * quick: torchvision ResNet-18 (V1 weights, a paper model) on the first 300 ImageNet-Hard images
+#:   from the hub (all parquet files are downloaded; the 10,980-row guard applies), 6 scales.
+#: * paper: ResNet-50 (torchvision IMAGENET1K_V1, the paper's; "torchvision:resnet50" would load V2)
+#:   on ImageNet val (a local copy: root or $ZOOMSTUDY_IMAGENET_VAL) with the paper's 324 views on a
+#:   GPU; ImageNet-Hard from the hub. The paper's other models and datasets are the `model` and
+#:   `dataset` parameters: pass them as overrides, one run per model (e.g. model="vit_b_32",
+#:   dataset="imagenet-a"); the result store keeps every sweep apart.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = _default_profiles()
 
 

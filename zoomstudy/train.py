@@ -109,7 +109,7 @@ class TinyViT(_WorldModel):
         return self.head(self.norm(self.blocks(t)[:, 0]))  # [B, n_classes]
 
 
-def build_model(arch: str, n_classes: int, image_size: int, *, width: int = 32) -> nn.Module:
+def build_model(arch: str, n_classes: int, image_size: int, *, width: int = 24) -> nn.Module:
     """An untrained model of the given architecture ('cnn' or 'vit'; width only affects the CNN)."""
     if arch == "cnn":
         return WorldCNN(n_classes, image_size, width)
@@ -146,10 +146,10 @@ def train_settings(
     epochs: int = 6,
     seed: int = 0,
     arch: str = "cnn",
-    width: int = 32,
-    batch_size: int = 64,
+    width: int = 24,
+    batch_size: int = 32,
     images_per_epoch: int = 4096,
-    lr: float = 3e-3,
+    lr: float = 4e-3,
     weight_decay: float = 5e-4,
     label_smoothing: float = 0.05,
 ) -> dict:
@@ -201,10 +201,10 @@ def train_model(
     epochs: int = 6,
     seed: int = 0,
     arch: str = "cnn",
-    width: int = 32,
-    batch_size: int = 64,
+    width: int = 24,
+    batch_size: int = 32,
     images_per_epoch: int = 4096,
-    lr: float = 3e-3,
+    lr: float = 4e-3,
     weight_decay: float = 5e-4,
     label_smoothing: float = 0.05,
     val_images: int = 512,
@@ -293,10 +293,10 @@ def get_or_train(
     epochs: int = 6,
     seed: int = 0,
     arch: str = "cnn",
-    width: int = 32,
-    batch_size: int = 64,
+    width: int = 24,
+    batch_size: int = 32,
     images_per_epoch: int = 4096,
-    lr: float = 3e-3,
+    lr: float = 4e-3,
     weight_decay: float = 5e-4,
     label_smoothing: float = 0.05,
     val_images: int = 512,

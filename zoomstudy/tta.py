@@ -224,6 +224,14 @@ def _augmix_op(x: torch.Tensor, op: str, g: torch.Generator, severity: float, fi
     raise ValueError(f"unknown AugMix op {op!r}")
 
 
+def _preaugment(img: torch.Tensor, g: torch.Generator, size: int) -> torch.Tensor:
+    """MEMO's preaugment: RandomResizedCrop(size) (bilinear, antialiased) then a flip with p = 0.5."""
+    _, H, W = img.shape
+    top, left, h, w = rrc_params(H, W, (0.08, 1.0), (3 / 4, 4 / 3), g)
+    x = TF.resized_crop(img, top, left, h, w, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return TF.horizontal_flip(x) if _uniform(g, 0.0, 1.0) < 0.5 else x
+
+
 def augmix_views(
     image: torch.Tensor,
     k: int = 16,
@@ -255,16 +263,11 @@ def augmix_views(
     if len(fill) != 3:
         raise ValueError(f"fill must be an RGB triple, got {fill}")
     g = _generator(seed, generator)
-    img = image.to(device) if device is not None else image
-    _, H, W = img.shape
+    img = image.to(device) if device is not None else image  # uint8 [3, H, W]
     fill_f = [float(f) for f in fill]
     out = torch.empty((k, 3, size, size), dtype=torch.float32, device=img.device)
     for v in range(k):
-        top, left, h, w = rrc_params(H, W, (0.08, 1.0), (3 / 4, 4 / 3), g)
-        x0 = TF.resized_crop(img, top, left, h, w, [size, size], interpolation=InterpolationMode.BILINEAR,
-                             antialias=True)  # uint8 [3, S, S]
-        if _uniform(g, 0.0, 1.0) < 0.5:
-            x0 = TF.horizontal_flip(x0)
+        x0 = _preaugment(img, g, size)  # uint8 [3, S, S]
         # Dirichlet(1,..,1) = normalised Exp(1) draws; Beta(1, 1) = U(0, 1).
         e = torch.empty(width).exponential_(1.0, generator=g)
         wts = (e / e.sum()).tolist()
@@ -409,7 +412,9 @@ def restore_state(model: nn.Module, snapshot: dict) -> None:
 def _optimizer_class(optimizer: str | type) -> type:
     cls = OPTIMIZERS.get(optimizer) if isinstance(optimizer, str) else optimizer
     if cls is None or not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)} or a torch.optim.Optimizer class, got {optimizer!r}")
+        raise ValueError(
+            f"optimizer must be one of {tuple(OPTIMIZERS)} or a torch.optim.Optimizer class, got {optimizer!r}"
+        )
     return cls
 
 
@@ -618,7 +623,8 @@ def run_memo(
     samples: (image_id, PIL RGB image or uint8 [3, H, W], labels) tuples or data.Sample objects;
     each image is decoded/moved to the device once and shared by the baseline and every method.
     Images that are None (failed decodes) are skipped with a warning. Views of an image use
-    `image_seed(seed, image_id)`; the `seed` column holds the base seed.
+    `image_seed(seed, image_id)`; the `seed` column holds the base seed. `seconds` is the MEMO
+    episode (views + adaptation + adapted prediction) without the shared baseline forward.
     Returns a DataFrame: image_id, method ('memo_rrc' / 'memo_augmix'), seed, k, pred,
     baseline_pred, correct, baseline_correct, seconds.
     """

@@ -15,8 +15,8 @@ distribution over (object position, object size, viewport):
   (resize `standard_scale`, centre crop `image_size`, SPEC section 1) shows the object at
   `object_size * image_size` pixels, exactly the training framing of the "centered" regime.
 * "centered":  object centred, one size, viewport = the standard view's window.
-* "anywhere":  one size, object centre uniform in the standard window (at most a quarter of its size
-  cut off on each side), viewport = the standard window.
+* "anywhere":  one size, object centre uniform in the standard window shrunk by a quarter of the
+  object (at most a quarter of it cut off on a side), viewport = the standard window.
 * "multiscale": object centred, size log-uniform over `scale_range` times the typical size.
 * "rrc":       object centred at the typical size, viewport = a RandomResizedCrop window of the
   source scene (area `rrc_scale`, aspect `rrc_ratio`, torchvision's 10 tries then whole image), so the

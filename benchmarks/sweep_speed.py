@@ -1,0 +1,117 @@
+"""Sweep speed, as ratios measured in one run on one device and model (not a timed test).
+
+(a) bare model forward on ready 224 x 224 batches          -> views/s, the ceiling
+(b) the full sweep: decode once, views on device, forward, store   -> views/s
+(c) the authors' way: per view a PIL decode + resize + crop, through a DataLoader -> views/s
+Prints b/a (goal >= 0.90 on a GPU, >= 0.85 on CPU) and b/c (goal >= 20 on a GPU).
+
+    python benchmarks/sweep_speed.py --models squeezenet1_0 resnet50 --images 4
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from zoomstudy.data import SyntheticSource
+from zoomstudy.models import load_model
+from zoomstudy.sweep import sweep
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument("--models", nargs="+", default=["squeezenet1_0", "resnet50"])
+p.add_argument("--images", type=int, default=4, help="images per measurement")
+p.add_argument("--size", type=int, nargs=2, default=[500, 375], help="synthetic image size (ImageNet's typical)")
+p.add_argument("--batch-size", type=int, default=512)
+p.add_argument("--workers", type=int, default=None)
+p.add_argument("--device", default=None)
+args = p.parse_args()
+
+grid = ViewGrid.paper()
+device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+print(f"device: {device} ({hw}); torch {torch.__version__}; {args.images} images of {args.size[0]}x{args.size[1]}; {grid.n_views} views each")
+
+
+def sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_forward(model, n_views: int) -> float:
+    x = torch.randn(min(args.batch_size, n_views), 3, 224, 224, device=device)
+    model.logits(x)  # warm-up
+    sync()
+    t = time.perf_counter()
+    done = 0
+    while done < n_views:
+        model.logits(x)
+        done += len(x)
+    sync()
+    return done / (time.perf_counter() - t)
+
+
+def full_sweep(model, tmp: Path) -> float:
+    src = SyntheticSource(args.images, size=tuple(args.size), seed=0)
+    sweep(model, SyntheticSource(1, size=tuple(args.size), seed=9), grid, tmp / "warm", progress=False, tta=False, workers=0)
+    sync()
+    t = time.perf_counter()
+    sweep(model, src, grid, tmp / "run", batch_size=args.batch_size, progress=False, tta=False, workers=args.workers)
+    sync()
+    return args.images * grid.n_views / (time.perf_counter() - t)
+
+
+class PerViewPIL(torch.utils.data.Dataset):
+    """The authors' pipeline: every view decodes the file and resizes the whole image again."""
+
+    def __init__(self, files):
+        self.items = [(f, s, r, c) for f in files for s in grid.scales for r in range(3) for c in range(3)]
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        f, s, r, c = self.items[i]
+        im = Image.open(f).convert("RGB")
+        tops, lefts, W, H = grid.windows(im.width, im.height, s)
+        im = im.resize((W, H), Image.BICUBIC)
+        im = im.crop((lefts[c], tops[r], lefts[c] + 224, tops[r] + 224))
+        x = torch.from_numpy(__import__("numpy").asarray(im).copy()).permute(2, 0, 1).float() / 255
+        return (x - self.mean) / self.std
+
+
+def per_view_pil(model, tmp: Path) -> float:
+    files = []
+    for i, s in enumerate(SyntheticSource(args.images, size=tuple(args.size), seed=0)):
+        f = tmp / f"img{i}.jpg"
+        s.image.save(f, quality=90)
+        files.append(f)
+    workers = args.workers if args.workers is not None else (8 if device.type == "cuda" else 1)
+    loader = torch.utils.data.DataLoader(PerViewPIL(files), batch_size=min(args.batch_size, 324), num_workers=workers)
+    t = time.perf_counter()
+    n = 0
+    for x in loader:
+        model.logits(x.to(device))
+        n += len(x)
+    sync()
+    return n / (time.perf_counter() - t)
+
+
+print(f"{'model':<16}{'(a) forward':>14}{'(b) sweep':>12}{'(c) PIL/view':>14}{'b/a':>8}{'b/c':>8}")
+for name in args.models:
+    model = load_model(name, pretrained=False, device=str(device))
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        a = bare_forward(model, args.images * grid.n_views)
+        b = full_sweep(model, tmp)
+        c = per_view_pil(model, tmp)
+    print(f"{name:<16}{a:>12.0f}/s{b:>10.0f}/s{c:>12.0f}/s{b / a:>8.2f}{b / c:>8.1f}")
+print(f"peak host memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
