@@ -77,6 +77,49 @@ def cmd_reproduce(a) -> int:
     return 0
 
 
+def cmd_profile(a) -> int:
+    """Run a profile (or, with --check, only check an existing profile.json); exit 1 on a regression."""
+    from .profile import check_regression, profile
+
+    thresholds = {"max_oracle_gap": a.max_oracle_gap, "max_center_bias": a.max_center_bias}
+    if a.check:
+        failures = check_regression(a.check, **thresholds)
+    else:
+        if a.images is None:
+            raise ValueError("--images is required (unless --check names an existing profile.json)")
+        if a.model is None and a.checkpoint is None:
+            raise ValueError("give --model NAME, --checkpoint PATH, or both")
+        if a.out is None:
+            raise ValueError("--out DIR is required: profile.html and profile.json are written there")
+        try:
+            sizes = None if not a.sizes else () if a.sizes == "none" else [
+                int(x) for x in a.sizes.replace(",", " ").split()]
+        except ValueError:
+            raise ValueError(f"--sizes must be integers separated by commas, or 'none', got {a.sizes!r}") from None
+        summary = profile(
+            a.model, a.images, a.labels, checkpoint=a.checkpoint, out_dir=a.out,
+            scales="paper" if a.scales == "paper" else _scales(a.scales), grid=a.grid, crop=a.crop,
+            max_images=a.max_images, thresholds=thresholds, results_dir=a.results_dir,
+            resolution_sizes=sizes, n_zoom_maps=a.zoom_maps,
+            pretrained=not a.no_pretrained, device=a.device, label_space=a.label_space,
+            batch_size=a.batch_size, workers=a.workers, progress=not a.quiet,
+        )
+        m = summary["metrics"]
+
+        def pct(v):
+            return "-" if v is None else f"{v:.2f}"
+
+        print(f"report: {summary['html_path']}")
+        print(f"summary: {summary['json_path']}")
+        print(f"images {m['n_images']}: 1-crop {pct(m['one_crop'])}%, oracle {pct(m['oracle'])}%, "
+              f"oracle gap {pct(m['oracle_gap'])} pp, centre bias {pct(m['center_bias'])} pp, "
+              f"best scale {m['best_scale']}, resolution peak {m['resolution_peak_size']} px")
+        failures = summary["regression"]["failures"]
+    for line in failures:
+        print(f"zoomstudy profile: regression: {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoomstudy", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -121,6 +164,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--param", action="append", help="override a parameter: key=value (JSON values)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reproduce)
+
+    f = sub.add_parser("profile", help="zoom and position sensitivity of a model on your images: HTML + JSON report")
+    f.add_argument("--model", help="torchvision:NAME, timm:NAME or a paper model (default with --checkpoint: "
+                   "the torchvision architecture named in the checkpoint's file name)")
+    f.add_argument("--checkpoint", help="local weights file (state_dict) for the model")
+    f.add_argument("--no-pretrained", action="store_true", help="random weights (pipeline checks)")
+    f.add_argument("--images", help="folder of images (labels.csv inside, or class sub-folders) or a source spec "
+                   "(csv:DIR, folder:DIR, synthetic:N, a registry name)")
+    f.add_argument("--labels", help="CSV (file,label) listing the images of --images")
+    f.add_argument("--out", help="output folder: profile.html, profile.json (and results/, the sweep's store)")
+    f.add_argument("--results-dir", help="the sweep's result store (default: OUT/results)")
+    f.add_argument("--scales", help="comma-separated scales, or 'paper' for the 36 (default: 12 compact scales)")
+    f.add_argument("--grid", type=int, default=3)
+    f.add_argument("--crop", type=int, default=224)
+    f.add_argument("--sizes", help="comma-separated input sizes of the resolution curve (default 128..448), "
+                   "or 'none' to skip it")
+    f.add_argument("--zoom-maps", type=int, default=3, help="example images shown as zoom maps")
+    f.add_argument("--max-images", type=int)
+    f.add_argument("--label-space", default="imagenet1k")
+    f.add_argument("--batch-size", type=int, help="views per forward pass (default 128 on CPU, 512 on CUDA)")
+    f.add_argument("--workers", type=int, help="decoding processes (default 4 on CUDA, 1 on CPU)")
+    f.add_argument("--device", help="cuda, cpu (default: CUDA when present)")
+    f.add_argument("--max-oracle-gap", type=float, help="exit 1 when the oracle gap (pp) exceeds this")
+    f.add_argument("--max-center-bias", type=float, help="exit 1 when the centre bias (pp) exceeds this")
+    f.add_argument("--check", metavar="JSON", help="check an existing profile.json against the thresholds, run nothing")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=cmd_profile)
     return p
 
 

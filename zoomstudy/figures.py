@@ -9,11 +9,14 @@ this module, which turn a result set into the tidy tables those calls draw:
 * Table 1: `bounds_frame` (1-crop, bound over all views, greedy top-N in-sample and cross-validated,
   random rows, with Clopper-Pearson intervals) and `reference_comparison` (the paper's Table 1 row, or
   the real-data kit's reference figures, when the run is comparable to them);
-* zoom groups and anchors: `group_table`, `anchor_bound_table`, `cover_scale_table`, `mcnemar_table`,
-  `anchor_panels`;
-* ImageNet-Hard: `make_hard_standin` (an offline multi-label stand-in), `image_table`,
-  `plain_from_sweep` / `plain_from_model`, `hard_leaderboard_table`, `find_companions`;
-* images: `load_sample`, `pick_example`, `thumbnails`, `class_name`.
+* zoom groups and anchors: `group_table`, `anchor_bound_table`, `cover_scale_table`,
+  `centre_share_table`, `mcnemar_table` (Holm-adjusted McNemar tests), `anchor_references` /
+  `anchor_comparison` (the paper's ResNet-50 grids, the kit's grid) and `anchor_panels` (heatmaps
+  side by side, one colour scale each);
+* ImageNet-Hard: `resolve_dataset` / `make_hard_standin` (an offline multi-label stand-in with an
+  origin column), `image_table`, `plain_from_sweep` / `plain_from_model`, `hard_leaderboard_table`,
+  `find_companions` (the same model and grid swept on other data, e.g. ImageNet);
+* images: `load_sample`, `pick_example`, `example_rows`, `centre_views`, `thumbnails`, `class_name`.
 
 Every function takes plain arrays, DataFrames, settings dicts or a `store.ResultSet`; none draws
 more than one figure, and figures are closed before they are returned (as in `plots`).
@@ -132,10 +135,14 @@ def class_name(index: int, short: bool = True) -> str:
 def provenance_info(result_set, profile: str | None, checkpoint: str | None = None) -> dict:
     """What produced a result set: profile, model, weights, data and grid, JSON-serialisable.
 
-    result_set: a `store.ResultSet` (or its settings dict). checkpoint: the file the weights came
-    from (the settings keep only its sha256).
+    result_set: a `store.ResultSet` (then the number of images it holds is reported too, e.g. the
+    first 300 of 10,980) or its settings dict. checkpoint: the file the weights came from (the
+    settings keep only its sha256).
     """
-    settings = result_set if isinstance(result_set, Mapping) else result_set.settings
+    if isinstance(result_set, Mapping):
+        settings, stored = result_set, None
+    else:
+        settings, stored = result_set.settings, int(len(result_set.images()))
     key = settings["key"]
     model, data, grid = key["model"], key["dataset"], ViewGrid.from_dict(key["grid"])
     info = {
@@ -152,7 +159,8 @@ def provenance_info(result_set, profile: str | None, checkpoint: str | None = No
         "dataset_revision": data.get("resolved_revision") or data.get("revision"),
         "dataset_rows": data.get("rows"),
         "dataset_fingerprint": data.get("fingerprint"),
-        "data": describe_data(data),
+        "images_stored": stored,
+        "data": describe_data(data, stored),
         "grid": grid.to_dict(),
         "n_views": grid.n_views,
         "result_set": settings.get("key_hash"),
@@ -175,11 +183,15 @@ def describe_weights(model: Mapping, checkpoint: str | None = None) -> str:
     return f"{wid} ({arch})"
 
 
-def describe_data(data: Mapping) -> str:
-    """One phrase for a dataset provenance record: name, kind, size, where, revision, fingerprint."""
+def describe_data(data: Mapping, used: int | None = None) -> str:
+    """One phrase for a dataset provenance record: name, kind, size (and how many images were `used`
+    when not all), where, revision, fingerprint."""
     parts = [str(data.get("kind"))]
-    if data.get("rows") is not None:
-        parts.append(f"{data['rows']} images")
+    rows = data.get("rows")
+    if used is not None and rows is not None and used != rows:
+        parts.append(f"{used} of {rows} images")
+    elif rows is not None:
+        parts.append(f"{rows} images")
     loc = data.get("location")
     if isinstance(loc, list):
         loc = f"{len(loc)} files in {Path(loc[0]).parent}" if loc else None
@@ -296,6 +308,8 @@ def reference_comparison(settings: Mapping, frame: pd.DataFrame, top_n: int = 36
         ours["upper_324"] = vals["upper_all"]
         if top_n == 36:
             ours["upper_36"] = vals["upper_topn"]
+    n_used, n_rows = int(frame["n_images"].iloc[0]) if "n_images" in frame else None, key["dataset"].get("rows")
+    subset = f" -- ours on {n_used} of the {n_rows} images" if n_used is not None and n_rows and n_used != n_rows else ""
     if _is_realdata(settings):
         if paper_grid and cover_length is not None:
             ours["cover_length"] = float(cover_length)
@@ -305,13 +319,11 @@ def reference_comparison(settings: Mapping, frame: pd.DataFrame, top_n: int = 36
         ref = paper.REALDATA_REFERENCE
         ref = ref[ref["metric"].isin(list(ours))][["metric", "value"]].reset_index(drop=True)
         caption = (f"ours vs the real-data kit's reference figures ({paper.REALDATA_MODEL}, "
-                   f"{paper.REALDATA_DATASET}); diff = ours - reference")
+                   f"{paper.REALDATA_DATASET}); diff = ours - reference{subset}")
         return {"ours": mine, "paper": ref, "on": ["metric"], "value_cols": ["value"], "caption": caption}
     if is_random(settings):
         return None
-    names = paper.to_paper_names(pd.DataFrame({"model": [key["model"].get("name")],
-                                               "dataset": [key["dataset"].get("name")]}))
-    pm, pdn = names.loc[0, "model"], names.loc[0, "dataset"]
+    pm, pdn = _paper_names(settings)
     ref = paper.TABLE1[(paper.TABLE1["model"] == pm) & (paper.TABLE1["dataset"] == pdn)]
     if ref.empty or not ours:
         return None
@@ -321,7 +333,7 @@ def reference_comparison(settings: Mapping, frame: pd.DataFrame, top_n: int = 36
         return None
     mine = pd.DataFrame([{"model": pm, "dataset": pdn, **{c: ours[c] for c in cols}}])
     wid = str(key["model"].get("weights_id"))
-    caption = f"ours vs paper Table 1 ({pm}, {pdn}); diff = ours - paper"
+    caption = f"ours vs paper Table 1 ({pm}, {pdn}); diff = ours - paper{subset}"
     if key["model"].get("source") == "torchvision" and not wid.endswith("IMAGENET1K_V1"):
         caption += f" -- note: the paper used torchvision's IMAGENET1K_V1 weights, this run {wid}"
     return {"ours": mine, "paper": ref[["model", "dataset"] + cols].reset_index(drop=True), "on": ["model", "dataset"],
@@ -500,17 +512,21 @@ def anchor_panels(panels: Mapping[str, np.ndarray], *, fmt: str = ".1f", cbar_la
 # ================================================================================================
 # Images
 # ================================================================================================
-def pick_example(correct: np.ndarray, standard_view: int | None = None) -> int:
-    """Row of an instructive image: wrong at the 1-crop view but right in some view (zoom rescues it);
-    else right in some view but not all; else right somewhere; else the first image."""
+def pick_example(correct: np.ndarray, standard_view: int | None = None, shown: Sequence[int] | None = None) -> int:
+    """Row of an instructive image: wrong at the 1-crop view but right in some view (zoom rescues it),
+    preferring one whose `shown` views (e.g. the centre view at each scale, as a gallery shows them)
+    are partly right and partly wrong; else right in some view but not all; else the first image."""
     correct = np.asarray(correct, bool)
     if correct.ndim != 2 or correct.shape[0] == 0:
         raise ValueError(f"pick_example: expected a non-empty [N, V] matrix, got {correct.shape}")
     some, every = correct.any(axis=1), correct.all(axis=1)
+    rescued = some & ~correct[:, standard_view] if standard_view is not None else some & ~every
     candidates = []
-    if standard_view is not None:
-        candidates.append(some & ~correct[:, standard_view])
-    candidates += [some & ~every, some]
+    if shown is not None and len(shown):
+        sub = correct[:, list(shown)]
+        mixed = sub.any(axis=1) & ~sub.all(axis=1)
+        candidates += [rescued & mixed, mixed]
+    candidates += [rescued, some & ~every, some]
     for mask in candidates:
         if mask.any():
             return int(np.flatnonzero(mask)[0])

@@ -145,7 +145,14 @@ class ResultSet:
         files = [f for f in files if f.exists()]
         if not files:
             return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
-        return pa.concat_tables([pq.read_table(f, columns=columns) for f in files]).to_pandas()
+        tables = [pq.read_table(f, columns=columns) for f in files]
+        # A part without rows in a table (no errors in it, or only bad images) stores its text columns
+        # as type null: promote them, or reading parts with and without errors fails.
+        try:
+            table = pa.concat_tables(tables, promote_options="default")
+        except TypeError:  # pyarrow < 14
+            table = pa.concat_tables(tables, promote=True)
+        return table.to_pandas()
 
     def images(self):
         """One row per stored image, in source order: image_id, position, labels, width, height, meta."""

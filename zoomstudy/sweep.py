@@ -274,7 +274,7 @@ def sweep(
                 n_views_done += grid.n_views
                 if n_pending >= state["batch_size"]:
                     flush()
-            if writer.full():
+            if writer.full(pending=len(pending)):  # images still waiting for the model count too
                 flush()
                 writer.commit()
             bar.update(1)
@@ -314,8 +314,9 @@ class _PartWriter:
         self.images, self.errors, self.groups = [], [], []
         self.view_ids, self.preds, self.probs = [], [], []
 
-    def full(self) -> bool:
-        return len(self.images) >= self.chunk
+    def full(self, pending: int = 0) -> bool:
+        """The part is complete: `chunk_images` images, counting `pending` ones not yet forwarded."""
+        return len(self.images) + pending >= self.chunk
 
     def add_error(self, item: _Item):
         self.n_errors += 1

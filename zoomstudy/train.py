@@ -137,7 +137,7 @@ def _threads(n: int | None):
 
 def _inputs(rgb: torch.Tensor) -> torch.Tensor:
     """uint8 [B, 3, S, S] -> the normalised float input, exactly as the sweep prepares views."""
-    return normalize(rgb)
+    return normalize(rgb).contiguous(memory_format=torch.channels_last)
 
 
 def train_settings(
@@ -227,6 +227,7 @@ def train_model(
         t0 = time.perf_counter()
         torch.manual_seed(_derived_seed(seed, "init"))
         model = build_model(arch, spec.n_classes, spec.image_size, width=width)
+        model = model.to(memory_format=torch.channels_last)  # faster CPU convolutions, same maths
         steps_per_epoch = images_per_epoch // batch_size
         total = epochs * steps_per_epoch
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -357,7 +358,7 @@ def measure_regime(model: nn.Module, source, grid: ViewGrid, *, batch_size: int 
     model.eval()
     rows = []
     for sample in source:
-        views = normalize(render_views(pil_to_tensor(sample.image), grid))  # [n_views, 3, crop, crop]
+        views = _inputs(render_views(pil_to_tensor(sample.image), grid))  # [n_views, 3, crop, crop]
         top1 = torch.cat([model(views[i : i + batch_size]).argmax(1) for i in range(0, len(views), batch_size)])
         rows.append(np.isin(top1.numpy(), np.asarray(sample.labels, np.int64)))  # [n_views]
     return np.stack(rows) if rows else np.zeros((0, grid.n_views), bool)

@@ -674,3 +674,18 @@ def run_memo(
         warnings.warn(f"run_memo: skipped {skipped} samples without an image")
     columns = ["image_id", "method", "seed", "k", "pred", "baseline_pred", "correct", "baseline_correct", "seconds"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def memo_for_model(loaded_model, samples: Iterable, **kwargs):
+    """`run_memo` for a `models.LoadedModel`: its module, its normalisation (mean/std) and its label
+    space (the logits restricted to `label_space.indices` for loss and prediction, ImageNet-A/R style).
+
+    kwargs: the other arguments of `run_memo` (views, k, seed, prior_n, lr, resize, crop, ...); an
+    explicit mean, std or class_subset overrides the model's. The module is adapted in fp32 whatever
+    the model's `amp` setting, and is left exactly as it came.
+    """
+    indices = loaded_model.label_space.indices
+    kwargs.setdefault("mean", tuple(loaded_model.mean))
+    kwargs.setdefault("std", tuple(loaded_model.std))
+    kwargs.setdefault("class_subset", None if indices is None else [int(i) for i in indices])
+    return run_memo(loaded_model.module, samples, **kwargs)

@@ -350,11 +350,6 @@ def _pil_vertical_first_rule() -> bool:
     return bool(np.array_equal(pil, yx))
 
 
-def _tap_total(in_size: int, out_size: int) -> int:
-    xmin, k = _pil_coeffs(in_size, out_size)
-    return int((np.minimum(xmin + k.shape[1], in_size) - xmin).sum())
-
-
 def _round_shift(acc: torch.Tensor) -> torch.Tensor:
     """PIL's clip8((acc + 2^(P-1)) >> P) on exact integer-valued floats."""
     acc.add_(float(1 << (_PRECISION_BITS - 1))).mul_(1.0 / (1 << _PRECISION_BITS))

@@ -53,6 +53,7 @@ CLASS_NAMES: tuple[str, ...] = (
 _SPRITE_RES = 48  # object sprite side (texels)
 _CLUTTER_RES = 32  # clutter sprite side (texels)
 _N_TEXTURES = 3  # flat, stripes, checker
+_N_PANELS = 2  # dark half-planes per scene, each present with probability 1/2
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,8 @@ class Scenes:
     clut_kind: torch.Tensor  # long [B, K]
     clut: torch.Tensor  # float [B, K, 4]: centre x, centre y, size, rotation
     clut_col: torch.Tensor  # float [B, K, 3]
+    panel: torch.Tensor  # float [B, P, 4]: outward normal angle, depth from the scene edge (units), present 0/1, unused
+    panel_col: torch.Tensor  # float [B, P, 3]
     view: torch.Tensor  # float [B, 4]: viewport x0, y0, width, height
     scene_size: tuple[float, float]  # (width, height) of the scene in units
 
@@ -328,9 +331,19 @@ def _sample_scene_content(
         2,
     )
     clut_col = _uniform(g, (n, k, 3))
+    # panels: dark half-planes entering from an edge (mostly axis-aligned, half of them black)
+    p = _N_PANELS
+    axis = torch.randint(0, 4, (n, p), generator=g).float() * (math.pi / 2)
+    tilted = _uniform(g, (n, p), 0, 2 * math.pi)
+    angle = torch.where(_uniform(g, (n, p)) < 0.75, axis, tilted)
+    depth = _uniform(g, (n, p), 0.05, 0.4) * min(W, H)
+    present = (_uniform(g, (n, p)) < 0.5).float()
+    panel = torch.stack([angle, depth, present, torch.zeros_like(depth)], 2)
+    black = (_uniform(g, (n, p, 1)) < 0.5).float()
+    panel_col = (1 - black) * _uniform(g, (n, p, 3), 0.0, 0.5)
     rot = _uniform(g, (n,), -1, 1) * math.radians(spec.max_rotation)
     return dict(cls=cls, obj_col=torch.stack([col_a, col_b], 1), tex=tex, bg_coarse=bg_coarse, bg_fine=bg_fine,
-                clut_kind=clut_kind, clut=clut, clut_col=clut_col, rot=rot)
+                clut_kind=clut_kind, clut=clut, clut_col=clut_col, panel=panel, panel_col=panel_col, rot=rot)
 
 
 def _rrc_windows(spec: WorldSpec, n: int, g: torch.Generator) -> torch.Tensor:
@@ -425,6 +438,13 @@ def _draw_background(scenes: Scenes, xs: torch.Tensor, ys: torch.Tensor) -> torc
     grid = _scene_grid(xs, ys, scenes.scene_size)  # [B, H, W, 2]
     img = F.grid_sample(scenes.bg_coarse, grid, mode="bilinear", padding_mode="border", align_corners=True)
     img = img + F.grid_sample(scenes.bg_fine, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    sw, sh = scenes.scene_size
+    half = min(sw, sh) / 2
+    for k in range(scenes.panel.shape[1]):
+        angle, depth, present = (scenes.panel[:, k, i, None, None] for i in range(3))  # each [B, 1, 1]
+        reach = torch.cos(angle) * (xs[:, None, :] - sw / 2) + torch.sin(angle) * (ys[:, :, None] - sh / 2)  # [B, H, W]
+        a = ((reach - (half - depth)) * (xs.shape[1] / (scenes.view[:, 2, None, None])) + 0.5).clamp(0, 1) * present
+        img = img + a[:, None] * (scenes.panel_col[:, k, :, None, None] - img)  # 1-pixel antialiased edge
     bank = clutter_sprites()
     for k in range(scenes.clut.shape[1]):  # painter's order, behind the object
         a, _, _ = _sprite_alpha(bank, scenes.clut_kind[:, k], scenes.clut[:, k], xs, ys)  # [B, 1, H, W]

@@ -1,0 +1,470 @@
+"""The study notebooks (notebooks/*.ipynb) and their helpers (zoomstudy.figures).
+
+* Every notebook in notebooks/ is committed clean: a cell tagged "parameters", no outputs, no
+  execution counts; the study notebooks declare every parameter their profiles set.
+* 01_oracle_accuracy, 02_center_bias and 04_imagenet_hard run headless through
+  `reports.run_notebook` with the offline profile shrunk to 6 synthetic images and 4 scales at crop 96
+  (one kernel each; 02 and 04 reuse 01's result store, as they do in a real `reproduce` run), and
+  their HTML reports must embed the figures and say which profile, weights and data produced them.
+* The figures helpers are checked on small hand-made inputs, including a result store written by hand.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from zoomstudy import figures, paper, reports
+from zoomstudy.views import ViewGrid
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+STUDY = ("01_oracle_accuracy", "02_center_bias", "04_imagenet_hard")
+#: Minimum number of embedded PNG figures per report (the offline data make every figure, even at 0%).
+MIN_FIGURES = {"01_oracle_accuracy": 5, "02_center_bias": 4, "04_imagenet_hard": 5}
+TINY = {"dataset": "synthetic:6", "scales": [48, 96, 110, 160], "crop": 96}  # squeezenet needs >= ~64 px
+IMG = re.compile(r'<img[^>]+src="data:image/png;base64,')
+
+
+def _read(path):
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def _parameters_cell(nb):
+    return next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+
+
+# ------------------------------------------------------------------------------------------------
+# committed notebooks
+# ------------------------------------------------------------------------------------------------
+def test_study_notebooks_exist():
+    for name in STUDY:
+        assert (NOTEBOOKS / f"{name}.ipynb").is_file()
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebook_is_committed_clean(path):
+    nb = _read(path)
+    assert _parameters_cell(nb) is not None, f"{path.name} has no cell tagged 'parameters'"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.get("outputs") == [], f"{path.name} cell {i} has outputs"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("name", STUDY)
+def test_study_notebook_shape_and_profile_parameters(name):
+    from papermill.translators import PythonTranslator
+
+    nb = _read(NOTEBOOKS / f"{name}.ipynb")
+    title = nb.cells[0]
+    assert title.cell_type == "markdown" and title.source.startswith("# ")
+    badge = f"https://colab.research.google.com/github/zoomstudy/zoomstudy/blob/main/notebooks/{name}.ipynb"
+    assert badge in title.source
+    assert "import zoomstudy" in nb.cells[1].source and "subprocess" in nb.cells[1].source  # installs when missing
+    assert "%pip" not in "".join(c.source for c in nb.cells)  # no magics: runs headless as well
+    assert nb.cells[2] is _parameters_cell(nb)
+    declared = {p.name for p in PythonTranslator.inspect(nb.cells[2])}
+    assert {"profile", "model", "checkpoint", "pretrained", "dataset", "root", "scales", "grid", "crop",
+            "max_images", "results_dir", "report_dir"} <= declared
+    for profile in reports.PROFILES:
+        if profile in ("offline", "local", "quick", "paper"):
+            params = set(reports.resolve_parameters(profile, name))
+            assert params <= declared, f"profile {profile} sets {params - declared}, undeclared in {name}"
+    assert "record_provenance(report_dir" in nb.cells[-1].source
+
+
+def test_profiles_hold_plain_parameters():
+    offline = reports.resolve_parameters("offline", "01_oracle_accuracy")
+    assert offline["dataset"] == "synthetic:24" and offline["pretrained"] is False
+    assert offline["model"] == "torchvision:squeezenet1_0" and offline["crop"] == 224
+    assert offline["scales"] == [64, 128, 224, 256, 320, 448]
+    assert reports.resolve_parameters("offline", "04_imagenet_hard")["dataset"].startswith("synthetic-hard:")
+    local = reports.resolve_parameters("local", "02_center_bias")
+    assert local["checkpoint"].endswith("weights/squeezenet1_0_deepcompression.pt")
+    assert local["dataset"].startswith("csv:") and local["dataset"].endswith("imagenet-sample")
+    assert local["scales"] is None and local["results_dir"] == "results/local"
+    assert reports.resolve_parameters("quick", "01_oracle_accuracy")["pretrained"] is True
+    paper_nb = reports.resolve_parameters("paper", "04_imagenet_hard")
+    assert paper_nb["dataset"] == "imagenet-hard" and paper_nb["model"] == "resnet50"
+    assert reports.resolve_parameters("paper", "01_oracle_accuracy")["dataset"] == "imagenet-val"
+    for profile in ("offline", "local", "quick", "paper"):
+        for value in reports.resolve_parameters(profile, "04_imagenet_hard").values():
+            assert value is None or isinstance(value, (str, int, float, bool, list))
+
+
+# ------------------------------------------------------------------------------------------------
+# headless runs
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """run(name) executes a study notebook once per module (offline profile, tiny data) -> report dir."""
+    base = tmp_path_factory.mktemp("notebooks")
+    results, out = base / "results", base / "reports"
+    done: dict[str, Path] = {}
+
+    def _run(name: str) -> Path:
+        if name not in done:
+            overrides = {**TINY, "results_dir": str(results), "report_dir": str(out)}
+            if name == "04_imagenet_hard":
+                overrides["dataset"] = "synthetic-hard:6"
+                overrides["compare_with"] = ["synthetic-6"]
+            params = reports.resolve_parameters("offline", name, overrides)
+            html = reports.run_notebook(NOTEBOOKS / f"{name}.ipynb", out, params, cwd=base, timeout=300)
+            assert html == out / f"{name}.html"
+            done[name] = out
+        return done[name]
+
+    return _run
+
+
+def _check_report(out: Path, name: str, data: str) -> str:
+    html = (out / f"{name}.html").read_text(encoding="utf-8")
+    n_png = len(IMG.findall(html))
+    assert n_png >= MIN_FIGURES[name], f"{name}: {n_png} embedded figures"
+    statement = (f"This report was produced by profile offline with weights random (untrained "
+                 f"torchvision:squeezenet1_0) on data {data}")
+    assert html.count(statement) >= 2  # near the top (after the sweep) and at the end
+    assert "Traceback" not in html
+    prov = json.loads((out / f"{name}.provenance.json").read_text())
+    assert prov["profile"] == "offline" and prov["weights_id"] == "random"
+    assert prov["statement"].startswith(statement) and prov["grid"]["scales"] == TINY["scales"]
+    assert prov["model"] == "torchvision:squeezenet1_0" and prov["dataset_fingerprint"]
+    return html
+
+
+def test_oracle_notebook_runs_headless(run):
+    out = run("01_oracle_accuracy")
+    html = _check_report(out, "01_oracle_accuracy", "synthetic-6 (synthetic, 6 images")
+    assert "any of 36 views" in html and "greedy top-36, 2-fold cross-validated" in html
+    assert "No published number is comparable" in html
+    prov = json.loads((out / "01_oracle_accuracy.provenance.json").read_text())
+    assert prov["n_images"] == 6 and set(prov["results"]) >= {"standard", "upper_all", "upper_topn_cv"}
+
+
+def test_center_bias_notebook_runs_headless(run):
+    run("01_oracle_accuracy")  # the same result set: 02 reuses the sweep
+    out = run("02_center_bias")
+    html = _check_report(out, "02_center_bias", "synthetic-6 (synthetic, 6 images")
+    assert "26.65" in html and "p_holm" in html  # the paper's centre share; Holm-adjusted tests
+    assert "single views at scale 110" in html
+    prov = json.loads((out / "02_center_bias.provenance.json").read_text())
+    assert np.asarray(prov["anchor_bounds"]).shape == (3, 3)
+
+
+def test_imagenet_hard_notebook_runs_headless(run):
+    run("01_oracle_accuracy")  # an "ImageNet" result set of the same model and grid to compare with
+    out = run("04_imagenet_hard")
+    html = _check_report(out, "04_imagenet_hard", "synthetic-hard-6 (csv, 6 images")
+    assert "synthetic stand-in for ImageNet-Hard" in html
+    assert "EfficientNet-L2-NS" in html and "squeezenet1_0 (this run)" in html  # the leaderboard
+    assert "compared with synthetic-6" in html  # the zoom bound next to the other dataset's
+    prov = json.loads((out / "04_imagenet_hard.provenance.json").read_text())
+    assert prov["plain_protocol"] == "sweep" and len(prov["companions"]) == 1
+    assert "1-crop protocol: the sweep's 1-crop view LOC:1_1_Size:110" in html
+
+
+# ------------------------------------------------------------------------------------------------
+# figures helpers: tables
+# ------------------------------------------------------------------------------------------------
+GRID = ViewGrid(scales=(48, 96, 110, 160), crop=96)  # standard scale round(96 * 256 / 224) = 110
+
+
+def _matrix():
+    """4 images x 36 views: 0 right at the 1-crop view only, 1 right at one zoom-in corner view,
+    2 right at every zoom-out view, 3 never right."""
+    c = np.zeros((4, GRID.n_views), bool)
+    c[0, GRID.standard_view] = True
+    c[1, GRID.view_index(160, 0, 0)] = True
+    c[2, [GRID.view_index(48, r, k) for r in range(3) for k in range(3)]] = True
+    return c
+
+
+def test_bounds_frame_table1_rows_with_intervals():
+    t = figures.bounds_frame(_matrix(), GRID, model="m", dataset="d", top_n=2, folds=2, n_classes=10)
+    assert list(t["key"]) == ["standard", "upper_all", "upper_topn", "upper_topn_cv", "random_topn", "random_all"]
+    acc = dict(zip(t["key"], t["accuracy"]))
+    assert acc["standard"] == 25.0 and acc["upper_all"] == 75.0
+    assert acc["upper_topn"] == 50.0  # two greedy views solve two of the three solvable images
+    assert acc["random_topn"] == 20.0 and acc["random_all"] == 100.0  # min(100, 100 n / classes)
+    assert t.loc[0, "metric"] == "1-crop (LOC:1_1_Size:110)" and t.loc[1, "views"] == 36
+    ci = t.dropna(subset=["ci_low"])
+    assert (ci["ci_low"] <= ci["accuracy"]).all() and (ci["accuracy"] <= ci["ci_high"]).all()
+    assert t[t["key"].str.startswith("random")]["ci_low"].isna().all()
+    one = figures.bounds_frame(_matrix()[:1], GRID, random_rows=False)
+    assert "upper_topn_cv" not in set(one["key"]) and len(one) == 3  # no cross-validation on one image
+
+
+def test_group_anchor_scale_and_share_tables():
+    c = _matrix()
+    g = figures.group_table(c, GRID).set_index(["key", "measure"])["accuracy"]
+    assert g[("zoom_out", "bound: any view of the group")] == 25.0  # image 2
+    assert g[("zoom_in", "bound: any view of the group")] == 50.0  # images 0 (S=110) and 1 (S=160)
+    assert g[("zoom_224", "bound: any view of the group")] == 0.0
+    assert g[("zoom_in", "solved by this group only")] == 50.0
+    a = figures.anchor_bound_table(c, GRID)
+    assert a.loc[0, "anchor"] == "1,1 (centre)" and a.loc[0, "accuracy"] == 50.0  # images 0 and 2
+    assert a.set_index("anchor").loc["0,0", "accuracy"] == 50.0  # images 1 and 2
+    cover = [GRID.view_index(48, 0, 0), GRID.standard_view]
+    s = figures.cover_scale_table(cover, GRID)
+    assert list(s["scale"]) == [48, 96, 110, 160] and list(s["accuracy"]) == [50.0, 0.0, 50.0, 0.0]
+    assert list(s["n_views"]) == [1, 0, 1, 0]
+    assert figures.cover_scale_table([], GRID)["accuracy"].isna().all()
+    share = figures.centre_share_table(cover, GRID, realdata=True).set_index("source")["centre_share"]
+    assert share["this run"] == 50.0 and share["uniform"] == pytest.approx(100 / 9)
+    assert share["paper (mean over datasets and models)"] == 26.65 and share["real-data kit reference"] == 35.7
+    assert np.isnan(figures.centre_share_table([], GRID).loc[0, "centre_share"])
+
+
+def test_mcnemar_table_holm_adjustment():
+    df = pd.DataFrame({"row": [0, 0, 2], "col": [0, 1, 2], "anchor": [10.0, 20.0, 30.0], "center": 50.0,
+                       "p_value": [0.01, 0.04, 0.03]})
+    t = figures.mcnemar_table(df, alpha=0.05)
+    assert np.allclose(t["p_holm"], [0.03, 0.06, 0.06])  # 3 x 0.01; max(2 x 0.03, 1 x 0.04) stays monotone
+    assert list(t["significant"]) == [True, False, False]
+    assert list(t["diff"]) == [40.0, 30.0, 20.0] and list(t["anchor_rc"]) == ["0,0", "0,1", "2,2"]
+    with pytest.raises(ValueError, match="missing"):
+        figures.mcnemar_table(df.drop(columns="p_value"))
+
+
+def test_pick_example_and_example_rows():
+    c = _matrix()
+    assert figures.pick_example(c, GRID.standard_view) == 1  # wrong at 1-crop, rescued by a zoom view
+    assert figures.pick_example(c[[0, 3]], GRID.standard_view) == 0
+    assert figures.pick_example(np.zeros((2, 5), bool)) == 0
+    assert figures.example_rows(c, GRID.standard_view, 10) == [1, 2, 0, 3]
+    assert figures.example_rows(c, GRID.standard_view, 2) == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------
+# provenance and published references
+# ------------------------------------------------------------------------------------------------
+def _settings(model="squeezenet1_0", weights="random", source="torchvision", dataset=None, grid=GRID, key_hash="k"):
+    dataset = dataset or {"kind": "synthetic", "name": "synthetic-6", "rows": 6, "location": None,
+                          "fingerprint": "f" * 64, "params": {"seed": 0}}
+    return {"key": {"model": {"name": model, "source": source, "architecture": f"torchvision:{model}",
+                              "weights_id": weights, "label_space": {"name": "imagenet1k", "n_classes": 1000},
+                              "device": "cpu"},
+                    "dataset": dataset, "grid": grid.to_dict(), "zoomstudy": "0.1.0"},
+            "key_hash": key_hash}
+
+
+def test_provenance_statement_names_profile_weights_and_data():
+    info = figures.provenance_info(_settings(), "offline")
+    assert info["statement"] == (
+        "This report was produced by profile offline with weights random (untrained torchvision:squeezenet1_0) on "
+        "data synthetic-6 (synthetic, 6 images, generator seed 0, fingerprint ffffffffffff); 36 views per image: "
+        "4 scales x 3x3 anchors, crop 96.")
+    assert info["weights_id"] == "random" and info["n_views"] == 36 and info["dataset_rows"] == 6
+    json.dumps(info)  # recordable as it is
+    kit = _settings(weights="ab" * 32, source="checkpoint",
+                    dataset={"kind": "csv", "name": "imagenet-sample", "rows": 100, "location": "/kit/imagenet-sample"})
+    text = figures.provenance_info(kit, "local", checkpoint="/kit/weights/sq.pt")["statement"]
+    assert "profile local with weights checkpoint sq.pt (sha256 abababababab" in text
+    assert "on data imagenet-sample (csv, 100 images, /kit/imagenet-sample)" in text
+    hub = _settings(model="resnet50", weights="ResNet50_Weights.IMAGENET1K_V1",
+                    dataset={"kind": "hf", "name": "imagenet-hard", "rows": 10980, "location": "taesiri/imagenet-hard",
+                             "revision": "main", "resolved_revision": "c" * 40})
+    text = figures.provenance_info(hub, "paper")["statement"]
+    assert "weights ResNet50_Weights.IMAGENET1K_V1 (torchvision:resnet50)" in text
+    assert f"revision {'c' * 40}" in text
+
+
+def test_reference_comparison_with_paper_table1_and_kit():
+    paper_grid = ViewGrid.paper()
+    frame = pd.DataFrame({"key": ["standard", "upper_all", "upper_topn", "upper_topn_cv"],
+                          "accuracy": [75.0, 96.0, 94.0, 93.0]})
+    resnet = _settings(model="resnet50", weights="ResNet50_Weights.IMAGENET1K_V1", grid=paper_grid,
+                       dataset={"kind": "folder", "name": "imagenet-val", "rows": 50000})
+    cmp = figures.reference_comparison(resnet, frame, top_n=36)
+    assert cmp["value_cols"] == ["standard", "upper_324", "upper_36"] and cmp["on"] == ["model", "dataset"]
+    assert cmp["paper"].iloc[0][["standard", "upper_324", "upper_36"]].tolist() == [75.75, 96.78, 94.46]
+    assert cmp["ours"].iloc[0][["model", "dataset"]].tolist() == ["ResNet-50", "IN"]
+    assert "IMAGENET1K_V1" not in cmp["caption"] and "of the" not in cmp["caption"]  # paper weights, all images
+    subset = figures.reference_comparison(resnet, frame.assign(n_images=300))
+    assert "ours on 300 of the 50000 images" in subset["caption"]
+    v2 = _settings(model="resnet50", weights="ResNet50_Weights.IMAGENET1K_V2", grid=paper_grid,
+                   dataset={"kind": "folder", "name": "imagenet-val", "rows": 50000})
+    assert "IMAGENET1K_V1" in figures.reference_comparison(v2, frame)["caption"]
+    reduced = _settings(model="resnet50", weights="ResNet50_Weights.IMAGENET1K_V1",
+                        grid=ViewGrid(scales=(128, 224, 256, 448)), dataset={"name": "imagenet-val"})
+    assert figures.reference_comparison(reduced, frame)["value_cols"] == ["standard"]  # bounds need 324 views
+    assert figures.reference_comparison(_settings(grid=paper_grid), frame) is None  # random squeezenet
+    kit = _settings(weights="ab" * 32, source="checkpoint", grid=paper_grid,
+                    dataset={"kind": "csv", "name": "imagenet-sample", "rows": 100})
+    cmp = figures.reference_comparison(kit, frame, top_n=36, cover_length=14)
+    assert cmp["on"] == ["metric"]
+    assert dict(zip(cmp["paper"]["metric"], cmp["paper"]["value"])) == {
+        "standard": 61.0, "upper_324": 94.0, "upper_36": 94.0, "cover_length": 14.0}
+    assert dict(zip(cmp["ours"]["metric"], cmp["ours"]["value"]))["cover_length"] == 14.0
+
+
+def test_anchor_references_and_comparison():
+    refs = figures.anchor_references(_settings())
+    assert list(refs) == ["paper: ResNet-50 on ImageNet"] and refs["paper: ResNet-50 on ImageNet"][1, 1] == 89.90
+    objectnet = _settings(model="resnet50", weights="ResNet50_Weights.IMAGENET1K_V1", grid=ViewGrid.paper(),
+                          dataset={"kind": "folder", "name": "objectnet", "rows": 18574})
+    assert list(figures.anchor_references(objectnet)) == ["paper: ResNet-50 on ObjectNet"]
+    cmp = figures.anchor_comparison(objectnet, np.full((3, 3), 50.0))
+    assert cmp["on"] == ["row", "col"] and cmp["paper"]["bound"].iloc[4] == 64.62
+    assert figures.anchor_comparison(_settings(), np.zeros((3, 3))) is None  # reduced grid
+    kit = _settings(weights="ab" * 32, source="checkpoint", grid=ViewGrid.paper(),
+                    dataset={"kind": "csv", "name": "imagenet-sample", "rows": 100})
+    assert len(figures.anchor_references(kit)) == 2
+    cmp = figures.anchor_comparison(kit, np.zeros((3, 3)))
+    assert cmp["paper"]["bound"].tolist() == [57.0, 76.0, 61.0, 68.0, 83.0, 67.0, 51.0, 63.0, 54.0]
+
+
+def test_anchor_panels_one_colour_scale_per_panel():
+    fig = figures.anchor_panels({"ours": np.full((3, 3), np.nan), "paper": np.arange(9.0).reshape(3, 3)},
+                                title="bounds")
+    heat = [ax for ax in fig.axes if ax.get_title() in ("ours", "paper")]
+    assert [ax.get_title() for ax in heat] == ["ours", "paper"]
+    assert len(fig.axes) == 4  # two heatmaps, two colour bars
+    assert heat[1].collections[0].get_clim() == (0.0, 8.0)
+    with pytest.raises(ValueError):
+        figures.anchor_panels({})
+
+
+# ------------------------------------------------------------------------------------------------
+# data, images and a hand-written result store
+# ------------------------------------------------------------------------------------------------
+def test_hard_standin_is_a_deterministic_multilabel_csv(tmp_path):
+    from zoomstudy.data import open_source
+
+    spec, root, note = figures.resolve_dataset("synthetic-hard:6", None, tmp_path)
+    assert spec.startswith("csv:") and root is None and "stand-in" in note
+    src = open_source(spec)
+    assert len(src) == 6 and src.name == "synthetic-hard-6"
+    samples = list(src)
+    assert all(1 <= len(s.labels) <= 5 and s.image.size == (96, 72) for s in samples)
+    assert [s.meta["origin"] for s in samples] == list(figures.STANDIN_ORIGINS)
+    folder = Path(spec[4:])
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    fingerprint = src.provenance()["fingerprint"]
+    figures.resolve_dataset("synthetic-hard:6", None, tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before  # nothing rewritten
+    assert open_source(spec).provenance()["fingerprint"] == fingerprint
+    assert figures.resolve_dataset("imagenet-val", "/x", tmp_path) == ("imagenet-val", "/x", None)
+    with pytest.raises(ValueError):
+        figures.resolve_dataset("synthetic-hard:many", None, tmp_path)
+
+
+def test_load_sample_indexed_and_streamed():
+    from zoomstudy.data import SyntheticSource
+
+    src = SyntheticSource(3)
+    assert figures.load_sample(src, 2).image_id == "synthetic/000002"
+
+    class Stream:
+        _records = None
+
+        def __iter__(self):
+            return iter(SyntheticSource(3))
+
+    assert figures.load_sample(Stream(), 1).image_id == "synthetic/000001"
+    with pytest.raises(IndexError):
+        figures.load_sample(Stream(), 5)
+
+
+def test_centre_views_match_the_full_grid_and_thumbnails():
+    import torch
+    from PIL import Image
+
+    from zoomstudy.views import render_views
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    grid = ViewGrid(scales=(16, 32, 48, 80), crop=32)
+    views, idx = figures.centre_views(image, grid)
+    full = render_views(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous(), grid)
+    assert idx == [grid.view_index(s, 1, 1) for s in grid.scales]
+    assert torch.equal(views, full[idx])
+    thumbs = figures.thumbnails([image, Image.new("L", (10, 30)), None], size=24)
+    assert thumbs.shape == (3, 3, 24, 24) and thumbs.dtype == torch.uint8 and int(thumbs[2].max()) == 0
+    assert figures.class_name(0) == "tench" and figures.class_name(5000) == "#5000"
+
+
+def _store(results_dir, dataset, weights="random", grid=GRID, labels=((1, 2), (3,), (4,)), origins=("a", "b", "a")):
+    """A result set written by hand: image i predicts class i + 1 at the 1-crop view, 999 elsewhere."""
+    from zoomstudy.store import ResultSet
+
+    settings = _settings(weights=weights, grid=grid, dataset=dataset)
+    settings = {"key": settings["key"], "dataset_rows": len(labels)}
+    rs = ResultSet.create(results_dir, settings)
+    n, v = len(labels), grid.n_views
+    pred = np.full((n, v), 999, np.int16)
+    pred[:, grid.standard_view] = np.arange(1, n + 1)
+    views = {"image_id": np.repeat([f"img{i}" for i in range(n)], v), "view": np.tile(np.arange(v, dtype=np.int16), n)}
+    for k in range(5):
+        views[f"pred{k}"] = pred.ravel() if k == 0 else np.zeros(n * v, np.int16)
+        views[f"prob{k}"] = np.full(n * v, 0.5 if k == 0 else 0.1, np.float32)
+    rs.write_part("part-000000", {
+        "views": pd.DataFrame(views),
+        "groups": pd.DataFrame(columns=["image_id", "group", "mean_pred", "mean_prob", "max_pred", "max_prob"]),
+        "errors": pd.DataFrame({"image_id": pd.Series([], dtype=str), "position": pd.Series([], dtype="int64"),
+                                "reason": pd.Series([], dtype=str)}),
+        "images": pd.DataFrame({"image_id": [f"img{i}" for i in range(n)], "position": np.arange(n),
+                                "labels": [list(x) for x in labels], "width": 64, "height": 48,
+                                "meta": [json.dumps({"origin": o}) for o in origins], "ok": True}),
+    })
+    return rs
+
+
+def test_image_table_plain_from_sweep_and_companions(tmp_path):
+    hard_ds = {"kind": "csv", "name": "hard", "rows": 3, "fingerprint": "h"}
+    rs = _store(tmp_path, hard_ds)
+    images = figures.image_table(rs)
+    assert list(images["origin"]) == ["a", "b", "a"] and images.loc[0, "labels"] == (1, 2)
+    plain = figures.plain_from_sweep(rs)
+    assert list(plain["pred"]) == [1, 2, 3] and list(plain["correct"]) == [True, False, False]
+    assert list(plain["origin"]) == ["a", "b", "a"] and plain["confidence"].iloc[0] == 0.5
+
+    from zoomstudy import hard
+
+    board = hard.leaderboard({"squeezenet1_0": plain})
+    table = figures.hard_leaderboard_table(board)
+    assert len(table) == len(paper.IMAGENET_HARD) + 1
+    assert list(table["model"][:2]) == ["EfficientNet-L2-NS", "squeezenet1_0 (this run)"]  # 39.00 > 33.3
+    assert (table["top1"].diff().dropna() <= 0).all()  # best first
+    ours = table[table["source"] == "this run"].iloc[0]
+    assert ours["top1"] == pytest.approx(100 / 3) and ours["note"] == "3 of 10980 images"
+    assert table.set_index("model").loc["EfficientNet-L2-NS", "note"] == "800 px"
+
+    imagenet = _store(tmp_path, {"kind": "synthetic", "name": "synthetic-6", "rows": 3, "fingerprint": "s"})
+    _store(tmp_path, {"kind": "synthetic", "name": "other-weights", "rows": 3, "fingerprint": "o"}, weights="x")
+    _store(tmp_path, {"kind": "synthetic", "name": "other-grid", "rows": 3, "fingerprint": "g"},
+           grid=ViewGrid(scales=(48, 110), crop=96))
+    found = figures.find_companions(tmp_path, rs)
+    assert [c.path for c in found] == [imagenet.path]
+    assert figures.find_companions(tmp_path, rs, ["imagenet-val"]) == []
+    assert [c.path for c in figures.find_companions(tmp_path, imagenet, ["hard"])] == [rs.path]
+
+
+def test_plain_from_model_scores_multilabel_and_fills_origin():
+    import torch
+
+    from zoomstudy.data import SyntheticSource
+
+    class Model:  # the LoadedModel interface plain_from_model uses: logits and data_config
+        def data_config(self):
+            return {"input_size": (3, 32, 32), "crop_pct": 0.875, "interpolation": "bilinear",
+                    "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+
+        def logits(self, x):
+            assert x.shape[1:] == (3, 32, 32)
+            out = torch.zeros(len(x), 1000)
+            out[:, 5] = 1.0  # right for images 1 and 3
+            return out
+
+    src = SyntheticSource(5, n_classes=10)
+    labels = [s.labels for s in src]
+    df = figures.plain_from_model(Model(), src, max_images=4, batch_size=3)
+    assert len(df) == 4 and (df["pred"] == 5).all() and (df["origin"] == "all").all()
+    assert list(df["correct"]) == [5 in lab for lab in labels[:4]] == [False, True, False, True]

@@ -1,0 +1,265 @@
+"""Test resolution against accuracy at a fixed framing: the FixRes effect (Touvron et al. 2019).
+
+A CNN trained with RandomResizedCrop at 224 px sees objects larger during training than at test time
+under Resize(256) + CenterCrop(224); testing at a higher resolution with the *same framing* (the same
+crop-to-resize ratio, 224 / 256) enlarges the objects back and often raises accuracy. The curve here
+makes that measurable for any model and any folder of images:
+
+    for each input size s: Resize(round(s * 256 / 224)) (PIL bicubic, shorter side) + CenterCrop(s)
+
+so every size sees the same part of the image, only with more or fewer pixels. The pixels come from
+the package's exact renderer (`views.render_windows`, PIL's fixed-point bicubic restricted to the
+window), then ToTensor + ImageNet normalisation (SPEC 1.4) and the model. The crop offsets are
+torchvision's CenterCrop (round((H - s) / 2)), so at s = 224 this is exactly torchvision's classic
+eval transform with bicubic interpolation; the sweep's `LOC:1_1_Size:256` view uses the anchor
+arithmetic of SPEC 1 instead and may sit one pixel away (SPEC 1, "may differ by a pixel"; center=
+"anchor" uses that arithmetic). A one-pixel shift is not nothing: it flips 4 of the first 20 kit
+images' predictions of the real-data kit's SqueezeNet.
+
+Each image is decoded once for all sizes. A size the model cannot take (a ViT with a fixed position
+embedding raises on anything but its own size) is probed once with a blank batch before any image is
+read, and skipped: its row has NaN accuracy and a `note` saying why.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .views import IMAGENET_MEAN, IMAGENET_STD, normalize, pil_to_tensor, render_windows, resized_size
+
+#: The default input sizes: 128 to 448 px, the training size 224 in the middle.
+RESOLUTION_SIZES: tuple[int, ...] = (128, 160, 192, 224, 256, 288, 320, 384, 448)
+#: The fixed framing: crop / resize of the standard eval transform (224 / 256).
+CROP_PCT = 224 / 256
+COLUMNS = ["size", "resize", "accuracy", "lo", "hi", "n", "note"]
+
+
+def resize_for(size: int, crop_pct: float = CROP_PCT) -> int:
+    """The shorter side the image is resized to before the centre crop of `size` (256 for 224)."""
+    if crop_pct == CROP_PCT:
+        return int(round(size * 256 / 224))  # exact rational arithmetic for the default framing
+    return int(round(size / crop_pct))
+
+
+#: Where the centred crop sits: "torchvision" = CenterCrop's round((H - size) / 2); "anchor" = the
+#: centre anchor of SPEC 1's 3 x 3 arithmetic (at size 224 exactly the sweep's `LOC:1_1_Size:256`).
+CENTERS = ("torchvision", "anchor")
+
+
+def center_crop_offsets(width: int, height: int, scale: int, size: int, center: str = "torchvision") -> tuple[int, int]:
+    """(top, left) of the centred size x size crop in the image resized to shorter side `scale`."""
+    if center not in CENTERS:
+        raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
+    W, H = resized_size(width, height, scale)
+    if center == "anchor":
+        tile_x, tile_y = W // 3, H // 3
+        return tile_y + tile_y // 2 - size // 2, tile_x + tile_x // 2 - size // 2
+    return int(round((H - size) / 2.0)), int(round((W - size) / 2.0))
+
+
+def render_center_crop(image: torch.Tensor, size: int, crop_pct: float = CROP_PCT, *, center: str = "torchvision",
+                       dtype=None) -> torch.Tensor:
+    """Resize(resize_for(size)) + CenterCrop(size) of a uint8 [3, H, W] image, PIL-exact.
+
+    Returns grey levels (float, 0..255) [3, size, size] on the image's device.
+    """
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"render_center_crop expects a uint8 [3, H, W] tensor, got {image.dtype} {tuple(image.shape)}")
+    if dtype is None:
+        dtype = torch.float64 if image.device.type == "cpu" else torch.float32
+    _, h0, w0 = image.shape
+    scale = resize_for(size, crop_pct)
+    top, left = center_crop_offsets(w0, h0, scale, size, center)
+    return render_windows(image.to(dtype), scale, [top], [left], size)[0, 0]
+
+
+def _check_sizes(sizes) -> tuple[int, ...]:
+    try:
+        out = tuple(int(s) for s in sizes)
+    except (TypeError, ValueError):
+        raise ValueError(f"resolution sizes must be integers, got {sizes!r}") from None
+    if not out or any(s < 1 for s in out) or len(set(out)) != len(out):
+        raise ValueError(f"resolution sizes must be distinct positive integers, got {sizes!r}")
+    return tuple(sorted(out))
+
+
+def probe_sizes(model, sizes: Sequence[int]) -> dict[int, str | None]:
+    """size -> None when the model accepts a [1, 3, size, size] input, else a one-line reason."""
+    notes: dict[int, str | None] = {}
+    for s in sizes:
+        try:
+            model.logits(torch.zeros((1, 3, s, s), dtype=torch.float32))
+            notes[s] = None
+        except Exception as e:  # noqa: BLE001 - any refusal of the model means: not this size
+            text = " ".join(str(e).split()) or type(e).__name__
+            notes[s] = f"skipped: the model rejects {s}x{s} inputs ({type(e).__name__}: {text[:160]})"
+    return notes
+
+
+def resolution_curve(
+    model,
+    source,
+    sizes: Sequence[int] = RESOLUTION_SIZES,
+    *,
+    max_images: int | None = None,
+    crop_pct: float = CROP_PCT,
+    normalization: str = "imagenet",
+    center: str = "torchvision",
+    batch_size: int = 32,
+    alpha: float = 0.05,
+    render_dtype: torch.dtype | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Top-1 accuracy (%) against the input size at the fixed framing crop_pct (default 224 / 256).
+
+    model: a `LoadedModel`. source: a `zoomstudy.data` source (or a source spec string).
+    Returns one row per size: size, resize (the shorter side before the crop), accuracy, lo, hi
+    (Clopper-Pearson, 1 - alpha), n (images scored) and note (None, or why the size was skipped;
+    skipped sizes have NaN accuracy). Images that cannot be decoded and images with an empty label
+    set are left out (the same images for every size). max_images: the first N images of the source.
+    normalization: 'imagenet' (SPEC 1.4, as the sweep) or 'model' (the weights' own mean / std).
+    center: 'torchvision' (CenterCrop's offsets, the default) or 'anchor' (SPEC 1's centre anchor:
+    the curve then passes exactly through the sweep's 1-crop view at size 224). The two can sit one
+    pixel apart, and a one-pixel shift alone flips some predictions of many CNNs.
+    """
+    from .analysis import correctness
+    from .stats import accuracy_with_ci
+
+    sizes = _check_sizes(sizes)
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if center not in CENTERS:
+        raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
+    if normalization not in ("imagenet", "model"):
+        raise ValueError(f"normalization must be 'imagenet' or 'model', got {normalization!r}")
+    if isinstance(source, str):
+        from .study import open_data
+
+        source = open_data(source)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
+    device = model.device
+    if render_dtype is None:
+        render_dtype = torch.float64 if device.type == "cpu" else torch.float32
+
+    notes = probe_sizes(model, sizes)
+    accepted = [s for s in sizes if notes[s] is None]
+    top1: dict[int, list[np.ndarray]] = {s: [] for s in accepted}
+    pending: dict[int, list[torch.Tensor]] = {s: [] for s in accepted}
+    labels: list[tuple[int, ...]] = []
+
+    def flush(s: int) -> None:
+        if pending[s]:
+            x = torch.stack(pending[s])  # [B, 3, s, s]
+            top1[s].append(model.logits(x).argmax(-1).cpu().numpy())
+            pending[s] = []
+
+    it = iter(source)
+    if max_images is not None:
+        import itertools
+
+        it = itertools.islice(it, max(0, int(max_images)))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, unit="img", desc=f"resolution {model.name}")
+    for sample in it:
+        if sample.image is None or not sample.labels:
+            continue
+        labels.append(tuple(sample.labels))
+        if not accepted:
+            continue
+        x = pil_to_tensor(sample.image).to(device)  # decoded once, used for every size
+        for s in accepted:
+            grey = render_center_crop(x, s, crop_pct, center=center, dtype=render_dtype)
+            pending[s].append(normalize(grey, mean, std))
+            if len(pending[s]) >= batch_size:
+                flush(s)
+    for s in accepted:
+        flush(s)
+
+    rows = []
+    n = len(labels)
+    for s in sizes:
+        note = notes[s]
+        if note is None and n == 0:
+            note = "no decodable labelled images"
+        if note is not None:
+            rows.append((s, resize_for(s, crop_pct), math.nan, math.nan, math.nan, n if notes[s] is None else 0, note))
+            continue
+        pred = np.concatenate(top1[s]).astype(np.int64)  # [n]
+        hits = correctness(pred, labels)
+        acc, lo, hi = accuracy_with_ci(hits, alpha)
+        rows.append((s, resize_for(s, crop_pct), acc, lo, hi, n, None))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def peak(curve: pd.DataFrame, prefer: int | None = None) -> tuple[int | None, float]:
+    """(size, accuracy %) of the best scored size; ties go to the size nearest `prefer` (the training
+    size), then to the smaller size. (None, NaN) when no size was scored."""
+    scored = curve.dropna(subset=["accuracy"])
+    if scored.empty:
+        return None, math.nan
+    best = scored["accuracy"].max()
+    top = scored[scored["accuracy"] == best]
+    ref = prefer if prefer is not None else int(top["size"].iloc[0])
+    size = min(top["size"].astype(int), key=lambda s: (abs(math.log(s / ref)), s))
+    return int(size), float(best)
+
+
+def plot_resolution_curve(
+    curve: pd.DataFrame,
+    *,
+    train_size: int | None = 224,
+    title: str | None = None,
+    ylabel: str = "top-1 accuracy (%)",
+):
+    """Accuracy against input size (one line per `series` value when that column exists), with the
+    interval band and a dashed line at the training size. Skipped sizes are marked on the x axis."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from . import plots
+
+    if not isinstance(curve, pd.DataFrame) or not {"size", "accuracy"} <= set(curve.columns):
+        raise ValueError("plot_resolution_curve: expected a DataFrame with size and accuracy columns")
+    if curve.empty:
+        raise ValueError("plot_resolution_curve: the table is empty")
+    series = list(pd.unique(curve["series"])) if "series" in curve.columns else [None]
+    colors = dict(zip(series, sns.color_palette(plots.PALETTE, max(len(series), 1))))
+    with sns.axes_style(plots.STYLE), sns.plotting_context(plots.CONTEXT, font_scale=plots.FONT_SCALE):
+        fig, ax = plt.subplots(figsize=(5.6 if series == [None] else 6.8, 3.6), layout="constrained")
+        for s in series:
+            d = (curve if s is None else curve[curve["series"] == s]).sort_values("size")
+            ok = d.dropna(subset=["accuracy"])
+            label = None if s is None else str(s)
+            if not ok.empty:
+                ax.plot(ok["size"], ok["accuracy"], marker="o", markersize=3, lw=1.6, color=colors[s], label=label)
+                if {"lo", "hi"} <= set(ok.columns):
+                    ax.fill_between(ok["size"], ok["lo"], ok["hi"], color=colors[s], alpha=0.2, lw=0)
+            skipped = d[d["accuracy"].isna()]
+            if not skipped.empty:
+                ax.plot(skipped["size"], np.zeros(len(skipped)), ls="none", marker="x", color=colors[s])
+        if train_size:
+            ax.axvline(train_size, color="0.25", ls="--", lw=1)
+            ax.text(train_size * 1.01, 0.98, f"train size {train_size}", transform=ax.get_xaxis_transform(),
+                    ha="left", va="top", fontsize="small", color="0.3")
+        sizes = sorted(int(v) for v in pd.unique(curve["size"]))
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([str(v) for v in sizes], rotation=45 if len(sizes) > 6 else 0)
+        ax.set_xlabel("input size (px; Resize size x 256/224, CenterCrop size)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        if curve["accuracy"].isna().any():
+            ax.text(0.01, 0.02, "x: size rejected by the model", transform=ax.transAxes, fontsize="x-small",
+                    color="0.3")
+        if series != [None]:
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.set_title(title or "accuracy against test resolution (fixed framing)")
+    plt.close(fig)
+    return fig
