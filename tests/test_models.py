@@ -125,7 +125,7 @@ def test_label_space_validation_and_round_trip():
 def test_timm_random_model_carries_timm_preprocessing():
     torch.manual_seed(0)
     m = load_model("timm:test_resnet", pretrained=False, device="cpu")
-    assert m.source == "timm" and m.weights_id == "random" and not m.module.training
+    assert m.source == "timm" and m.weights_id.startswith("random-") and not m.module.training
     cfg = timm.data.resolve_model_data_config(m.module)
     assert m.data_config() == {k: (tuple(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k]) for k in m.data_config()}
     assert m.mean == (0.5, 0.5, 0.5) and m.input_size == (3, 160, 160)

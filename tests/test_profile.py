@@ -108,7 +108,7 @@ def test_json_summary_keys_and_consistency(report):
     assert s["settings"]["grid"] == {"scales": [48, 96, 110, 160], "grid": 3, "crop": 96}
     assert s["settings"]["standard_view"] == "LOC:1_1_Size:110"
     prov = s["provenance"]
-    assert prov["model"] == "torchvision:squeezenet1_0" and prov["weights_id"] == "random"
+    assert prov["model"] == "torchvision:squeezenet1_0" and prov["weights_id"].startswith("random-")
     assert prov["data_fingerprint"] and prov["dataset_kind"] == "csv" and prov["result_set_key"]
     assert [r["size"] for r in s["resolution"]["rows"]] == list(TINY_SIZES) and s["resolution"]["key"]
     assert len(s["accuracy_vs_scale"]) == 4
@@ -125,6 +125,11 @@ def test_second_run_reads_the_store_and_the_cached_curve(report, image_dir):
     assert again["metrics"] == first["metrics"]
     assert again["provenance"]["result_set"] == first["provenance"]["result_set"]
     assert len(list((out / "results").glob("*/settings.json"))) == 1
+    # fewer images than the store holds: only the first max_images are scored
+    fewer = zp.profile("torchvision:squeezenet1_0", image_dir, image_dir / "labels.csv", out_dir=out.parent / "fewer",
+                       results_dir=out / "results", max_images=5, pretrained=False, device="cpu", workers=0,
+                       resolution_sizes=(96,), n_zoom_maps=0, **TINY)
+    assert fewer["metrics"]["n_images"] == 5 and fewer["provenance"]["result_set"] == first["provenance"]["result_set"]
 
 
 def test_metrics_on_a_hand_made_matrix():
@@ -318,6 +323,18 @@ def test_profile_of_a_fixed_size_model_reports_the_skipped_sizes(tmp_path):
     assert _png_count(html) == 4 and "sizes rejected: 64, 128" in html
 
 
+def test_profile_warns_when_folder_names_are_not_imagenet_classes(tmp_path, image_dir):
+    for i, name in enumerate(("cat", "dog")):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        (tmp_path / "pets" / name / "a.png").write_bytes((image_dir / f"img_{i}.png").read_bytes())
+    s = zp.profile(_wrap(_FixedSize()), tmp_path / "pets", out_dir=tmp_path / "out", scales=[96], crop=96,
+                   workers=0, resolution_sizes=(), n_zoom_maps=0)
+    assert s["provenance"]["dataset_kind"] == "folder" and s["metrics"]["n_images"] == 2
+    assert any("sorted folder list" in w for w in s["settings"]["warnings"])
+    html = (tmp_path / "out" / "profile.html").read_text()
+    assert "sorted folder list" in html and _png_count(html) == 3  # no resolution curve asked for
+
+
 # ------------------------------------------------------------------------------------------------
 # notebook 05, headless
 # ------------------------------------------------------------------------------------------------
@@ -357,12 +374,12 @@ def test_notebook_runs_headless_and_compares_models(tmp_path):
               "max_oracle_gap": 100.0, **TINY}
     html_path = reports.run_notebook(NOTEBOOK, out, params, cwd=tmp_path, timeout=300)
     html = html_path.read_text(encoding="utf-8")
-    # metrics table, zoom curves, grids, gap bars, resolution curves and 1 zoom map per model
-    assert _png_count(html) >= 4 + 2
+    # zoom curves, position grids, gap bars, resolution curves, then 1 zoom map per model
+    assert _png_count(html) == 4 + 2
     assert "Traceback" not in html
     prov = json.loads((out / "05_zoom_sensitivity.provenance.json").read_text())
     assert prov["profile"] == "offline" and prov["models"] == ["torchvision:squeezenet1_0", "timm:test_resnet"]
-    assert prov["weights_ids"] == ["random", "random"] and prov["dataset_fingerprint"]
+    assert all(w.startswith("random-") for w in prov["weights_ids"]) and prov["dataset_fingerprint"]
     assert "This report was produced by profile offline" in html
     for page in prov["reports"]:  # one profile.html per model, with its JSON
         page = Path(page)
@@ -391,7 +408,19 @@ def test_realdata_squeezenet_profile(realdata, tmp_path):
     assert (rows["accuracy"] > 0).any()
     html = (tmp_path / "profile.html").read_text(encoding="utf-8")
     assert _png_count(html) == len(s["figures"]) == 4 + 2
+    # every view against the kit's independent PIL reference (its 36 scales hold the compact 12)
+    from zoomstudy.store import ResultSet
+
+    rs = ResultSet(s["provenance"]["result_set"])
+    ids, top1, _ = rs.predictions()
+    ref = np.load(realdata / "reference" / "squeezenet1_0_views.npz")
+    files, ref_scales = list(ref["files"]), [int(v) for v in ref["scales"]]
+    pick = [ref_scales.index(v) for v in rs.grid.scales]
+    expected = ref["pred"][[files.index(i) for i in ids]][:, pick].reshape(len(ids), -1)  # scale, row, col
+    agree = float((expected == top1).mean())
+    assert agree >= 0.99, f"only {agree:.2%} of the views agree with the reference"
     print()
+    print(f"views agreeing with the kit's PIL reference: {int((expected == top1).sum())} of {expected.size}")
     print(f"real SqueezeNet 1.0 on {m['n_images']} kit images, {s['settings']['n_views']} views per image:")
     print(f"  1-crop {m['one_crop']:.1f}% [{m['one_crop_lo']:.1f}, {m['one_crop_hi']:.1f}], "
           f"oracle {m['oracle']:.1f}%, gap {m['oracle_gap']:+.1f} pp, centre bias {m['center_bias']:+.1f} pp, "

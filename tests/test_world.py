@@ -45,8 +45,8 @@ def test_source_is_deterministic_per_seed():
     assert [s.labels for s in a] == [s.labels for s in b] == a.labels
     other = _pixels(WorldSource(SPEC, 5, "test", seed=4))
     assert not any(np.array_equal(x, y) for x, y in zip(pa, other))
-    train = _pixels(WorldSource(SPEC, 5, "train", seed=3))  # another split is another stream
-    assert not any(np.array_equal(x[:56, :56], y[:56, :56]) for x, y in zip(pa, train))
+    train = list(WorldSource(SPEC, 5, "train", seed=3))  # another split is another stream
+    assert [s.meta["rotation_deg"] for s in train] != [s.meta["rotation_deg"] for s in a]
 
 
 def test_samples_ids_shapes_and_provenance():
@@ -128,6 +128,7 @@ def test_meta_geometry_matches_the_pixels():
     # test images: object centred at the typical size; its standard view shows it as the centered regime does
     for s in WorldSource(SPEC, 6, "test", seed=2):
         assert s.meta["center_xy"] == pytest.approx([36.0, 36.0]) and s.meta["size"] == pytest.approx(SPEC.base_size)
+        assert s.meta["visible_fraction"] == pytest.approx(1.0, abs=0.06)  # bilinear edges: ~0.96-1
         x0, y0, x1, y1 = s.meta["bbox"]
         half = SPEC.base_size / 2 * (abs(math.cos(math.radians(s.meta["rotation_deg"]))) + abs(math.sin(math.radians(s.meta["rotation_deg"]))))
         assert 36 - half - 1 <= x0 and x1 <= 36 + half + 1 and 36 - half - 1 <= y0 and y1 <= 36 + half + 1
@@ -142,6 +143,7 @@ def test_meta_geometry_matches_the_pixels():
         assert q - 1e-3 <= cx <= 56 - q + 1e-3 and q - 1e-3 <= cy <= 56 - q + 1e-3
         x0, y0, x1, y1 = s.meta["bbox"]
         assert x0 <= cx <= x1 and y0 <= cy <= y1
+        assert 0.3 < s.meta["visible_fraction"] <= 1.03
 
 
 def test_multiscale_sizes_and_rrc_windows():
@@ -191,6 +193,7 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
     m1, info1 = T.get_or_train(SPEC, cache=tmp_path, seed=3, **TINY)
     m2, info2 = T.get_or_train(SPEC, cache=tmp_path, seed=3, **TINY)
     assert info1["cache"] == "miss" and info2["cache"] == "hit" and info1["path"] == info2["path"]
+    assert info2["settings"]["lr"] == T.ARCH_DEFAULTS["cnn"]["lr"] and info2["settings"]["seed"] == 3
     assert len(list(tmp_path.glob("*.pt"))) == 1 and len(list(tmp_path.glob("*.json"))) == 1
     x = torch.randn(4, 3, 56, 56)
     with torch.no_grad():
@@ -200,7 +203,7 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
         assert torch.allclose(v.float(), m3.state_dict()[k].float(), atol=1e-5), k
     # every weight-changing setting is in the key; the environment variable moves the default folder
     _, info4 = T.get_or_train(SPEC, cache=tmp_path, seed=4, **TINY)
-    _, info5 = T.get_or_train(SPEC.replace(clutter=3), cache=tmp_path, seed=3, **TINY)
+    _, info5 = T.get_or_train(SPEC.replace(max_rotation=5.0), cache=tmp_path, seed=3, **TINY)
     assert info4["cache"] == info5["cache"] == "miss" and len(list(tmp_path.glob("*.pt"))) == 3
     monkeypatch.setenv("ZOOMSTUDY_CACHE", str(tmp_path / "env"))
     assert T.cache_dir() == tmp_path / "env" / "world"
@@ -226,7 +229,7 @@ def test_measure_regime_checks_and_shapes():
 # ================================================================================================
 # The controlled experiment, CI-sized
 # ================================================================================================
-#: CI budget: 8,192 images per regime (about 15 s of one CPU core each at width 24).
+#: CI budget: 8,192 images per regime (15-20 s of one CPU core each).
 CI_TRAIN = dict(epochs=4, images_per_epoch=2048, seed=0)
 #: A reduced grid: every anchor at nine of the scaled paper scales around the standard 64.
 CI_GRID = ViewGrid(scales=(24, 32, 48, 56, 64, 80, 96, 128, 160), crop=56)
@@ -249,28 +252,38 @@ def ci_correct(ci_models):
 
 
 def test_centered_model_learns_its_distribution(ci_models):
-    # observed 0.94-0.95 on fresh centred images; chance is 1/12
+    # observed 0.967 (2 seeds) on fresh centred images, in about 15-20 s of one core; chance is 1/12
     _, info = ci_models["centered"]
     assert info["val_accuracy"] > 0.85
 
 
+def _centre_minus_off(grid: np.ndarray) -> float:
+    """[3, 3] accuracies -> centre anchor minus the mean of the 8 others."""
+    return float(grid[1, 1] - np.delete(grid.ravel(), 4).mean())
+
+
 def test_centre_training_makes_centre_bias(ci_correct):
-    """At the standard scale, accuracy at the centre anchor minus the mean of the 8 others is larger for
-    the centre-trained model than for the position-augmented one."""
+    """Centre anchor minus the 8 others, at the standard scale and for the per-anchor bound (any scale):
+    larger for the centre-trained model than for the position-augmented one. Observed (2 seeds):
+    standard 0.82 / 0.70 against 0.32 / 0.32; bound 0.57 / 0.59 against 0.00 / 0.02."""
     s = CI_GRID.scales.index(CI_GRID.standard_scale)
-
-    def centre_minus_off(correct):
-        grid = correct[:, s].mean(0)  # [3, 3] accuracy per anchor
-        return grid[1, 1] - np.delete(grid.ravel(), 4).mean()
-
-    assert centre_minus_off(ci_correct["centered"]) > centre_minus_off(ci_correct["anywhere"]) + 0.15
+    centered, anywhere = ci_correct["centered"], ci_correct["anywhere"]
+    assert _centre_minus_off(centered[:, s].mean(0)) > _centre_minus_off(anywhere[:, s].mean(0)) + 0.2
+    assert _centre_minus_off(centered.any(1).mean(0)) > _centre_minus_off(anywhere.any(1).mean(0)) + 0.25
 
 
 def test_scale_augmentation_widens_the_scale_window(ci_correct):
-    """Centre-view accuracy against scale, relative to each model's own peak: the multiscale model keeps
-    more of it away from the trained scale."""
-    def kept(correct):
-        curve = correct[:, :, 1, 1].mean(0)  # [n_scales]
-        return (curve / max(curve.max(), 1e-9)).mean()
+    """Centre-view accuracy against scale: relative to its own peak the multiscale model keeps more of it
+    away from the trained scale (observed 0.61 / 0.67 against 0.43 / 0.45), and it still recognises the
+    object zoomed in 2x (S = 128: observed 0.53 / 0.50 against 0.09 / 0.06)."""
+    def curve(correct):
+        return correct[:, :, 1, 1].mean(0)  # [n_scales]
 
-    assert kept(ci_correct["multiscale"]) > kept(ci_correct["centered"]) + 0.1
+    def kept(correct):
+        c = curve(correct)
+        return float((c / max(c.max(), 1e-9)).mean())
+
+    centered, multiscale = ci_correct["centered"], ci_correct["multiscale"]
+    assert kept(multiscale) > kept(centered) + 0.1
+    s = CI_GRID.scales.index(2 * CI_GRID.standard_scale)
+    assert curve(multiscale)[s] > curve(centered)[s] + 0.2

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--zoom-maps", type=int, default=3, help="example images shown as zoom maps")
     f.add_argument("--max-images", type=int)
     f.add_argument("--label-space", default="imagenet1k")
-    f.add_argument("--batch-size", type=int, help="views per forward pass (default 128 on CPU, 512 on CUDA)")
+    f.add_argument("--batch-size", type=int, help="views per forward pass (default 32 on CPU, 512 on CUDA)")
     f.add_argument("--workers", type=int, help="decoding processes (default 4 on CUDA, 1 on CPU)")
     f.add_argument("--device", help="cuda, cpu (default: CUDA when present)")
     f.add_argument("--max-oracle-gap", type=float, help="exit 1 when the oracle gap (pp) exceeds this")

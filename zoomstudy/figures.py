@@ -175,7 +175,7 @@ def describe_weights(model: Mapping, checkpoint: str | None = None) -> str:
     """One phrase for the weights of a model provenance record ('random (untrained) weights', ...)."""
     arch = model.get("architecture") or f"{model.get('source')}:{model.get('name')}"
     wid = str(model.get("weights_id"))
-    if wid == "random":
+    if str(wid).startswith("random"):
         return f"random (untrained {arch})"
     if model.get("source") == "checkpoint" or checkpoint:
         where = f" {Path(str(checkpoint)).name}" if checkpoint else ""
@@ -219,7 +219,7 @@ def provenance_statement(info: Mapping) -> str:
 
 
 def is_random(settings: Mapping) -> bool:
-    return str(settings["key"]["model"].get("weights_id")) == "random"
+    return str(settings["key"]["model"].get("weights_id")).startswith("random")
 
 
 # ================================================================================================
@@ -283,7 +283,7 @@ def _is_realdata(settings: Mapping) -> bool:
     """The run is the real-data kit's: its 100 ImageNet images with the real SqueezeNet weights."""
     model, data = settings["key"]["model"], settings["key"]["dataset"]
     return (data.get("kind") == "csv" and data.get("name") == "imagenet-sample" and data.get("rows") == 100
-            and model.get("name") == "squeezenet1_0" and str(model.get("weights_id")) != "random")
+            and model.get("name") == "squeezenet1_0" and not str(model.get("weights_id")).startswith("random"))
 
 
 def reference_comparison(settings: Mapping, frame: pd.DataFrame, top_n: int = 36,

@@ -25,6 +25,7 @@ provenance record never claims a precision that did not run. channels_last is ap
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable
@@ -403,6 +404,15 @@ def resolve_spec(spec: str, weights: str | None = None) -> tuple[str, str, str |
     return source, name, weights
 
 
+def _state_hash(module: nn.Module) -> str:
+    """sha256 prefix of a module's parameters and buffers (identifies random weights)."""
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_model(
     spec: str,
     *,
@@ -413,6 +423,7 @@ def load_model(
     amp: str | None = None,
     channels_last: bool = True,
     pretrained: bool = True,
+    seed: int = 0,
 ) -> LoadedModel:
     """Build a classifier ready for inference (see the module docstring for specs and weights).
 
@@ -437,7 +448,13 @@ def load_model(
             raise ValueError(f"checkpoint not found: {ckpt}")
     source, name, tag = resolve_spec(spec, weights)
 
-    built = SOURCES[source].build(name, tag, pretrained, ckpt)
+    if pretrained or ckpt is not None:
+        built = SOURCES[source].build(name, tag, pretrained, ckpt)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            built = SOURCES[source].build(name, tag, pretrained, ckpt)
+        built = dataclasses.replace(built, weights_id=f"random-{_state_hash(built.module)}")
     use_cl = bool(channels_last) and dev.type == "cuda"
     module = built.module.eval().to(dev)
     if use_cl:

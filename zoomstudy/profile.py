@@ -312,7 +312,7 @@ def compute_profile(
     `open_images`. resolution_sizes: None = `resolution.RESOLUTION_SIZES`; () skips the curve.
     resolution_center: where the curve's centre crop sits ('torchvision' CenterCrop, or 'anchor', SPEC 1's
     centre anchor, with which the curve passes through the 1-crop view at the training size).
-    batch_size: views per forward pass (default 128 on CPU, 512 on CUDA). resolution_cache: a
+    batch_size: views per forward pass (default 32 on CPU, 512 on CUDA). resolution_cache: a
     previous summary's "resolution" entry, reused when its key matches.
     """
     from .resolution import RESOLUTION_SIZES, resolution_curve
@@ -323,7 +323,7 @@ def compute_profile(
     source = open_images(images, labels_csv)
     loaded, spec = resolve_model(model, checkpoint, pretrained=pretrained, device=device, label_space=label_space)
     if batch_size is None:
-        batch_size = 512 if loaded.device.type == "cuda" else 128
+        batch_size = 512 if loaded.device.type == "cuda" else 32
     timings = {}
 
     t0 = time.perf_counter()
@@ -338,11 +338,14 @@ def compute_profile(
     images_table = rs.images()
     ok = images_table[images_table["ok"]] if len(images_table) else images_table
     positions = [int(p) for p in ok["position"]] if len(ok) else []
-    if not ids:
+    # the store may hold more images than asked for (an earlier run with a larger max_images)
+    limit = math.inf if max_images is None else int(max_images)
+    in_range = np.array([p < limit for p in positions], bool)
+    if not in_range.any():
         raise ValueError(f"profile: no image of {source.name} could be decoded and scored")
-    keep = has_labels(labels)
+    keep = has_labels(labels) & in_range
     if not keep.any():
-        raise ValueError(f"profile: none of the {len(ids)} images of {source.name} has a label")
+        raise ValueError(f"profile: none of the {int(in_range.sum())} images of {source.name} has a label")
     correct = rs.correct(keep=keep)  # bool [N, V]
     ids = [i for i, k in zip(ids, keep) if k]
     positions = [p for p, k in zip(positions, keep) if k]
@@ -350,8 +353,9 @@ def compute_profile(
     conf = conf[keep]
 
     metrics, table, bounds, bars = _metrics(correct, view_grid, alpha)
-    metrics["n_errors"] = int(len(rs.errors()))
-    metrics["n_unlabelled"] = int((~keep).sum())
+    errors = rs.errors()
+    metrics["n_errors"] = int((errors["position"] < limit).sum()) if len(errors) else 0
+    metrics["n_unlabelled"] = int((in_range & ~keep).sum())
 
     t0 = time.perf_counter()
     key = _resolution_key(loaded, source, sizes, max_images, normalization, resolution_center)
@@ -396,6 +400,13 @@ def compute_profile(
         "git_commit": rs.settings.get("git_commit"),
         "versions": mprov.get("versions"),
     }
+    warnings = []
+    if dprov.get("labeling") == "sorted":
+        warnings.append("the class folders are neither ImageNet synsets (n01440764) nor class indices, so labels "
+                        "are positions in the sorted folder list: accuracies are only meaningful if the model's "
+                        "classes are in that order; rename the folders or pass a labels CSV (file,label)")
+    if grid_note:
+        warnings.append(grid_note)
     settings = {
         "grid": view_grid.to_dict(),
         "grid_note": grid_note,
@@ -408,9 +419,10 @@ def compute_profile(
         "resolution_framing": "Resize(round(size * 256 / 224), bicubic) + CenterCrop(size)",
         "resolution_center": resolution_center,
         "alpha": alpha,
+        "warnings": warnings,
     }
     if label is None:
-        weights = "random" if mprov.get("weights_id") == "random" else (
+        weights = "random" if str(mprov.get("weights_id")).startswith("random") else (
             Path(str(checkpoint)).stem if checkpoint else None)
         label = spec + (f" ({weights})" if weights else "")
     return Profile(label=label, spec=spec, result_set=rs, grid=view_grid, image_ids=ids, positions=positions,
@@ -589,7 +601,7 @@ td, th { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; font
 th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; } figcaption { font-size: 0.85rem; color: #555; }
 .zoom { display: flex; gap: 1rem; align-items: flex-start; } .zoom img.thumb { border: 1px solid #ccc; }
-.pass { color: #1a9850; font-weight: bold; } .fail { color: #d73027; font-weight: bold; }
+.pass { color: #1a9850; font-weight: bold; } .warn { color: #8a5a00; } .fail { color: #d73027; font-weight: bold; }
 code { font-family: ui-monospace, Menlo, monospace; font-size: 0.85rem; } .muted { color: #666; font-size: 0.85rem; }
 """
 
@@ -668,9 +680,11 @@ def render_report(p: Profile, summary: Mapping, figures: Sequence[tuple[str, str
         f"<p>Model <code>{esc(str(prov['model']))}</code> with weights {esc(str(prov['weights']))}, on "
         f"{esc(str(prov['data']))}. {summary['metrics']['n_images']} images, {summary['settings']['n_views']} views each.</p>",
     ]
-    if prov.get("weights_id") == "random":
+    if str(prov.get("weights_id")).startswith("random"):
         parts.append("<p class='muted'>Random (untrained) weights: accuracies near chance are expected; this run "
                      "checks the pipeline, it says nothing about a trained model.</p>")
+    for w in summary["settings"].get("warnings") or []:
+        parts.append(f"<p class='warn'>Note: {esc(w)}.</p>")
     parts.append("<h2>Numbers</h2><table class='numbers' id='numbers'><tr><th>quantity</th><th>value</th>"
                  "<th>meaning</th></tr>")
     for name, value, meaning in numbers_rows(summary):

@@ -31,6 +31,8 @@ from .world import WORLD_VERSION, WorldSpec, _derived_seed, render_batch
 TRAIN_VERSION = 1
 CODE_VERSION = f"world{WORLD_VERSION}-train{TRAIN_VERSION}"
 ARCHS = ("cnn", "vit")
+#: Optimiser defaults per architecture (the ViT wants a lower rate and stronger decay).
+ARCH_DEFAULTS = {"cnn": {"lr": 4e-3, "weight_decay": 5e-4}, "vit": {"lr": 2e-3, "weight_decay": 0.05}}
 
 
 # ================================================================================================
@@ -51,17 +53,27 @@ class _WorldModel(nn.Module):
         }
 
 
+POOLS = ("max", "avg")
+
+
 class WorldCNN(_WorldModel):
-    """Four 3x3 conv layers (stride-2 stem, two max-pools) and global average pooling.
+    """Four 3x3 conv layers (stride-2 stem, two max-pools) and global pooling.
 
     Global pooling makes the head position-agnostic; what position sensitivity the model has must come
     from its convolutions (and their zero padding), i.e. from what it learned, which is the point.
+    Max pooling is the default because it learns the augmented regimes far faster on a CPU budget
+    (after 8,192 images: 69% / 49% on "anywhere" / "multiscale" against 24% / 20% with average
+    pooling, which dilutes a small object among clutter); "avg", the ResNet choice, is an option.
+    Either way the centre-trained model stays centre-biased: the bias comes from the data.
     """
 
-    def __init__(self, n_classes: int, image_size: int, width: int = 32):
+    def __init__(self, n_classes: int, image_size: int, width: int = 24, pool: str = "max"):
         super().__init__()
         if n_classes < 2 or image_size < 8 or width < 4:
             raise ValueError(f"WorldCNN: need n_classes >= 2, image_size >= 8, width >= 4, got {n_classes}, {image_size}, {width}")
+        if pool not in POOLS:
+            raise ValueError(f"WorldCNN: pool must be one of {POOLS}, got {pool!r}")
+        self.pool = pool
         c = width
 
         def block(i: int, o: int, stride: int = 1) -> list[nn.Module]:
@@ -79,22 +91,28 @@ class WorldCNN(_WorldModel):
         self._set_meta(n_classes, image_size, "cnn")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [B, 3, S, S] normalised -> logits [B, n_classes]
-        return self.head(self.features(x).mean((2, 3)))
+        f = self.features(x)  # [B, 4c, S/8, S/8]
+        f = f.amax((2, 3)) if self.pool == "max" else f.mean((2, 3))  # [B, 4c]
+        return self.head(f)  # [B, n_classes]
 
 
 class TinyViT(_WorldModel):
-    """A 4-block ViT with learned absolute position embeddings: unlike the CNN, position is an input
-    it can use directly, the other way a network can become centre-biased."""
+    """A small ViT with learned absolute position embeddings: unlike the CNN, position is an input it
+    can use directly, the other way a network can become centre-biased. A two-conv stem (as in hybrid
+    ViTs) makes the 7 x 7 tokens; a patchify stem does not learn this world on a CPU budget."""
 
-    def __init__(self, n_classes: int, image_size: int, patch: int = 7, dim: int = 64, depth: int = 4, heads: int = 4):
+    def __init__(self, n_classes: int, image_size: int, dim: int = 64, depth: int = 3, heads: int = 4):
         super().__init__()
-        if image_size % patch:
-            raise ValueError(f"TinyViT: image_size {image_size} must be a multiple of patch {patch}")
+        if image_size % 8:
+            raise ValueError(f"TinyViT: image_size {image_size} must be a multiple of 8")
         if dim % heads:
             raise ValueError(f"TinyViT: dim {dim} must be a multiple of heads {heads}")
-        n_tokens = (image_size // patch) ** 2
-        self.embed = nn.Conv2d(3, dim, patch, stride=patch)
+        n_tokens = (image_size // 8) ** 2
+        self.embed = nn.Sequential(
+            nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),  # [32, S/2, S/2]
+            nn.Conv2d(32, dim, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True),  # [dim, S/4, S/4]
+            nn.Conv2d(dim, dim, 2, stride=2),  # [dim, S/8, S/8]: one token per 8 x 8 pixels
+        )
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos = nn.Parameter(torch.randn(1, n_tokens + 1, dim) * 0.02)
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
@@ -109,10 +127,10 @@ class TinyViT(_WorldModel):
         return self.head(self.norm(self.blocks(t)[:, 0]))  # [B, n_classes]
 
 
-def build_model(arch: str, n_classes: int, image_size: int, *, width: int = 24) -> nn.Module:
-    """An untrained model of the given architecture ('cnn' or 'vit'; width only affects the CNN)."""
+def build_model(arch: str, n_classes: int, image_size: int, *, width: int = 24, pool: str = "max") -> nn.Module:
+    """An untrained model of the given architecture ('cnn' or 'vit'; width and pool only affect the CNN)."""
     if arch == "cnn":
-        return WorldCNN(n_classes, image_size, width)
+        return WorldCNN(n_classes, image_size, width, pool)
     if arch == "vit":
         return TinyViT(n_classes, image_size)
     raise ValueError(f"build_model: arch must be one of {ARCHS}, got {arch!r}")
@@ -147,13 +165,20 @@ def train_settings(
     seed: int = 0,
     arch: str = "cnn",
     width: int = 24,
+    pool: str = "max",
     batch_size: int = 32,
     images_per_epoch: int = 4096,
-    lr: float = 4e-3,
-    weight_decay: float = 5e-4,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     label_smoothing: float = 0.05,
 ) -> dict:
-    """Every setting that changes the weights (the cache key hashes exactly this), validated."""
+    """Every setting that changes the weights (the cache key hashes exactly this), validated.
+
+    lr / weight_decay default per architecture (ARCH_DEFAULTS: AdamW settings that learn this world).
+    """
+    if arch in ARCH_DEFAULTS:
+        lr = ARCH_DEFAULTS[arch]["lr"] if lr is None else lr
+        weight_decay = ARCH_DEFAULTS[arch]["weight_decay"] if weight_decay is None else weight_decay
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if arch not in ARCHS:
@@ -164,6 +189,8 @@ def train_settings(
         raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1, got {lr}, {weight_decay}, {label_smoothing}")
     if width < 4:
         raise ValueError(f"width must be >= 4, got {width}")
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     return {
         "code_version": CODE_VERSION,
         "spec": spec.to_dict(),
@@ -171,6 +198,7 @@ def train_settings(
         "seed": int(seed),
         "arch": arch,
         "width": int(width) if arch == "cnn" else None,
+        "pool": pool if arch == "cnn" else None,
         "batch_size": int(batch_size),
         "images_per_epoch": int(images_per_epoch),
         "lr": float(lr),
@@ -202,10 +230,11 @@ def train_model(
     seed: int = 0,
     arch: str = "cnn",
     width: int = 24,
+    pool: str = "max",
     batch_size: int = 32,
     images_per_epoch: int = 4096,
-    lr: float = 4e-3,
-    weight_decay: float = 5e-4,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     label_smoothing: float = 0.05,
     val_images: int = 512,
     threads: int | None = None,
@@ -218,18 +247,20 @@ def train_model(
     regime, losses per epoch, seconds). `log`: optional callable taking a progress line.
     """
     settings = train_settings(
-        spec, epochs=epochs, seed=seed, arch=arch, width=width, batch_size=batch_size,
+        spec, epochs=epochs, seed=seed, arch=arch, width=width, pool=pool, batch_size=batch_size,
         images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
     )
     if val_images < 0:
         raise ValueError(f"val_images must be >= 0, got {val_images}")
     with _threads(threads):
         t0 = time.perf_counter()
-        torch.manual_seed(_derived_seed(seed, "init"))
-        model = build_model(arch, spec.n_classes, spec.image_size, width=width)
+        with torch.random.fork_rng(devices=[]):  # seed the initialisation without touching the caller's RNG
+            torch.manual_seed(_derived_seed(seed, "init"))
+            model = build_model(arch, spec.n_classes, spec.image_size, width=width, pool=pool)
         model = model.to(memory_format=torch.channels_last)  # faster CPU convolutions, same maths
         steps_per_epoch = images_per_epoch // batch_size
         total = epochs * steps_per_epoch
+        lr, weight_decay = settings["lr"], settings["weight_decay"]
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
         g = torch.Generator().manual_seed(_derived_seed(spec.seed, "train", seed))
@@ -295,10 +326,11 @@ def get_or_train(
     seed: int = 0,
     arch: str = "cnn",
     width: int = 24,
+    pool: str = "max",
     batch_size: int = 32,
     images_per_epoch: int = 4096,
-    lr: float = 4e-3,
-    weight_decay: float = 5e-4,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     label_smoothing: float = 0.05,
     val_images: int = 512,
     threads: int | None = None,
@@ -312,7 +344,7 @@ def get_or_train(
     metrics carry `cache` = "hit" or "miss" and `path`.
     """
     settings = train_settings(
-        spec, epochs=epochs, seed=seed, arch=arch, width=width, batch_size=batch_size,
+        spec, epochs=epochs, seed=seed, arch=arch, width=width, pool=pool, batch_size=batch_size,
         images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
     )
     folder = cache_dir(cache)
@@ -322,12 +354,12 @@ def get_or_train(
         meta = json.loads(info.read_text())
         if meta.get("settings") != settings:
             raise ValueError(f"get_or_train: cached settings in {info} do not match their key; delete the file")
-        model = build_model(arch, spec.n_classes, spec.image_size, width=width)
+        model = build_model(arch, spec.n_classes, spec.image_size, width=width, pool=pool)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         model.eval()
         return model, {**meta["metrics"], "cache": "hit", "path": str(weights)}
     model, metrics = train_model(
-        spec, epochs=epochs, seed=seed, arch=arch, width=width, batch_size=batch_size,
+        spec, epochs=epochs, seed=seed, arch=arch, width=width, pool=pool, batch_size=batch_size,
         images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
         val_images=val_images, threads=threads, log=log,
     )

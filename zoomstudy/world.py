@@ -6,10 +6,10 @@ package draws its own world (no downloads), so the training distribution of posi
 parameter and its effect can be measured with the very view protocol of the sweep.
 
 A *scene* lives in continuous scene units (one unit = one pixel of a test source image, a square of
-`source_size` units): a smooth background, `clutter` distractor strokes and blobs behind, and one
-object of one of `n_classes` shapes (with a random colour, texture and a small rotation) on top. Any
-rectangle of the scene (a *viewport*) can be rasterised at any resolution, so every regime is just a
-distribution over (object position, object size, viewport):
+`source_size` units): a smooth mottled background, up to two dark panels, `clutter` distractor strokes
+and blobs, and on top one object of one of `n_classes` shapes (random colour, flat / striped /
+checked texture, small rotation). Any rectangle of the scene (a *viewport*) can be rasterised at any
+resolution, so every regime is just a distribution over (object position, object size, viewport):
 
 * test images: the whole source scene, object centred at the typical size. Their standard view
   (resize `standard_scale`, centre crop `image_size`, SPEC section 1) shows the object at
@@ -21,6 +21,13 @@ distribution over (object position, object size, viewport):
 * "rrc":       object centred at the typical size, viewport = a RandomResizedCrop window of the
   source scene (area `rrc_scale`, aspect `rrc_ratio`, torchvision's 10 tries then whole image), so the
   crop is rasterised exactly instead of resampled.
+
+The panels (half-planes entering from an edge, half of them black) are there for the measurement:
+the protocol pads views with black (off-centre anchors at the standard scale, every zoom-out view).
+Photos have dark regions with straight edges (ImageNet even has letterboxed images), but a world
+without any would make the padding itself a signal no model had ever seen, and every regime would
+fail the off-centre views for that reason alone, hiding the effect of position. They are the same
+for every regime.
 
 Rasterisation is batched tensor code (antialiased sprites sampled with `grid_sample`) so that
 training batches are generated on the fly; all randomness is drawn up front from one
@@ -62,7 +69,9 @@ class WorldSpec:
 
     Sizes: `image_size` is the model's input (the view crop); test source images are `source_size`
     square; `object_size` is the typical object side as a fraction of `image_size` in the standard
-    view. `clutter` counts distractor elements per source scene.
+    view. `clutter` counts distractor elements per source scene. `seed` draws the training stream
+    and its background pool; the images of a WorldSource are drawn from the source's own seed, so
+    every world seed and regime is measured on the same test images.
     """
 
     n_classes: int = 12
@@ -279,7 +288,7 @@ class Scenes:
     clut_kind: torch.Tensor  # long [B, K]
     clut: torch.Tensor  # float [B, K, 4]: centre x, centre y, size, rotation
     clut_col: torch.Tensor  # float [B, K, 3]
-    panel: torch.Tensor  # float [B, P, 4]: outward normal angle, depth from the scene edge (units), present 0/1, unused
+    panel: torch.Tensor  # float [B, P, 3]: outward normal angle, depth from the scene edge (units), present 0/1
     panel_col: torch.Tensor  # float [B, P, 3]
     view: torch.Tensor  # float [B, 4]: viewport x0, y0, width, height
     scene_size: tuple[float, float]  # (width, height) of the scene in units
@@ -338,7 +347,7 @@ def _sample_scene_content(
     angle = torch.where(_uniform(g, (n, p)) < 0.75, axis, tilted)
     depth = _uniform(g, (n, p), 0.05, 0.4) * min(W, H)
     present = (_uniform(g, (n, p)) < 0.5).float()
-    panel = torch.stack([angle, depth, present, torch.zeros_like(depth)], 2)
+    panel = torch.stack([angle, depth, present], 2)
     black = (_uniform(g, (n, p, 1)) < 0.5).float()
     panel_col = (1 - black) * _uniform(g, (n, p, 3), 0.0, 0.5)
     rot = _uniform(g, (n,), -1, 1) * math.radians(spec.max_rotation)
@@ -487,13 +496,16 @@ def render_scenes(scenes: Scenes, width: int, height: int) -> tuple[torch.Tensor
 def background_pool(spec: WorldSpec, n: int = 512) -> torch.Tensor:
     """n object-free source scenes (background + clutter), 1 px per unit: float [n, 3, side, side] 0..1.
 
-    Training batches cut their viewports from these (with a random flip / transpose) instead of
+    Training batches cut their viewports from these (each under a random mirroring) instead of
     drawing clutter afresh: the clutter is most of the rasterisation cost and carries no label, so a
     pool of its draws keeps the background distribution and makes batches cheap enough for a CPU.
     """
     if n < 1:
         raise ValueError(f"background_pool: n must be >= 1, got {n}")
-    return _background_pool(spec.replace(regime=REGIMES[0]), n)  # the regime does not change backgrounds
+    # only these fields change backgrounds: share one pool across regimes and object settings
+    canonical = WorldSpec(seed=spec.seed, image_size=spec.image_size, source_size=spec.source_size,
+                          object_size=spec.object_size, clutter=spec.clutter)
+    return _background_pool(canonical, n)
 
 
 @functools.lru_cache(maxsize=4)
@@ -530,6 +542,7 @@ def render_batch(spec: WorldSpec, n: int, generator: torch.Generator, *, regime:
 
 def _object_meta(scenes: Scenes, i: int, width: int, height: int, alpha: torch.Tensor) -> dict:
     """True geometry of scene i in the rendered image's pixels, plus the visible mask's box."""
+    fill = class_sprites().mean((1, 2, 3))  # [n_shapes]: share of its box each shape covers
     x0, y0, vw, vh = (float(t) for t in scenes.view[i])
     cx, cy, size, rot = (float(t) for t in scenes.obj[i])
     sx, sy = width / vw, height / vh
@@ -543,7 +556,8 @@ def _object_meta(scenes: Scenes, i: int, width: int, height: int, alpha: torch.T
         "size_xy": [size * sx, size * sy],
         "rotation_deg": math.degrees(rot),
         "bbox": bbox,  # [x0, y0, x1, y1) of pixels >= half covered, None when the object is out of view
-        "visible_fraction": float(alpha[i].sum() / max((size * sx) * (size * sy), 1e-9)),
+        # share of the object's area inside the image (the rest is cut off by the viewport)
+        "visible_fraction": float(alpha[i].sum() / max(fill[int(scenes.cls[i])] * (size * sx) * (size * sy), 1e-9)),
     }
 
 
@@ -599,16 +613,17 @@ def _derived_seed(*parts) -> int:
 
 def _item_generator(seed: int, split: str, index: int) -> torch.Generator:
     """Each item has its own stream, so that a shard renders exactly the pixels of the full source."""
-    return torch.Generator().manual_seed(_derived_seed(seed, split, index))
+    return torch.Generator().manual_seed(_derived_seed(seed, "item", split, index))
 
 
 class WorldSource:
     """n images of the world as zoomstudy.data.Sample, deterministic in (spec, split, seed).
 
     split="test": the measurement images, independent of spec.regime (every regime is measured on the
-    same images): source_size squares, object centred at the typical size. split="train": images the
-    regime trains on, at image_size. Item i is drawn from its own seed, so a shard (every n-th item)
-    holds exactly the pixels of those items in the whole source.
+    same images): source_size squares, object centred at the typical size. split="train": images of
+    the regime's training distribution at image_size (with freshly drawn clutter, where training
+    batches reuse a background pool), for inspection. Item i is drawn from its own seed, so a shard
+    (every n-th item) holds exactly the pixels of those items in the whole source.
     """
 
     CHUNK = 64  # images rasterised per batch
