@@ -266,7 +266,7 @@ def test_memo_table_runs_and_is_stored(memo_df, store_dir):
     assert path.startswith(str(store_dir / "memo")) and path.endswith(".parquet") and not df.attrs["reused"]
     settings = json.loads((store_dir / "memo" / f"{df.attrs['settings']['key_hash']}.json").read_text())
     assert settings["key"]["memo"]["k"] == 2 and settings["key"]["memo"]["methods"] == ["rrc", "augmix"]
-    assert settings["result"]["images"] == 2 and settings["key"]["model"]["weights_id"] == "random"
+    assert settings["result"]["images"] == 2 and settings["key"]["model"]["weights_id"].startswith("random")
     assert not list((store_dir / "memo").glob("*.partial.parquet"))
 
 
@@ -397,7 +397,7 @@ def test_notebook_runs_headless(swept, memo_df, store_dir, tmp_path):
     assert "This report was produced by profile offline-test" in text
     assert "MEMO + RRC" in text and "FOR ORIENTATION ONLY" in text
     prov = reports.read_provenance(out, "03_test_time_augmentation")
-    assert prov["profile"] == "offline-test" and prov["weights_id"] == "random" and prov["n_images"] == N_IMAGES
+    assert prov["profile"] == "offline-test" and prov["weights_id"].startswith("random") and prov["n_images"] == N_IMAGES
     assert prov["memo_file"] == memo_df.attrs["path"] and prov["memo_k"] == 2
     assert set(prov["table5"]) == {"baseline", "MEMO + AugMix", "MEMO + RRC"}
     assert len(list(store_dir.glob("*/settings.json"))) == 1  # the notebook reused the sweep above

@@ -547,7 +547,7 @@ def memo_table(
     methods, seeds = _norm_methods(methods), _norm_seeds(seeds)
     _check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # random weights (pretrained=False) are then the same in every run of the key
+        torch.manual_seed(0)  # random weights are the same in every run of the key (load_model seeds them too)
         model = open_model(model_spec, checkpoint, label_space=label_space or dataset_label_space(dataset),
                            device=device, pretrained=pretrained)
     source = open_data(dataset, root)
@@ -737,7 +737,8 @@ def memo_description(settings: Mapping) -> str:
 
 
 def is_random_weights(settings: Mapping) -> bool:
-    return str(settings["key"]["model"].get("weights_id")) == "random"
+    """Random (untrained) weights: weights_id 'random' or 'random-<hash of the initial state>'."""
+    return str(settings["key"]["model"].get("weights_id")).startswith("random")
 
 
 __all__ = [

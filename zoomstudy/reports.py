@@ -60,7 +60,7 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
     rd = _realdata_dir()
     # The one place to swap the offline data (e.g. for the controlled "world:" experiments): every
     # notebook reads it through the `dataset` parameter.
-    offline_dataset = "synthetic:24"
+    offline_dataset = "world:centered"  # the controlled experiment's 48 test images
     # A reduced grid (6 scales x 3 x 3 = 54 views, zoom out to zoom in) for CPU runs of a few minutes.
     reduced_scales = [64, 128, 224, 256, 320, 448]
     # ImageNet-Hard for the local profile: a local copy named by $ZOOMSTUDY_IMAGENET_HARD, else the
@@ -68,10 +68,12 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
     local_hard = "imagenet-hard" if os.environ.get("ZOOMSTUDY_IMAGENET_HARD") else "synthetic-hard:24"
     return {
         "offline": {
-            COMMON: {"model": "torchvision:squeezenet1_0", "checkpoint": None, "pretrained": False,
-                     "dataset": offline_dataset, "root": None, "scales": reduced_scales, "grid": 3, "crop": 224,
+            COMMON: {"model": "world:centered", "checkpoint": None, "pretrained": False,
+                     "dataset": offline_dataset, "root": None, "scales": None, "grid": 3, "crop": 56,
                      "max_images": None, "results_dir": "results/offline", "device": "cpu"},
-            "04_imagenet_hard": {"dataset": "synthetic-hard:24", "plain_protocol": "sweep"},
+            "04_imagenet_hard": {"model": "torchvision:squeezenet1_0", "dataset": "synthetic-hard:24",
+                                 "scales": reduced_scales, "crop": 224, "plain_protocol": "sweep"},
+            "05_zoom_sensitivity": {"models": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
         },
         "local": {
             COMMON: {"model": "torchvision:squeezenet1_0",
@@ -101,9 +103,11 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
 #: declares: model, checkpoint, pretrained, dataset, root, scales (None = the paper's 36), grid,
 #: crop, max_images, results_dir, device.
 #:
-#: * offline: SqueezeNet 1.0 with random weights on 24 synthetic images and 6 scales x 3 x 3 views: a
-#:   few CPU minutes, no network; it checks the pipeline end to end, its accuracies are chance.
-#:   04_imagenet_hard uses the synthetic multi-label stand-in ("synthetic-hard:24").
+#: * offline: the controlled experiment (00) trains small CNNs on the procedural world; the paper
+#:   notebooks then analyse the centre-trained one ("world:centered") on the world's 48 test images
+#:   with the paper's 36 scales scaled to its 56-px input: minutes on a CPU, no network.
+#:   04_imagenet_hard uses the synthetic multi-label stand-in ("synthetic-hard:24") with a random
+#:   SqueezeNet: it checks that pipeline, its accuracies are chance.
 #: * local: the real-data kit (SqueezeNet 1.0 Deep Compression weights, its 100 ImageNet images),
 #:   the paper's 324 views; compared with the kit's reference figures. ImageNet-Hard from
 #:   $ZOOMSTUDY_IMAGENET_HARD when set, else the stand-in.

@@ -39,6 +39,10 @@ def open_model(model: str, checkpoint: str | None = None, *, label_space: str = 
                device: str | None = None, amp: str | None = None, pretrained: bool = True):
     from .models import load_model
 
+    if model.startswith("world:"):  # a model of the controlled experiment, trained here (cached)
+        from .experiment import world_model
+
+        return world_model(model.split(":", 1)[1] or "centered", device=device)
     return load_model(model, checkpoint=checkpoint, label_space=label_space, device=device, amp=amp,
                       pretrained=pretrained and checkpoint is None)
 

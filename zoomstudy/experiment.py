@@ -1,0 +1,144 @@
+"""The controlled experiment: models trained on known position/scale distributions, measured by the
+same sweep and analyses as the paper's models.
+
+The paper can only observe pretrained models. Here the training distribution is a setting (a
+`world.WorldSpec` regime), so a difference in centre bias or scale window between regimes is caused
+by what the model saw. A trained world model becomes a `LoadedModel` whose 12 classes occupy
+ImageNet-1k indices 0..11 (the rest of the 1000 logits is masked by its label space), so the sweep,
+the store and every analysis run on it unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .labels import LabelSpace
+from .views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
+
+N_IMAGENET = 1000
+
+
+class _OneThousand(nn.Module):
+    """Place a world model's n class logits at indices 0..n-1 of a [B, 1000] logit vector."""
+
+    def __init__(self, module: nn.Module, n_classes: int):
+        super().__init__()
+        self.module, self.n_classes = module, n_classes
+
+    def forward(self, x):
+        z = self.module(x)  # [B, n]
+        out = z.new_full((z.shape[0], N_IMAGENET), -1e4)  # masked by the label space anyway
+        out[:, : self.n_classes] = z
+        return out
+
+
+@dataclass(frozen=True)
+class Training:
+    """The training settings of the experiment's models (the cache keys hash them)."""
+
+    epochs: int = 6
+    images_per_epoch: int = 4096
+    arch: str = "cnn"
+
+
+def world_grid(spec) -> ViewGrid:
+    """The paper's grid scaled to the world's input size (36 scales -> their image_size/224 multiples)."""
+    return ViewGrid.scaled(spec.image_size)
+
+
+def world_model(regime: str = "centered", *, seed: int = 0, training: Training = Training(), device=None,
+                cache=None, spec_kw: dict | None = None):
+    """Train (or load from the cache) the model of one regime and wrap it as a LoadedModel."""
+    from .models import LoadedModel, resolve_device
+    from .train import get_or_train, train_settings, cache_key
+    from .world import WorldSpec
+
+    spec = WorldSpec(regime=regime, seed=seed, **(spec_kw or {}))
+    kw = dict(epochs=training.epochs, seed=seed, arch=training.arch, images_per_epoch=training.images_per_epoch)
+    module, _metrics = get_or_train(spec, cache=cache, **kw)
+    dev = resolve_device(device)
+    key = cache_key(train_settings(spec, **kw))
+    return LoadedModel(
+        module=_OneThousand(module, spec.n_classes).eval().to(dev),
+        name=f"world-{regime}-{training.arch}-s{seed}",
+        source="world",
+        weights_id=f"world-{key}",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_size=(3, spec.image_size, spec.image_size),
+        interpolation="bicubic",
+        crop_pct=224 / 256,
+        label_space=LabelSpace(f"world-{spec.n_classes}", np.arange(spec.n_classes)),
+        device=dev,
+        architecture=f"world:{training.arch}",
+    )
+
+
+def world_test_source(n: int = 48, **spec_kw):
+    """The measurement images: the same for every regime (object centred at the typical size)."""
+    from .world import WorldSource, WorldSpec
+
+    return WorldSource(WorldSpec(**spec_kw), n=n, split="test")
+
+
+def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=(0,), *, n_test: int = 48,
+                   training: Training = Training(), results_dir="results/world", progress: bool = True):
+    """Train every (regime, seed) model, sweep it over the test images, return its result sets.
+
+    Returns a DataFrame with one row per (regime, seed): regime, seed, model, result set path.
+    """
+    import pandas as pd
+
+    from .sweep import sweep
+    from .world import REGIMES
+
+    bad = [r for r in regimes if r not in REGIMES]
+    if bad:
+        raise ValueError(f"unknown regimes {bad}; expected some of {REGIMES}")
+    if n_test < 1 or not seeds:
+        raise ValueError(f"need n_test >= 1 and at least one seed, got n_test={n_test}, seeds={seeds}")
+    source = world_test_source(n_test)
+    rows = []
+    for regime in regimes:
+        for seed in seeds:
+            model = world_model(regime, seed=int(seed), training=training)
+            rs = sweep(model, source, world_grid(source.spec), results_dir, batch_size=1024, workers=0,
+                       progress=progress, tta=False)
+            rows.append({"regime": regime, "seed": int(seed), "model": model.name, "result_set": str(rs.path)})
+    return pd.DataFrame(rows)
+
+
+def regime_tables(runs):
+    """Per (regime, seed): the analyses of the paper on that model's sweep, as tidy tables.
+
+    Returns (summary, anchors, scales): summary has one row per (regime, seed) with 1-crop accuracy,
+    oracle bound, oracle gap and centre bias (centre-anchor bound minus the mean of the 8 others);
+    anchors has regime, seed, row, col, value; scales has regime, seed, scale, center, any_anchor.
+    """
+    import pandas as pd
+
+    from . import analysis
+    from .store import ResultSet
+
+    summary, anchors, scales = [], [], []
+    for r in runs.itertuples():
+        rs = ResultSet(r.result_set)
+        correct = rs.correct()
+        grid = rs.grid
+        ab = analysis.anchor_bounds(correct, grid)  # [g, g]
+        c = grid.center
+        off = np.delete(ab.ravel(), c * grid.grid + c)
+        std = analysis.standard_accuracy(correct, grid)
+        orc = analysis.oracle_accuracy(correct)
+        summary.append({"regime": r.regime, "seed": r.seed, "standard": std, "oracle": orc,
+                        "oracle_gap": orc - std, "center_bias": ab[c, c] - off.mean()})
+        for i in range(grid.grid):
+            for j in range(grid.grid):
+                anchors.append({"regime": r.regime, "seed": r.seed, "row": i, "col": j, "value": ab[i, j]})
+        sc = analysis.accuracy_vs_scale(correct, grid)
+        sc = sc.assign(regime=r.regime, seed=r.seed)
+        scales.append(sc)
+    return pd.DataFrame(summary), pd.DataFrame(anchors), pd.concat(scales, ignore_index=True)
