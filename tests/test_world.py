@@ -3,6 +3,7 @@ experiment's direction on a CI-sized run (centre-trained models are centre-biase
 position / scale augmentation flattens both)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -130,7 +131,8 @@ def test_meta_geometry_matches_the_pixels():
         assert s.meta["center_xy"] == pytest.approx([36.0, 36.0]) and s.meta["size"] == pytest.approx(SPEC.base_size)
         assert s.meta["visible_fraction"] == pytest.approx(1.0, abs=0.06)  # bilinear edges: ~0.96-1
         x0, y0, x1, y1 = s.meta["bbox"]
-        half = SPEC.base_size / 2 * (abs(math.cos(math.radians(s.meta["rotation_deg"]))) + abs(math.sin(math.radians(s.meta["rotation_deg"]))))
+        rot = math.radians(s.meta["rotation_deg"])
+        half = SPEC.base_size / 2 * (abs(math.cos(rot)) + abs(math.sin(rot)))  # the rotated box's half extent
         assert 36 - half - 1 <= x0 and x1 <= 36 + half + 1 and 36 - half - 1 <= y0 and y1 <= 36 + half + 1
     standard = SPEC.base_size * SPEC.standard_scale / SPEC.source_size
     assert standard == pytest.approx(SPEC.object_size * SPEC.image_size)
@@ -233,22 +235,34 @@ def test_measure_regime_checks_and_shapes():
 CI_TRAIN = dict(epochs=4, images_per_epoch=2048, seed=0)
 #: A reduced grid: every anchor at nine of the scaled paper scales around the standard 64.
 CI_GRID = ViewGrid(scales=(24, 32, 48, 56, 64, 80, 96, 128, 160), crop=56)
-N_TEST = 32
+N_TEST = 48
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Batches of 32 small images gain nothing from a second thread, and lose a lot on a shared CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")
 def ci_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("world-cache")
-    out = {}
-    for regime in ("centered", "anywhere", "multiscale"):
-        out[regime] = T.get_or_train(SPEC.replace(regime=regime), cache=folder, **CI_TRAIN)
-    return out
+    with _one_thread():
+        return {r: T.get_or_train(SPEC.replace(regime=r), cache=folder, **CI_TRAIN)
+                for r in ("centered", "anywhere", "multiscale")}
 
 
 @pytest.fixture(scope="session")
 def ci_correct(ci_models):
     src = WorldSource(SPEC, N_TEST, "test", seed=1)
-    return {r: T.measure_regime(m, src, CI_GRID).reshape(N_TEST, CI_GRID.n_scales, 3, 3) for r, (m, _) in ci_models.items()}
+    with _one_thread():
+        return {r: T.measure_regime(m, src, CI_GRID).reshape(N_TEST, CI_GRID.n_scales, 3, 3)  # [N, scales, 3, 3]
+                for r, (m, _) in ci_models.items()}
 
 
 def test_centered_model_learns_its_distribution(ci_models):
@@ -264,8 +278,8 @@ def _centre_minus_off(grid: np.ndarray) -> float:
 
 def test_centre_training_makes_centre_bias(ci_correct):
     """Centre anchor minus the 8 others, at the standard scale and for the per-anchor bound (any scale):
-    larger for the centre-trained model than for the position-augmented one. Observed (2 seeds):
-    standard 0.82 / 0.70 against 0.32 / 0.32; bound 0.57 / 0.59 against 0.00 / 0.02."""
+    larger for the centre-trained model than for the position-augmented one. Observed over three
+    runs: standard 0.70-0.84 against 0.32-0.34; bound 0.49-0.59 against 0.00-0.10."""
     s = CI_GRID.scales.index(CI_GRID.standard_scale)
     centered, anywhere = ci_correct["centered"], ci_correct["anywhere"]
     assert _centre_minus_off(centered[:, s].mean(0)) > _centre_minus_off(anywhere[:, s].mean(0)) + 0.2
@@ -273,17 +287,21 @@ def test_centre_training_makes_centre_bias(ci_correct):
 
 
 def test_scale_augmentation_widens_the_scale_window(ci_correct):
-    """Centre-view accuracy against scale: relative to its own peak the multiscale model keeps more of it
-    away from the trained scale (observed 0.61 / 0.67 against 0.43 / 0.45), and it still recognises the
-    object zoomed in 2x (S = 128: observed 0.53 / 0.50 against 0.09 / 0.06)."""
+    """Centre-view accuracy against scale: the multiscale model's curve is wider (its spread in octaves,
+    weighting each scale by accuracy above chance; observed 0.57-0.65 against 0.32-0.40 over six
+    runs) and it still recognises the object zoomed in 2x (S = 128: observed 0.41-0.53 against
+    0.06-0.11)."""
+    octaves = np.log2(CI_GRID.scales)
+
     def curve(correct):
         return correct[:, :, 1, 1].mean(0)  # [n_scales]
 
-    def kept(correct):
-        c = curve(correct)
-        return float((c / max(c.max(), 1e-9)).mean())
+    def spread(correct):
+        w = np.maximum(curve(correct) - 1 / SPEC.n_classes, 0)  # accuracy above chance per scale
+        mu = (w * octaves).sum() / w.sum()
+        return float(np.sqrt((w * (octaves - mu) ** 2).sum() / w.sum()))
 
     centered, multiscale = ci_correct["centered"], ci_correct["multiscale"]
-    assert kept(multiscale) > kept(centered) + 0.1
+    assert spread(multiscale) > spread(centered) + 0.1
     s = CI_GRID.scales.index(2 * CI_GRID.standard_scale)
     assert curve(multiscale)[s] > curve(centered)[s] + 0.2

@@ -74,6 +74,7 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
             "04_imagenet_hard": {"model": "torchvision:squeezenet1_0", "dataset": "synthetic-hard:24",
                                  "scales": reduced_scales, "crop": 224, "plain_protocol": "sweep"},
             "05_zoom_sensitivity": {"models": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
+            "03_test_time_augmentation": {"memo_k": 4, "memo_seeds": [0, 1], "memo_max_images": 8},
         },
         "local": {
             COMMON: {"model": "torchvision:squeezenet1_0",
@@ -81,12 +82,14 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
                      "dataset": f"csv:{rd}/imagenet-sample", "root": None, "scales": None, "grid": 3, "crop": 224,
                      "max_images": None, "results_dir": "results/local", "device": None},
             "04_imagenet_hard": {"dataset": local_hard, "plain_protocol": "sweep"},
+            "03_test_time_augmentation": {"memo_k": 16, "memo_seeds": [0], "memo_max_images": 20},
         },
         "quick": {
             COMMON: {"model": "resnet18", "checkpoint": None, "pretrained": True,
                      "dataset": "imagenet-hard", "root": None, "scales": reduced_scales, "grid": 3, "crop": 224,
                      "max_images": 300, "results_dir": "results/quick", "device": None},
             "04_imagenet_hard": {"plain_protocol": "sweep"},
+            "03_test_time_augmentation": {"memo_k": 16, "memo_seeds": [0], "memo_max_images": 30},
         },
         "paper": {
             COMMON: {"model": "resnet50", "checkpoint": None, "pretrained": True,
@@ -94,6 +97,9 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
                      "max_images": None, "results_dir": "results/paper", "device": None},
             "04_imagenet_hard": {"dataset": "imagenet-hard", "plain_protocol": "model",
                                  "compare_with": ["imagenet-val"]},
+            # Table 4 is ViT-B/32's, Table 5 ResNet-50's (robust models: memo_checkpoint + memo_paper_model)
+            "03_test_time_augmentation": {"model": "vit_b_32", "memo_model": "resnet50", "memo_k": 16,
+                                          "memo_seeds": [0], "memo_max_images": None},
         },
     }
 

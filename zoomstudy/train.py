@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_views
-from .world import WORLD_VERSION, WorldSpec, _derived_seed, render_batch
+from .world import WORLD_VERSION, WorldSpec, derive_seed, render_batch
 
 #: Bump when a change alters the weights that the same settings produce (it keys the cache).
 TRAIN_VERSION = 1
@@ -70,7 +69,9 @@ class WorldCNN(_WorldModel):
     def __init__(self, n_classes: int, image_size: int, width: int = 24, pool: str = "max"):
         super().__init__()
         if n_classes < 2 or image_size < 8 or width < 4:
-            raise ValueError(f"WorldCNN: need n_classes >= 2, image_size >= 8, width >= 4, got {n_classes}, {image_size}, {width}")
+            raise ValueError(
+                f"WorldCNN: need n_classes >= 2, image_size >= 8, width >= 4, got {n_classes}, {image_size}, {width}"
+            )
         if pool not in POOLS:
             raise ValueError(f"WorldCNN: pool must be one of {POOLS}, got {pool!r}")
         self.pool = pool
@@ -109,13 +110,19 @@ class TinyViT(_WorldModel):
             raise ValueError(f"TinyViT: dim {dim} must be a multiple of heads {heads}")
         n_tokens = (image_size // 8) ** 2
         self.embed = nn.Sequential(
-            nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),  # [32, S/2, S/2]
-            nn.Conv2d(32, dim, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True),  # [dim, S/4, S/4]
+            nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False),  # [32, S/2, S/2]
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, dim, 3, stride=2, padding=1, bias=False),  # [dim, S/4, S/4]
+            nn.BatchNorm2d(dim),
+            nn.ReLU(inplace=True),
             nn.Conv2d(dim, dim, 2, stride=2),  # [dim, S/8, S/8]: one token per 8 x 8 pixels
         )
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos = nn.Parameter(torch.randn(1, n_tokens + 1, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, n_classes)
@@ -184,9 +191,11 @@ def train_settings(
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
     if batch_size < 2 or images_per_epoch < batch_size:
-        raise ValueError(f"need batch_size >= 2 and images_per_epoch >= batch_size, got {batch_size}, {images_per_epoch}")
+        raise ValueError(f"need batch_size >= 2, images_per_epoch >= batch_size, got {batch_size}, {images_per_epoch}")
     if not lr > 0 or weight_decay < 0 or not 0 <= label_smoothing < 1:
-        raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1, got {lr}, {weight_decay}, {label_smoothing}")
+        raise ValueError(
+            f"need lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1, got {lr}, {weight_decay}, {label_smoothing}"
+        )
     if width < 4:
         raise ValueError(f"width must be >= 4, got {width}")
     if pool not in POOLS:
@@ -212,7 +221,7 @@ def evaluate(model: nn.Module, spec: WorldSpec, *, n: int = 512, seed: int = 0, 
     """Top-1 accuracy (0..1) on n fresh images of a regime (default spec.regime) at the input size."""
     if n < 1:
         raise ValueError(f"evaluate: n must be >= 1, got {n}")
-    g = torch.Generator().manual_seed(_derived_seed(spec.seed, "val", seed))
+    g = torch.Generator().manual_seed(derive_seed(spec.seed, "val", seed))
     was_training = model.training
     model.eval()
     hits = 0
@@ -255,7 +264,7 @@ def train_model(
     with _threads(threads):
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):  # seed the initialisation without touching the caller's RNG
-            torch.manual_seed(_derived_seed(seed, "init"))
+            torch.manual_seed(derive_seed(seed, "init"))
             model = build_model(arch, spec.n_classes, spec.image_size, width=width, pool=pool)
         model = model.to(memory_format=torch.channels_last)  # faster CPU convolutions, same maths
         steps_per_epoch = images_per_epoch // batch_size
@@ -263,7 +272,7 @@ def train_model(
         lr, weight_decay = settings["lr"], settings["weight_decay"]
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
-        g = torch.Generator().manual_seed(_derived_seed(spec.seed, "train", seed))
+        g = torch.Generator().manual_seed(derive_seed(spec.seed, "train", seed))
         model.train()
         losses, train_acc = [], []
         for epoch in range(epochs):
@@ -341,7 +350,8 @@ def get_or_train(
     """Load the model these settings produce from the cache, or train it and store it there.
 
     Files: <cache>/<regime>-<arch>-<key>.pt (state dict) and .json (settings + metrics). The returned
-    metrics carry `cache` = "hit" or "miss" and `path`.
+    metrics carry `cache` = "hit" or "miss" and `path`. val_images, threads and log do not change the
+    weights, so they are not in the key (a hit returns the metrics measured when it was trained).
     """
     settings = train_settings(
         spec, epochs=epochs, seed=seed, arch=arch, width=width, pool=pool, batch_size=batch_size,

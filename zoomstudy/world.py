@@ -263,13 +263,15 @@ def _clutter_drawers():
 def class_sprites() -> torch.Tensor:
     """float [len(CLASS_NAMES), 1, R, R]: coverage of each class shape; its bounding box fills the sprite."""
     drawers = _class_drawers()
-    return torch.from_numpy(np.stack([_draw_sprite(drawers[n], _SPRITE_RES, fit_bbox=True) for n in CLASS_NAMES]))[:, None]
+    sprites = [_draw_sprite(drawers[n], _SPRITE_RES, fit_bbox=True) for n in CLASS_NAMES]
+    return torch.from_numpy(np.stack(sprites))[:, None]
 
 
 @functools.lru_cache(maxsize=1)
 def clutter_sprites() -> torch.Tensor:
     """float [n_kinds, 1, R, R]: coverage of each distractor shape."""
-    return torch.from_numpy(np.stack([_draw_sprite(f, _CLUTTER_RES, fit_bbox=False) for f in _clutter_drawers()]))[:, None]
+    sprites = [_draw_sprite(f, _CLUTTER_RES, fit_bbox=False) for f in _clutter_drawers()]
+    return torch.from_numpy(np.stack(sprites))[:, None]
 
 
 # ================================================================================================
@@ -461,7 +463,9 @@ def _draw_background(scenes: Scenes, xs: torch.Tensor, ys: torch.Tensor) -> torc
     return img
 
 
-def _draw_object(img: torch.Tensor, scenes: Scenes, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _draw_object(
+    img: torch.Tensor, scenes: Scenes, xs: torch.Tensor, ys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The object over img [B, 3, H, W]: two colours mixed by a texture in object coordinates (so the
     texture scales with the object). Returns (image, coverage [B, 1, H, W])."""
     a, u, v = _sprite_alpha(class_sprites(), scenes.cls, scenes.obj, xs, ys)
@@ -510,7 +514,7 @@ def background_pool(spec: WorldSpec, n: int = 512) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=4)
 def _background_pool(spec: WorldSpec, n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(_derived_seed(spec.seed, "pool"))
+    g = torch.Generator().manual_seed(derive_seed(spec.seed, "pool"))
     side = spec.source_size
     out = []
     for start in range(0, n, 64):
@@ -520,7 +524,9 @@ def _background_pool(spec: WorldSpec, n: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def render_batch(spec: WorldSpec, n: int, generator: torch.Generator, *, regime: str | None = None, pool_size: int = 512):
+def render_batch(
+    spec: WorldSpec, n: int, generator: torch.Generator, *, regime: str | None = None, pool_size: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A training batch of a regime at the model's input size: (uint8 [n, 3, S, S], long labels [n]).
 
     Backgrounds come from `background_pool(spec, pool_size)`, each under one of its 4 mirror images.
@@ -605,15 +611,15 @@ def render_object_image(
     return (image, alpha[0].numpy()) if return_mask else image
 
 
-def _derived_seed(*parts) -> int:
+def derive_seed(*parts) -> int:
     """A 62-bit seed from ints and strings (stable across processes, unlike hash())."""
-    words = [int(p) if not isinstance(p, str) else int.from_bytes(p.encode()[:8].ljust(8, b"\0"), "little") for p in parts]
+    words = [int.from_bytes(p.encode()[:8].ljust(8, b"\0"), "little") if isinstance(p, str) else int(p) for p in parts]
     return int(np.random.SeedSequence([WORLD_VERSION, *words]).generate_state(1, np.uint64)[0] >> np.uint64(2))
 
 
 def _item_generator(seed: int, split: str, index: int) -> torch.Generator:
     """Each item has its own stream, so that a shard renders exactly the pixels of the full source."""
-    return torch.Generator().manual_seed(_derived_seed(seed, "item", split, index))
+    return torch.Generator().manual_seed(derive_seed(seed, "item", split, index))
 
 
 class WorldSource:
@@ -628,7 +634,9 @@ class WorldSource:
 
     CHUNK = 64  # images rasterised per batch
 
-    def __init__(self, spec: WorldSpec, n: int, split: str = "test", seed: int = 0, *, _indices: tuple[int, ...] | None = None):
+    def __init__(
+        self, spec: WorldSpec, n: int, split: str = "test", seed: int = 0, *, _indices: tuple[int, ...] | None = None
+    ):
         if n < 0:
             raise ValueError(f"WorldSource: n must be >= 0, got {n}")
         if split not in SPLITS:
@@ -643,8 +651,10 @@ class WorldSource:
     @property
     def labels(self) -> list[tuple[int, ...]]:
         """Label sets of the items, without rendering (the class is drawn first from each item's stream)."""
-        return [(int(sample_scenes(self.spec, 1, _item_generator(self.seed, self.split, i), regime=self._regime).cls[0]),)
-                for i in self._indices]
+        return [(int(self._scene(i).cls[0]),) for i in self._indices]
+
+    def _scene(self, index: int) -> Scenes:
+        return sample_scenes(self.spec, 1, _item_generator(self.seed, self.split, index), regime=self._regime)
 
     @property
     def _regime(self) -> str:
@@ -680,7 +690,7 @@ class WorldSource:
         side = self.spec.source_size if self.split == "test" else self.spec.image_size
         for start in range(0, len(self._indices), self.CHUNK):
             idx = self._indices[start : start + self.CHUNK]
-            scenes = Scenes.cat([sample_scenes(self.spec, 1, _item_generator(self.seed, self.split, i), regime=self._regime) for i in idx])
+            scenes = Scenes.cat([self._scene(i) for i in idx])
             rgb, alpha = render_scenes(scenes, side, side)
             for j, i in enumerate(idx):
                 meta = _object_meta(scenes, j, side, side, alpha)
