@@ -26,7 +26,7 @@ NOTEBOOKS = REPO / "notebooks"
 STUDY = ("01_oracle_accuracy", "02_center_bias", "04_imagenet_hard")
 #: Minimum number of embedded PNG figures per report (the offline data make every figure, even at 0%).
 MIN_FIGURES = {"01_oracle_accuracy": 5, "02_center_bias": 4, "04_imagenet_hard": 5}
-TINY = {"dataset": "synthetic:6", "scales": [48, 96, 110, 160], "crop": 96}  # squeezenet needs >= ~64 px
+TINY = {"model": "torchvision:squeezenet1_0", "dataset": "synthetic:6", "scales": [48, 96, 110, 160], "crop": 96}  # squeezenet needs >= ~64 px
 IMG = re.compile(r'<img[^>]+src="data:image/png;base64,')
 
 
@@ -82,10 +82,11 @@ def test_study_notebook_shape_and_profile_parameters(name):
 
 def test_profiles_hold_plain_parameters():
     offline = reports.resolve_parameters("offline", "01_oracle_accuracy")
-    assert offline["dataset"] == "synthetic:24" and offline["pretrained"] is False
-    assert offline["model"] == "torchvision:squeezenet1_0" and offline["crop"] == 224
-    assert offline["scales"] == [64, 128, 224, 256, 320, 448]
-    assert reports.resolve_parameters("offline", "04_imagenet_hard")["dataset"].startswith("synthetic-hard:")
+    # the offline default is the controlled experiment: the centre-trained world model on world images
+    assert offline["dataset"] == "world:centered" and offline["model"] == "world:centered"
+    assert offline["crop"] == 56 and offline["scales"] is None and offline["pretrained"] is False
+    hard = reports.resolve_parameters("offline", "04_imagenet_hard")
+    assert hard["dataset"].startswith("synthetic-hard:") and hard["crop"] == 224
     local = reports.resolve_parameters("local", "02_center_bias")
     assert local["checkpoint"].endswith("weights/squeezenet1_0_deepcompression.pt")
     assert local["dataset"].startswith("csv:") and local["dataset"].endswith("imagenet-sample")
