@@ -137,7 +137,7 @@ def open_images(images, labels_csv: str | os.PathLike | None = None):
     from . import data
     from .study import open_data
 
-    if isinstance(images, data.Source):
+    if isinstance(images, data.Source) or (hasattr(images, "provenance") and hasattr(images, "shard")):  # e.g. WorldSource
         if labels_csv is not None:
             raise ValueError("profile: labels_csv applies to a folder of images, not to a source object")
         return images

@@ -73,7 +73,7 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
                      "max_images": None, "results_dir": "results/offline", "device": "cpu"},
             "04_imagenet_hard": {"model": "torchvision:squeezenet1_0", "dataset": "synthetic-hard:24",
                                  "scales": reduced_scales, "crop": 224, "plain_protocol": "sweep"},
-            "05_zoom_sensitivity": {"models": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
+            "05_zoom_sensitivity": {"models": [], "checkpoints": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
             "03_test_time_augmentation": {"memo_k": 4, "memo_seeds": [0, 1], "memo_max_images": 8},
         },
         "local": {
