@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from zoomstudy import tta
+from zoomstudy.analysis import memo as tta
 from zoomstudy.views import pil_to_tensor
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "imagenet-sample"

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from zoomstudy.data import SyntheticSource
-from zoomstudy.models import load_model
-from zoomstudy.sweep import sweep
+from zoomstudy.models.loading import load_model
+from zoomstudy.sweep.engine import sweep
 from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -14,10 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from zoomstudy import aggregate, paper, reports, study, tta
-from zoomstudy.stats import clopper_pearson, mcnemar_exact
-from zoomstudy.store import ResultSet
-from zoomstudy.sweep import sweep
+from zoomstudy.analysis import tta as aggregate
+from zoomstudy.analysis import paper
+from zoomstudy.report import notebooks as reports
+from zoomstudy import study
+from zoomstudy.analysis import memo as tta
+from zoomstudy.analysis.stats import clopper_pearson, mcnemar_exact
+from zoomstudy.sweep.store import ResultSet
+from zoomstudy.sweep.engine import sweep
 from zoomstudy.views import ViewGrid, normalize, pil_to_tensor, render_views, tta_crops
 from conftest import REPO
 

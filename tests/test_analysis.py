@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from zoomstudy import paper
-from zoomstudy.analysis import (
+from zoomstudy.analysis import paper
+from zoomstudy.analysis.bounds import (
     accuracy_vs_scale,
     anchor_bounds,
     center_vs_anchors,
@@ -34,7 +34,7 @@ from zoomstudy.analysis import (
     topn_bound,
     topn_bound_cv,
 )
-from zoomstudy.stats import accuracy_with_ci, bootstrap_ci, clopper_pearson, mcnemar_exact
+from zoomstudy.analysis.stats import accuracy_with_ci, bootstrap_ci, clopper_pearson, mcnemar_exact
 from zoomstudy.views import ViewGrid
 
 
@@ -403,7 +403,7 @@ def test_paper_tables_shape_and_consistency():
 
 def test_paper_name_mappings_match_registries():
     from zoomstudy.data import DATASETS as REGISTRY
-    from zoomstudy.models import MODELS as TORCHVISION
+    from zoomstudy.models.loading import MODELS as TORCHVISION
 
     assert set(paper.DATASET_KEYS) == set(paper.DATASETS)
     assert set(paper.DATASET_KEYS.values()) <= set(REGISTRY)

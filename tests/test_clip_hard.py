@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import stats as st
 
-from zoomstudy import clip, hard
+from zoomstudy.models import clip
+from zoomstudy.analysis import hard
 from zoomstudy.data import Sample
 
 try:

@@ -675,7 +675,7 @@ def test_registry_contents():
 
 
 def test_registry_label_spaces_exist_in_labels_module():
-    from zoomstudy.labels import LABEL_SPACES
+    from zoomstudy.data.labels import LABEL_SPACES
 
     assert {s.label_space for s in DATASETS.values()} <= set(LABEL_SPACES)
 
@@ -748,7 +748,7 @@ def test_open_dataset_imagenet_hard_from_local_parquet(tmp_path):
 
 
 def test_open_dataset_objectnet_release_layout(tmp_path):
-    from zoomstudy.labels import load_objectnet_mapping, objectnet_classes
+    from zoomstudy.data.labels import load_objectnet_mapping, objectnet_classes
 
     overlapping = sorted(load_objectnet_mapping())[:2]
     root = tmp_path / "objectnet-1.0"

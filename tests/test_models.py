@@ -18,7 +18,7 @@ import timm
 import torch
 import torchvision
 
-from zoomstudy.labels import (
+from zoomstudy.data.labels import (
     LABEL_SPACES,
     LabelSpace,
     get_label_space,
@@ -27,7 +27,7 @@ from zoomstudy.labels import (
     objectnet_classes,
     objectnet_label_space,
 )
-from zoomstudy.models import MODELS, file_sha256, load_model, resolve_spec
+from zoomstudy.models.loading import MODELS, file_sha256, load_model, resolve_spec
 
 TIMM_INFO = Path(timm.__file__).parent / "data" / "_info"
 

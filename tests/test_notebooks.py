@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zoomstudy import figures, paper, reports
+from zoomstudy.report import tables as figures
+from zoomstudy.analysis import paper
+from zoomstudy.report import notebooks as reports
 from zoomstudy.views import ViewGrid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -394,7 +396,7 @@ def test_centre_views_match_the_full_grid_and_thumbnails():
 
 def _store(results_dir, dataset, weights="random", grid=GRID, labels=((1, 2), (3,), (4,)), origins=("a", "b", "a")):
     """A result set written by hand: image i predicts class i + 1 at the 1-crop view, 999 elsewhere."""
-    from zoomstudy.store import ResultSet
+    from zoomstudy.sweep.store import ResultSet
 
     settings = _settings(weights=weights, grid=grid, dataset=dataset)
     settings = {"key": settings["key"], "dataset_rows": len(labels)}
@@ -427,7 +429,7 @@ def test_image_table_plain_from_sweep_and_companions(tmp_path):
     assert list(plain["pred"]) == [1, 2, 3] and list(plain["correct"]) == [True, False, False]
     assert list(plain["origin"]) == ["a", "b", "a"] and plain["confidence"].iloc[0] == 0.5
 
-    from zoomstudy import hard
+    from zoomstudy.analysis import hard
 
     board = hard.leaderboard({"squeezenet1_0": plain})
     table = figures.hard_leaderboard_table(board)

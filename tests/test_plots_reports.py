@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from zoomstudy import plots, reports
+from zoomstudy.report import plots
+from zoomstudy.report import notebooks as reports
 from zoomstudy.views import PAPER_SCALES, ViewGrid
 
 RESNET50_IN = np.array([[80.57, 85.18, 81.09], [85.56, 89.90, 85.81], [81.74, 86.16, 82.22]])
@@ -308,7 +309,7 @@ def site(tmp_path_factory):
     _write_notebook(
         src / "01_numbers.ipynb",
         "greeting = 'default'\nprofile = None\nreport_dir = None",
-        "from zoomstudy.reports import record_provenance\n"
+        "from zoomstudy.report.notebooks import record_provenance\n"
         "record_provenance(report_dir, {'n_images': 3, 'source': greeting})\nprint('greeting:', greeting, profile)",
     )
     _write_notebook(

@@ -18,8 +18,9 @@ import pytest
 import torch
 from torch import nn
 
-from zoomstudy import cli, resolution
-from zoomstudy import profile as zp
+from zoomstudy import cli
+from zoomstudy.analysis import resolution
+from zoomstudy.report import model_profile as zp
 from zoomstudy.views import ViewGrid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def image_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from zoomstudy.models import load_model
+    from zoomstudy.models.loading import load_model
 
     return load_model("torchvision:squeezenet1_0", pretrained=False, device="cpu")
 
@@ -267,7 +268,7 @@ def test_resolution_anchor_centre_is_the_sweeps_one_crop_view(tiny_model, tmp_pa
     """center='anchor' at size = crop renders exactly the sweep's LOC:1_1 standard view: labelled with
     the sweep's own 1-crop predictions, the curve scores 100% there."""
     from zoomstudy.data import SyntheticSource
-    from zoomstudy.sweep import sweep
+    from zoomstudy.sweep.engine import sweep
 
     src = SyntheticSource(6, size=((100, 160), (90, 150)), seed=9)
     grid = ViewGrid(scales=(110,), grid=3, crop=96)
@@ -293,8 +294,8 @@ class _FixedSize(nn.Module):
 
 
 def _wrap(module) -> object:
-    from zoomstudy.labels import get_label_space
-    from zoomstudy.models import LoadedModel
+    from zoomstudy.data.labels import get_label_space
+    from zoomstudy.models.loading import LoadedModel
 
     return LoadedModel(module=module.eval(), name="fixed96", source="test", weights_id="random",
                        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_size=(3, 96, 96),
@@ -345,7 +346,7 @@ def test_notebook_is_clean_and_declares_its_parameters():
     import nbformat
     from papermill.translators import PythonTranslator
 
-    from zoomstudy import reports
+    from zoomstudy.report import notebooks as reports
 
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
@@ -365,7 +366,7 @@ def test_notebook_is_clean_and_declares_its_parameters():
 
 
 def test_notebook_runs_headless_and_compares_models(tmp_path):
-    from zoomstudy import reports
+    from zoomstudy.report import notebooks as reports
 
     out = tmp_path / "reports"
     params = {"profile": "offline", "models": ["torchvision:squeezenet1_0", "timm:test_resnet"],
@@ -409,7 +410,7 @@ def test_realdata_squeezenet_profile(realdata, tmp_path):
     html = (tmp_path / "profile.html").read_text(encoding="utf-8")
     assert _png_count(html) == len(s["figures"]) == 4 + 2
     # every view against the kit's independent PIL reference (its 36 scales hold the compact 12)
-    from zoomstudy.store import ResultSet
+    from zoomstudy.sweep.store import ResultSet
 
     rs = ResultSet(s["provenance"]["result_set"])
     ids, top1, _ = rs.predictions()

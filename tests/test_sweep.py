@@ -24,11 +24,12 @@ import pytest
 import torch
 from PIL import Image
 
-from zoomstudy import analysis, store
+from zoomstudy.analysis import bounds as analysis
+from zoomstudy.sweep import store
 from zoomstudy.data import CsvSource, SyntheticSource
-from zoomstudy.models import load_model
-from zoomstudy.store import ResultSet, settings_key
-from zoomstudy.sweep import parse_shard, sweep, sweep_settings
+from zoomstudy.models.loading import load_model
+from zoomstudy.sweep.store import ResultSet, settings_key
+from zoomstudy.sweep.engine import parse_shard, sweep, sweep_settings
 from zoomstudy.views import ViewGrid, normalize, render_views_reference, tta_crops, pil_to_tensor
 
 TINY = ViewGrid(scales=(32, 64, 96), grid=3, crop=48)
@@ -238,8 +239,8 @@ def test_bad_images_are_recorded_not_fatal(model, tmp_path):
 _SWEEP_SCRIPT = """
 import sys
 from zoomstudy.data import SyntheticSource
-from zoomstudy.models import load_model
-from zoomstudy.sweep import sweep
+from zoomstudy.models.loading import load_model
+from zoomstudy.sweep.engine import sweep
 from zoomstudy.views import ViewGrid
 ckpt, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 model = load_model("torchvision:squeezenet1_0", checkpoint=ckpt, pretrained=False, device="cpu")

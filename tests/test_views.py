@@ -401,7 +401,7 @@ def test_realdata_fast_renderer_matches_pil_on_the_paper_grid(realdata):
     float64 fast renderer vs the PIL reference, pixel by pixel. Views whose pixels differ anywhere are
     classified by the real SqueezeNet both ways (identical pixels give identical top-1 trivially);
     the top-1 must agree on >= 99.5% of (image, view) pairs. Prints MAE and identical-pixel share."""
-    from zoomstudy.models import load_model
+    from zoomstudy.models.loading import load_model
 
     stride = int(os.environ.get("ZOOMSTUDY_REALDATA_STRIDE", "5"))
     files = _kit_files(realdata)[::stride]

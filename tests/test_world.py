@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from zoomstudy import train as T
+from zoomstudy.experiment import training as T
 from zoomstudy.data import Sample
 from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, pil_to_tensor, render_views
-from zoomstudy.world import (
+from zoomstudy.experiment.world import (
     CLASS_NAMES, REGIMES, WorldSource, WorldSpec, _rrc_windows, render_batch, render_object_image,
     render_scenes, sample_scenes,
 )

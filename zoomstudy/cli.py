@@ -20,8 +20,8 @@ def _scales(text: str | None):
 
 
 def cmd_sweep(a) -> int:
-    from .study import ensure_results
-    from .sweep import parse_shard
+    from zoomstudy.study import ensure_results
+    from zoomstudy.sweep.engine import parse_shard
 
     rs = ensure_results(
         a.model, a.dataset, checkpoint=a.checkpoint, root=a.root, scales=_scales(a.scales), grid=a.grid,
@@ -35,7 +35,7 @@ def cmd_sweep(a) -> int:
 
 
 def cmd_merge(a) -> int:
-    from .store import ResultSet, merge
+    from zoomstudy.sweep.store import ResultSet, merge
 
     rs = merge(ResultSet(Path(a.result_set)), a.shards)
     print(json.dumps(rs.summary()))
@@ -45,8 +45,8 @@ def cmd_merge(a) -> int:
 def cmd_summary(a) -> int:
     import pandas as pd
 
-    from .analysis import table1_row
-    from .store import find_results
+    from zoomstudy.analysis.bounds import table1_row
+    from zoomstudy.sweep.store import find_results
 
     rows = []
     for rs in find_results(a.results_dir, model=a.model, dataset=a.dataset):
@@ -60,7 +60,7 @@ def cmd_summary(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    from .reports import reproduce
+    from zoomstudy.report.notebooks import reproduce
 
     overrides = {}
     for kv in a.param or []:
@@ -79,7 +79,7 @@ def cmd_reproduce(a) -> int:
 
 def cmd_profile(a) -> int:
     """Run a profile (or, with --check, only check an existing profile.json); exit 1 on a regression."""
-    from .profile import check_regression, profile
+    from zoomstudy.report.model_profile import check_regression, profile
 
     thresholds = {"max_oracle_gap": a.max_oracle_gap, "max_center_bias": a.max_center_bias}
     if a.check:

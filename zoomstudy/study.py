@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .views import PAPER_SCALES, ViewGrid
+from zoomstudy.views import PAPER_SCALES, ViewGrid
 
 
 def make_grid(scales=None, grid: int = 3, crop: int = 224) -> ViewGrid:
@@ -22,10 +22,10 @@ def make_grid(scales=None, grid: int = 3, crop: int = 224) -> ViewGrid:
 def open_data(dataset: str, root: str | None = None, **kw):
     """A dataset name of the registry (with an optional local root) or a source spec
     ('csv:DIR', 'folder:DIR', 'hf:REPO@REV:split', 'synthetic:N', 'world:REGIME')."""
-    from . import data
+    from zoomstudy import data
 
     if dataset.startswith("world:"):
-        from .world import WorldSource, WorldSpec
+        from zoomstudy.experiment.world import WorldSource, WorldSpec
 
         regime = dataset.split(":", 1)[1] or "centered"
         n = int(kw.pop("n", 48))
@@ -37,10 +37,10 @@ def open_data(dataset: str, root: str | None = None, **kw):
 
 def open_model(model: str, checkpoint: str | None = None, *, label_space: str = "imagenet1k",
                device: str | None = None, amp: str | None = None, pretrained: bool = True):
-    from .models import load_model
+    from zoomstudy.models.loading import load_model
 
     if model.startswith("world:"):  # a model of the controlled experiment, trained here (cached)
-        from .experiment import world_model
+        from zoomstudy.experiment.runs import world_model
 
         return world_model(model.split(":", 1)[1] or "centered", device=device)
     return load_model(model, checkpoint=checkpoint, label_space=label_space, device=device, amp=amp,
@@ -53,7 +53,7 @@ def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, r
                    device: str | None = None, batch_size: int = 512, workers: int | None = None,
                    progress: bool = True, **sweep_kw):
     """Load the model and the data, then run the sweep or resume it (a finished one computes nothing)."""
-    from .sweep import sweep
+    from zoomstudy.sweep.engine import sweep
 
     view_grid = make_grid(scales, grid, crop)  # bad grids fail here, before any loading
     m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained)

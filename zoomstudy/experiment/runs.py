@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .labels import LabelSpace
-from .views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
+from zoomstudy.data.labels import LabelSpace
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
 
 N_IMAGENET = 1000
 
@@ -52,9 +52,9 @@ def world_grid(spec) -> ViewGrid:
 def world_model(regime: str = "centered", *, seed: int = 0, training: Training = Training(), device=None,
                 cache=None, spec_kw: dict | None = None):
     """Train (or load from the cache) the model of one regime and wrap it as a LoadedModel."""
-    from .models import LoadedModel, resolve_device
-    from .train import get_or_train, train_settings, cache_key
-    from .world import WorldSpec
+    from zoomstudy.models.loading import LoadedModel, resolve_device
+    from zoomstudy.experiment.training import get_or_train, train_settings, cache_key
+    from zoomstudy.experiment.world import WorldSpec
 
     spec = WorldSpec(regime=regime, seed=seed, **(spec_kw or {}))
     kw = dict(epochs=training.epochs, seed=seed, arch=training.arch, images_per_epoch=training.images_per_epoch)
@@ -79,7 +79,7 @@ def world_model(regime: str = "centered", *, seed: int = 0, training: Training =
 
 def world_test_source(n: int = 48, **spec_kw):
     """The measurement images: the same for every regime (object centred at the typical size)."""
-    from .world import WorldSource, WorldSpec
+    from zoomstudy.experiment.world import WorldSource, WorldSpec
 
     return WorldSource(WorldSpec(**spec_kw), n=n, split="test")
 
@@ -92,8 +92,8 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     """
     import pandas as pd
 
-    from .sweep import sweep
-    from .world import REGIMES
+    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.experiment.world import REGIMES
 
     bad = [r for r in regimes if r not in REGIMES]
     if bad:
@@ -120,8 +120,8 @@ def regime_tables(runs):
     """
     import pandas as pd
 
-    from . import analysis
-    from .store import ResultSet
+    from zoomstudy.analysis import bounds as analysis
+    from zoomstudy.sweep.store import ResultSet
 
     summary, anchors, scales = [], [], []
     for r in runs.itertuples():

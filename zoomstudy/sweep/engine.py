@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .store import FORMAT_VERSION, ResultSet
-from .views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_views, tta_crops
+from zoomstudy import __version__
+from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_views, tta_crops
 
 #: Normalisation choices (SPEC 1.4: the authors used ImageNet statistics for every model).
 NORMALIZATIONS = ("imagenet", "model")

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis, paper
-from .stats import accuracy_with_ci, clopper_pearson
-from .views import GROUPS, ViewGrid
+from zoomstudy.analysis import bounds as analysis
+from zoomstudy.analysis import paper
+from zoomstudy.analysis.stats import accuracy_with_ci, clopper_pearson
+from zoomstudy.views import GROUPS, ViewGrid
 
 #: Scheme of the offline ImageNet-Hard stand-in: "synthetic-hard:N" (see `make_hard_standin`).
 STANDIN_SCHEME = "synthetic-hard"
@@ -55,7 +56,7 @@ def make_hard_standin(folder: str | Path, n: int = 24, seed: int = 0, size=(96, 
     it is missing or differs, and the images only when missing, so a result set keyed on the folder's
     fingerprint is resumed, not recomputed. Open it with `open_source("csv:FOLDER")`.
     """
-    from .data import SyntheticSource
+    from zoomstudy.data import SyntheticSource
 
     if n < 1:
         raise ValueError(f"make_hard_standin: n must be >= 1, got {n}")
@@ -120,7 +121,7 @@ def load_sample(source, position: int):
 
 def class_name(index: int, short: bool = True) -> str:
     """ImageNet-1k class name of an index (the first lemma when short), '#i' if unknown."""
-    from .labels import imagenet_class_names
+    from zoomstudy.data.labels import imagenet_class_names
 
     try:
         name = imagenet_class_names()[int(index)]
@@ -490,7 +491,7 @@ def anchor_panels(panels: Mapping[str, np.ndarray], *, fmt: str = ".1f", cbar_la
     """
     import matplotlib.pyplot as plt
 
-    from . import plots
+    from zoomstudy.report import plots
 
     if not panels:
         raise ValueError("anchor_panels: no panels")
@@ -553,7 +554,7 @@ def centre_views(image, grid: ViewGrid):
     """
     import torch
 
-    from .views import pil_to_tensor, render_views
+    from zoomstudy.views import pil_to_tensor, render_views
 
     x = image if torch.is_tensor(image) else pil_to_tensor(image)
     c = grid.center
@@ -604,7 +605,7 @@ def image_table(result_set) -> pd.DataFrame:
 def plain_from_sweep(result_set, grid: ViewGrid | None = None) -> pd.DataFrame:
     """The 1-crop view of a sweep as a per-image table like `hard.evaluate_plain`'s: image_id, origin,
     labels, pred, confidence, correct (multi-label: top-1 in the label set)."""
-    from .hard import multilabel_correct
+    from zoomstudy.analysis.hard import multilabel_correct
 
     grid = grid or result_set.grid
     sv = grid.standard_view
@@ -628,7 +629,7 @@ def plain_from_model(model, source, max_images: int | None = None, batch_size: i
     max_images images; images without an origin get origin "all"."""
     from dataclasses import replace
 
-    from .hard import evaluate_plain
+    from zoomstudy.analysis.hard import evaluate_plain
 
     def samples():
         it = iter(source)
@@ -665,7 +666,7 @@ def find_companions(results_dir: str | Path, result_set, datasets: Sequence[str]
 
     datasets: keep only these dataset names (as in settings['key']['dataset']['name']); None keeps all.
     """
-    from .store import find_results
+    from zoomstudy.sweep.store import find_results
 
     here = result_set.settings["key"]
     out = []

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .views import PAPER_SCALES, ViewGrid
+from zoomstudy.views import PAPER_SCALES, ViewGrid
 
 #: The compact default grid: 12 of the paper's 36 scales, zoom out to zoom in, with 224 and 256.
 COMPACT_SCALES: tuple[int, ...] = (16, 32, 64, 128, 192, 224, 256, 320, 448, 576, 768, 1024)
@@ -134,8 +134,8 @@ def open_images(images, labels_csv: str | os.PathLike | None = None):
     folder names, integer names or sorted order); or any spec `study.open_data` reads (csv:DIR,
     folder:DIR, hf:REPO@REV:split, synthetic:N, a registry name).
     """
-    from . import data
-    from .study import open_data
+    from zoomstudy import data
+    from zoomstudy.study import open_data
 
     if isinstance(images, data.Source) or (hasattr(images, "provenance") and hasattr(images, "shard")):  # e.g. WorldSource
         if labels_csv is not None:
@@ -158,8 +158,8 @@ def open_images(images, labels_csv: str | os.PathLike | None = None):
 
 def resolve_model(model, checkpoint=None, *, pretrained: bool = True, device=None, label_space: str = "imagenet1k"):
     """(LoadedModel, spec string): a loaded model as it is, or a spec (and/or checkpoint) loaded."""
-    from .models import LoadedModel
-    from .study import open_model
+    from zoomstudy.models.loading import LoadedModel
+    from zoomstudy.study import open_model
 
     if isinstance(model, LoadedModel):
         if checkpoint is not None:
@@ -207,8 +207,8 @@ def _nearest(values: Sequence[int], ref: int) -> int:
 
 
 def _metrics(correct: np.ndarray, grid: ViewGrid, alpha: float) -> tuple[dict, pd.DataFrame, np.ndarray, pd.DataFrame]:
-    from . import analysis
-    from .stats import accuracy_with_ci
+    from zoomstudy.analysis import bounds as analysis
+    from zoomstudy.analysis.stats import accuracy_with_ci
 
     one = accuracy_with_ci(correct[:, grid.standard_view], alpha)
     orc = accuracy_with_ci(correct.any(axis=1), alpha)
@@ -249,7 +249,7 @@ def _metrics(correct: np.ndarray, grid: ViewGrid, alpha: float) -> tuple[dict, p
 
 
 def _resolution_metrics(curve: pd.DataFrame, train_size: int) -> dict:
-    from .resolution import peak
+    from zoomstudy.analysis.resolution import peak
 
     size, acc = peak(curve, prefer=train_size)
     at = curve[(curve["size"] == train_size) & curve["accuracy"].notna()]
@@ -265,7 +265,7 @@ def _resolution_metrics(curve: pd.DataFrame, train_size: int) -> dict:
 
 
 def _resolution_key(model, source, sizes, max_images, normalization, center) -> str:
-    from .resolution import CROP_PCT
+    from zoomstudy.analysis.resolution import CROP_PCT
 
     prov = dict(model.provenance())
     prov.pop("weights_source", None)
@@ -276,7 +276,7 @@ def _resolution_key(model, source, sizes, max_images, normalization, center) -> 
 
 
 def _describe_model(prov: Mapping, checkpoint) -> str:
-    from .figures import describe_weights
+    from zoomstudy.report.tables import describe_weights
 
     return describe_weights(prov, checkpoint)
 
@@ -315,8 +315,8 @@ def compute_profile(
     batch_size: views per forward pass (default 32 on CPU, 512 on CUDA). resolution_cache: a
     previous summary's "resolution" entry, reused when its key matches.
     """
-    from .resolution import RESOLUTION_SIZES, resolution_curve
-    from .sweep import sweep
+    from zoomstudy.analysis.resolution import RESOLUTION_SIZES, resolution_curve
+    from zoomstudy.sweep.engine import sweep
 
     view_grid, grid_note = compact_grid(scales, grid, crop)  # bad grids fail before any loading
     sizes = RESOLUTION_SIZES if resolution_sizes is None else tuple(int(s) for s in resolution_sizes)
@@ -331,7 +331,7 @@ def compute_profile(
                normalization=normalization, tta=False, max_images=max_images, progress=progress)
     timings["sweep_s"] = time.perf_counter() - t0
 
-    from .analysis import has_labels
+    from zoomstudy.analysis.bounds import has_labels
 
     ids, _, conf = rs.predictions()
     labels = rs.labels()
@@ -377,7 +377,7 @@ def compute_profile(
 
     key_settings = rs.settings["key"]
     mprov, dprov = key_settings["model"], key_settings["dataset"]
-    from .figures import describe_data
+    from zoomstudy.report.tables import describe_data
 
     provenance = {
         "model": spec,
@@ -436,22 +436,22 @@ def compute_profile(
 # ================================================================================================
 def scale_series(table: pd.DataFrame) -> pd.DataFrame:
     """analysis.accuracy_vs_scale -> the long table plots.accuracy_vs_scale draws (centre, any anchor)."""
-    from .plots import series_table
+    from zoomstudy.report.plots import series_table
 
     return series_table(table, {"center": "centre view", "any_anchor": "any anchor"})
 
 
 def example_rows(p: Profile, n: int = 3) -> list[int]:
     """Rows of the images to show as zoom maps: zoom rescues first (wrong at 1-crop, right somewhere)."""
-    from .figures import example_rows as rows
+    from zoomstudy.report.tables import example_rows as rows
 
     return rows(p.correct, p.grid.standard_view, n)
 
 
 def zoom_map_figure(p: Profile, row: int):
     """The per-image zoom map: scales x anchors, green / red by correctness, shaded by confidence."""
-    from .figures import class_name
-    from .plots import zoom_map
+    from zoomstudy.report.tables import class_name
+    from zoomstudy.report.plots import zoom_map
 
     s, a = p.grid.n_scales, p.grid.n_anchors
     ok = p.correct[row].reshape(s, a)
@@ -464,8 +464,8 @@ def zoom_map_figure(p: Profile, row: int):
 
 def profile_figures(p: Profile, n_zoom_maps: int = 3) -> list[tuple[str, str, Any]]:
     """(name, caption, matplotlib Figure) for every figure of the report, in order."""
-    from . import plots
-    from .resolution import plot_resolution_curve
+    from zoomstudy.report import plots
+    from zoomstudy.analysis.resolution import plot_resolution_curve
 
     m, g = p.metrics, p.grid
     figs = [
@@ -668,8 +668,8 @@ def _table(df: pd.DataFrame, digits: int = 1) -> str:
 
 def render_report(p: Profile, summary: Mapping, figures: Sequence[tuple[str, str, Any]]) -> str:
     """The self-contained HTML page (figures as base64 PNGs, thumbnails as base64 JPEGs)."""
-    from .figures import load_sample
-    from .plots import fig_to_base64_png
+    from zoomstudy.report.tables import load_sample
+    from zoomstudy.report.plots import fig_to_base64_png
 
     prov, reg = summary["provenance"], summary["regression"]
     esc = html.escape

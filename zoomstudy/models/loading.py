@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .labels import N_IMAGENET_CLASSES, LabelSpace, get_label_space
-from .views import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.data.labels import N_IMAGENET_CLASSES, LabelSpace, get_label_space
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD
 
 #: amp argument -> autocast dtype (None = plain fp32).
 AMP_DTYPES: dict[str | None, torch.dtype | None] = {

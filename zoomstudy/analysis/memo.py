@@ -48,7 +48,7 @@ import torch.nn as nn
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from .views import IMAGENET_MEAN, IMAGENET_STD, pil_to_tensor
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, pil_to_tensor
 
 VIEW_KINDS = ("rrc", "augmix")
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "adam": torch.optim.Adam}

@@ -525,7 +525,7 @@ def zoom_map(
         raise ValueError(f"zoom_map: {n_anchors} anchors per scale is not a square grid")
     ok = ok.astype(bool)
     if scales is None:
-        from .views import PAPER_SCALES
+        from zoomstudy.views import PAPER_SCALES
 
         if n_scales != len(PAPER_SCALES):
             raise ValueError(f"zoom_map: pass scales= for {n_scales} scales (the paper has {len(PAPER_SCALES)})")

@@ -22,7 +22,7 @@ Provenance convention: reproduce injects the papermill parameter `report_dir` (t
 into every notebook, and sets $ZOOMSTUDY_NOTEBOOK to the notebook's name for its kernel. A notebook
 declares `report_dir = None` in its parameters cell and calls
 
-    zoomstudy.reports.record_provenance(report_dir, {"dataset_revision": ..., "n_images": ...})
+    zoomstudy.report.notebooks.record_provenance(report_dir, {"dataset_revision": ..., "n_images": ...})
 
 which writes <report_dir>/<notebook>.provenance.json (merging successive calls) when run by
 reproduce / run_notebook, and does nothing in an interactive session (report_dir is None). The

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Sample
+from zoomstudy.data import Sample
 
 #: Bump when a change alters the pixels the world draws (it keys the model cache of train.py).
 WORLD_VERSION = 1

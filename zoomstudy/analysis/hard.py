@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import Sample
-from .paper import IMAGENET_HARD, IMAGENET_HARD_SIZE
-from .stats import accuracy_with_ci
-from .views import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.data import Sample
+from zoomstudy.analysis.paper import IMAGENET_HARD, IMAGENET_HARD_SIZE
+from zoomstudy.analysis.stats import accuracy_with_ci
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD
 
 N_CLASSES = 1000
 #: The plain 1-crop view of ImageNet models (timm-style data config).

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .views import ViewGrid
+from zoomstudy.views import ViewGrid
 
 #: Bump when the stored layout or the meaning of a column changes: old result sets then get new keys.
 FORMAT_VERSION = 1
@@ -202,7 +202,7 @@ class ResultSet:
 
     def correct(self, labels=None, keep=None) -> np.ndarray:
         """bool [N, V]: top-1 in the image's label set (stored labels unless others are given)."""
-        from .analysis import correctness
+        from zoomstudy.analysis.bounds import correctness
 
         _, top1, _ = self.predictions()
         return correctness(top1.astype(np.int64), self.labels() if labels is None else labels, keep=keep)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .views import IMAGENET_MEAN, IMAGENET_STD, normalize, pil_to_tensor, render_windows, resized_size
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, normalize, pil_to_tensor, render_windows, resized_size
 
 #: The default input sizes: 128 to 448 px, the training size 224 in the middle.
 RESOLUTION_SIZES: tuple[int, ...] = (128, 160, 192, 224, 256, 288, 320, 384, 448)
@@ -126,8 +126,8 @@ def resolution_curve(
     the curve then passes exactly through the sweep's 1-crop view at size 224). The two can sit one
     pixel apart, and a one-pixel shift alone flips some predictions of many CNNs.
     """
-    from .analysis import correctness
-    from .stats import accuracy_with_ci
+    from zoomstudy.analysis.bounds import correctness
+    from zoomstudy.analysis.stats import accuracy_with_ci
 
     sizes = _check_sizes(sizes)
     if not 0.0 < crop_pct <= 1.0:
@@ -139,7 +139,7 @@ def resolution_curve(
     if normalization not in ("imagenet", "model"):
         raise ValueError(f"normalization must be 'imagenet' or 'model', got {normalization!r}")
     if isinstance(source, str):
-        from .study import open_data
+        from zoomstudy.study import open_data
 
         source = open_data(source)
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
@@ -224,7 +224,7 @@ def plot_resolution_curve(
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from . import plots
+    from zoomstudy.report import plots
 
     if not isinstance(curve, pd.DataFrame) or not {"size", "accuracy"} <= set(curve.columns):
         raise ValueError("plot_resolution_curve: expected a DataFrame with size and accuracy columns")

@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_views
-from .world import WORLD_VERSION, WorldSpec, derive_seed, render_batch
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_views
+from zoomstudy.experiment.world import WORLD_VERSION, WorldSpec, derive_seed, render_batch
 
 #: Bump when a change alters the weights that the same settings produce (it keys the cache).
 TRAIN_VERSION = 1

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .stats import accuracy_with_ci, mcnemar_exact
-from .views import GROUPS, ViewGrid
+from zoomstudy.analysis.stats import accuracy_with_ci, mcnemar_exact
+from zoomstudy.views import GROUPS, ViewGrid
 
 
 # ================================================================================================

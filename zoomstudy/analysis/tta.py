@@ -53,9 +53,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__, analysis, paper
-from .stats import accuracy_with_ci, bootstrap_ci, clopper_pearson, mcnemar_exact
-from .views import ViewGrid
+from zoomstudy import __version__
+from zoomstudy.analysis import bounds as analysis
+from zoomstudy.analysis import paper
+from zoomstudy.analysis.stats import accuracy_with_ci, bootstrap_ci, clopper_pearson, mcnemar_exact
+from zoomstudy.views import ViewGrid
 
 #: Store groups in Table 4's order (groups a result set lacks are skipped).
 GROUP_ORDER: tuple[str, ...] = ("zoom_in", "zoom_out", "zoom_224", "all_views", "five_crop", "ten_crop")
@@ -321,8 +323,8 @@ def change_views(result_set, source, rows: pd.DataFrame, group: str, aggregation
     """
     import torch
 
-    from .figures import class_name, load_sample
-    from .views import pil_to_tensor, render_views
+    from zoomstudy.report.tables import class_name, load_sample
+    from zoomstudy.views import pil_to_tensor, render_views
 
     grid = result_set.grid
     one = ViewGrid(scales=(grid.standard_scale,), grid=grid.grid, crop=grid.crop)
@@ -396,14 +398,14 @@ def table4_comparison(table: pd.DataFrame, settings: Mapping) -> dict:
 def dataset_label_space(dataset: str) -> str:
     """The label space a dataset is scored in (SPEC section 2): the registry's for its names
     (imagenet-a -> 'imagenet-a', objectnet -> 'objectnet'), 'imagenet1k' for anything else."""
-    from .data import DATASETS
+    from zoomstudy.data import DATASETS
 
     spec = DATASETS.get(str(dataset))
     return spec.label_space if spec is not None else "imagenet1k"
 
 
 def _norm_methods(methods) -> tuple[str, ...]:
-    from .tta import VIEW_KINDS
+    from zoomstudy.analysis.memo import VIEW_KINDS
 
     methods = [methods] if isinstance(methods, str) else list(methods)
     bad = [m for m in methods if m not in VIEW_KINDS]
@@ -440,7 +442,7 @@ def memo_settings(model, source, *, methods, k, seeds, max_images, prior_n=16, l
                   resize=256, crop=224, interpolation="bilinear") -> dict:
     """The provenance stored next to a MEMO table; `key` holds what can change a stored number and
     `key_hash` (the file name) hashes it."""
-    from .sweep import _git_commit
+    from zoomstudy.sweep.engine import _git_commit
 
     model_prov = dict(model.provenance())
     model_prov.pop("weights_source", None)  # where the file was found does not change predictions
@@ -539,8 +541,8 @@ def memo_table(
     """
     from tqdm.auto import tqdm
 
-    from .study import open_data, open_model
-    from .tta import memo_for_model
+    from zoomstudy.study import open_data, open_model
+    from zoomstudy.analysis.memo import memo_for_model
 
     import torch
 

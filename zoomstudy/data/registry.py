@@ -1,0 +1,311 @@
+"""The registry of the paper's datasets (SPEC sections 2 and 5): where each lives, how many rows it
+has, which label space it is scored in, and how to obtain it. `open_dataset(name, root)` checks the
+row count before anything is decoded; `open_source(spec)` opens a source from a spec string."""
+from __future__ import annotations
+
+import copy
+import csv as _csv
+import functools
+import glob
+import hashlib
+import importlib.util
+import io
+import itertools
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .sources import (
+    CsvSource,
+    HFSource,
+    ImageFolderSource,
+    ObjectNetSource,
+    Source,
+    SyntheticSource,
+    _short,
+    real_labels,
+)
+
+#: Names of the label spaces of `zoomstudy.data.labels` a dataset can be evaluated in.
+LABEL_SPACE_NAMES = ("imagenet1k", "imagenet-a", "imagenet-r", "objectnet", "objectnet-1to1")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of the paper: where it lives, how big it is, how its labels are built.
+
+    labels: "original" (as stored), "real" (ReaL sets, empty ones left out) or "imagenet+real"
+    (original label united with the ReaL set); the last two relabel the ImageNet val images, whose
+    file names must keep their ILSVRC2012_val_XXXXXXXX number.
+    env: environment variable that may name the local copy (used when root is None).
+    """
+
+    name: str
+    label_space: str
+    expected_rows: int | None
+    instructions: str
+    hub_repo: str | None = None
+    hub_revision: str | None = None
+    hub_split: str | None = None
+    image_column: str = "image"
+    label_column: str = "label"
+    labels: str = "original"
+    crop_border: int = 0
+    env: str = ""
+    notes: str = ""
+
+    def __post_init__(self):
+        if self.label_space not in LABEL_SPACE_NAMES:
+            raise ValueError(f"DatasetSpec {self.name}: label_space must be one of {LABEL_SPACE_NAMES}")
+        if self.labels not in _RELABELS:
+            raise ValueError(f"DatasetSpec {self.name}: labels must be one of {sorted(_RELABELS)}")
+
+
+_VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})")
+
+
+def _val_position(image_id: str) -> int:
+    m = _VAL_NUMBER.search(image_id)
+    if m is None or not 1 <= int(m.group(1)) <= 50000:
+        raise ValueError(f"image id {image_id!r} has no ILSVRC2012_val_XXXXXXXX number; ReaL labels are indexed by it")
+    return int(m.group(1)) - 1
+
+
+def _as_real(src: Source) -> Source:
+    real = real_labels()
+    return src.relabel(
+        lambda r: real[_val_position(r.image_id)] or None,
+        "ReaL label sets (timm imagenet_real_labels.json), empty sets left out",
+    )
+
+
+def _as_imagenet_plus_real(src: Source) -> Source:
+    real = real_labels()
+    return src.relabel(
+        lambda r: tuple(set(r.labels) | set(real[_val_position(r.image_id)])),
+        "original label united with the ReaL set (timm imagenet_real_labels.json)",
+    )
+
+
+#: How a dataset's labels are derived from the stored ones.
+_RELABELS: dict[str, Callable[[Source], Source]] = {
+    "original": lambda src: src,
+    "real": _as_real,
+    "imagenet+real": _as_imagenet_plus_real,
+}
+
+_VAL_HOWTO = (
+    "ImageNet-1k val is gated (image-net.org, or the Hugging Face 'ILSVRC/imagenet-1k' after accepting "
+    "its terms): pass root= a folder of 1000 synset sub-folders (the usual valprep.sh layout) or a folder "
+    "with labels.csv (file,label; label = 0-999 sorted-synset index), or set ZOOMSTUDY_IMAGENET_VAL; keep the "
+    "ILSVRC2012_val_XXXXXXXX file names (ReaL is indexed by them)"
+)
+_HARD_HOWTO = (
+    "loaded from the Hugging Face hub (MIT licence); revision 'main' is not pinned, so the row count is the "
+    "guard: pin a commit sha with revision=SHA once you know it. Offline: `huggingface-cli download {repo} "
+    "--repo-type dataset --revision SHA --local-dir DIR` and pass root=DIR (its parquet files are read) or set {env}"
+)
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("imagenet-val", "imagenet1k", 50000, _VAL_HOWTO, env="ZOOMSTUDY_IMAGENET_VAL"),
+        DatasetSpec(
+            "imagenet-real", "imagenet1k", 46837, _VAL_HOWTO, labels="real", env="ZOOMSTUDY_IMAGENET_VAL",
+            notes="ReaL: the 46,837 val images with a non-empty ReaL set; correct = prediction in the set",
+        ),
+        DatasetSpec(
+            "imagenet+real", "imagenet1k", 50000, _VAL_HOWTO, labels="imagenet+real", env="ZOOMSTUDY_IMAGENET_VAL",
+            notes="IN+ReaL: original label united with the ReaL set over all 50,000 (Table 1's 98.91% column)",
+        ),
+        DatasetSpec(
+            "imagenet-a", "imagenet-a", 7500,
+            "download imagenet-a.tar (github.com/hendrycks/natural-adv-examples), extract it and pass "
+            "root=.../imagenet-a (200 synset folders) or set ZOOMSTUDY_IMAGENET_A",
+            env="ZOOMSTUDY_IMAGENET_A", notes="logits restricted to timm's imagenet_a_indices.txt (200 classes)",
+        ),
+        DatasetSpec(
+            "imagenet-r", "imagenet-r", 30000,
+            "download imagenet-r.tar (github.com/hendrycks/imagenet-r), extract it and pass "
+            "root=.../imagenet-r (200 synset folders) or set ZOOMSTUDY_IMAGENET_R",
+            env="ZOOMSTUDY_IMAGENET_R", notes="logits restricted to timm's imagenet_r_indices.txt (200 classes)",
+        ),
+        DatasetSpec(
+            "imagenet-sketch", "imagenet1k", 50889,
+            "download ImageNet-Sketch (github.com/HaohanWang/ImageNet-Sketch) and pass root=.../sketch "
+            "(1000 synset folders) or set ZOOMSTUDY_IMAGENET_SKETCH",
+            env="ZOOMSTUDY_IMAGENET_SKETCH",
+        ),
+        DatasetSpec(
+            "imagenet-v2", "imagenet1k", 10000,
+            "download imagenetv2-matched-frequency.tar.gz (github.com/modestyachts/ImageNetV2) and pass "
+            "root=.../imagenetv2-matched-frequency-format-val (folders 0..999 = class index) "
+            "or set ZOOMSTUDY_IMAGENET_V2",
+            env="ZOOMSTUDY_IMAGENET_V2", notes="the matched-frequency variant",
+        ),
+        DatasetSpec(
+            "objectnet", "objectnet", 18574,
+            "ObjectNet is licence-gated (objectnet.dev): extract objectnet-1.0 and pass root=.../objectnet-1.0 "
+            "(images/ + mappings/; the 113 ImageNet-overlapping classes are kept) or a folder with labels.csv "
+            "(file,label = the ImageNet-1k indices of the image's class, e.g. '409;530'), or set ZOOMSTUDY_OBJECTNET",
+            crop_border=2, env="ZOOMSTUDY_OBJECTNET",
+            notes="18,574 images in the 113 ImageNet-overlapping classes is the commonly used count (not verified "
+            "here against the release; the full set is 50,000 images in 313 classes): pass expected_rows=None if "
+            "your copy differs; the 2-pixel red border is cropped by default (crop_border=0 keeps it)",
+        ),
+        DatasetSpec(
+            "imagenet-hard", "imagenet1k", 10980,
+            _HARD_HOWTO.format(repo="taesiri/imagenet-hard", env="ZOOMSTUDY_IMAGENET_HARD"),
+            hub_repo="taesiri/imagenet-hard", hub_revision="main", hub_split="validation",
+            env="ZOOMSTUDY_IMAGENET_HARD",
+            notes="labels are lists of ImageNet-1k indices (up to 10), extra columns origin and english_label; "
+            "earlier revisions had 23,845, 13,630 and 11,350 rows",
+        ),
+        DatasetSpec(
+            "imagenet-hard-4k", "imagenet1k", 10980,
+            _HARD_HOWTO.format(repo="taesiri/imagenet-hard-4K", env="ZOOMSTUDY_IMAGENET_HARD_4K"),
+            hub_repo="taesiri/imagenet-hard-4K", hub_revision="main", hub_split="validation",
+            env="ZOOMSTUDY_IMAGENET_HARD_4K",
+            notes="the ImageNet-Hard images upscaled to 4K; "
+            "raise max_pixels with with_decoding() if an image is refused",
+        ),
+    )
+}
+
+
+def _has_parquet(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix == ".parquet"
+    return path.is_dir() and (any(path.glob("*.parquet")) or any(path.glob("*/*.parquet")))
+
+
+def _open_parquet(path: Path, spec: DatasetSpec, expected: int | None, kw: dict) -> Source:
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    kw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
+    return HFSource("parquet", data_files=files, split="train", expected_rows=expected, **kw)
+
+
+#: Local layouts open_dataset recognises, tried in order: (test, opener).
+_LOCAL_LAYOUTS: list[tuple[Callable[[Path], bool], Callable[[Path, DatasetSpec, int | None, dict], Source]]] = [
+    (
+        lambda p: (p / "mappings" / "folder_to_objectnet_label.json").is_file(),
+        lambda p, s, e, kw: ObjectNetSource(p, **kw),
+    ),
+    (lambda p: p.is_file() and p.suffix == ".csv", lambda p, s, e, kw: CsvSource(p.parent, p, **kw)),
+    (lambda p: p.is_dir() and (p / "labels.csv").is_file(), lambda p, s, e, kw: CsvSource(p, **kw)),
+    (_has_parquet, _open_parquet),
+    (lambda p: p.is_dir() and any(d.is_dir() for d in p.iterdir()), lambda p, s, e, kw: ImageFolderSource(p, **kw)),
+]
+
+
+def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Source:
+    """One of `DATASETS`, from root (a folder, a CSV or parquet files), $spec.env, or the hub.
+
+    kw: expected_rows (default: the spec's; None skips the check), crop_border (default: the spec's),
+    and the source constructor's keywords (e.g. revision= for hub datasets, classes=, cache_dir=).
+    Raises a one-line ValueError with the spec's instructions when the data is not available.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    spec = DATASETS[name]
+    expected = kw.pop("expected_rows", spec.expected_rows)
+    crop_border = kw.pop("crop_border", spec.crop_border)
+    if root is None and spec.env:
+        root = os.environ.get(spec.env) or None
+    if root is None:
+        if spec.hub_repo is None:
+            unset = f", ${spec.env} unset" if spec.env else ""
+            raise ValueError(f"{name}: no local copy given (root=None{unset}): {spec.instructions}")
+        revision = kw.pop("revision", spec.hub_revision)
+        split = kw.pop("split", spec.hub_split)
+        kw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
+        try:
+            src = HFSource(spec.hub_repo, revision=revision, split=split, expected_rows=expected, **kw)
+        except ValueError:
+            raise
+        except Exception as e:
+            raise ValueError(
+                f"{name}: cannot load {spec.hub_repo}@{revision} ({_short(e)}): {spec.instructions}"
+            ) from e
+    else:
+        path = Path(root).expanduser()
+        if not path.exists():
+            raise ValueError(f"{name}: {path} does not exist: {spec.instructions}")
+        opener = next((open_ for test, open_ in _LOCAL_LAYOUTS if test(path)), None)
+        if opener is None:
+            raise ValueError(f"{name}: {path} holds no labels.csv, parquet files or class folders: {spec.instructions}")
+        src = opener(path, spec, expected, kw)
+    src = _RELABELS[spec.labels](src)
+    if expected is not None and src._total_rows() is not None and src._total_rows() != expected:
+        raise ValueError(
+            f"{name}: {root or spec.hub_repo} gives {src._total_rows()} images, expected {expected} "
+            f"(pass expected_rows=None to use a partial copy): {spec.instructions}"
+        )
+    src = src.with_decoding(crop_border=crop_border)
+    src.name = name
+    src._extra = {
+        "dataset": {
+            "name": name,
+            "label_space": spec.label_space,
+            "labels": spec.labels,
+            "expected_rows": expected,
+            "notes": spec.notes,
+        }
+    }
+    return src
+
+
+def _open_csv_spec(rest: str, kw: dict) -> Source:
+    root, _, csv = rest.partition(":") if not Path(rest).exists() else (rest, "", "")
+    return CsvSource(root, csv or None, **kw)
+
+
+def _open_hf_spec(rest: str, kw: dict) -> Source:
+    repo, at, tail = rest.partition("@")
+    if at:
+        revision, _, split = tail.partition(":")
+    else:
+        repo, _, split = repo.partition(":")
+        revision = None
+    split = split or kw.pop("split", None) or "train"
+    kw.pop("split", None)
+    return HFSource(repo, revision=revision or None, split=split, **kw)
+
+
+def _open_synthetic_spec(rest: str, kw: dict) -> Source:
+    if rest and not rest.isdigit():
+        raise ValueError(f"open_source: synthetic:N needs an integer N, got {rest!r}")
+    return SyntheticSource(int(rest) if rest else 16, **kw)
+
+
+#: open_source's schemes: "scheme:rest" -> a source.
+SOURCE_SCHEMES: dict[str, Callable[[str, dict], Source]] = {
+    "folder": lambda rest, kw: ImageFolderSource(rest, **kw),
+    "csv": _open_csv_spec,
+    "hf": _open_hf_spec,
+    "synthetic": _open_synthetic_spec,
+}
+
+
+def open_source(spec: str, **kw) -> Source:
+    """A source from a string: "folder:PATH", "csv:ROOT[:CSV]", "hf:REPO@REVISION[:split]",
+    "synthetic:N", a name of `DATASETS` (root= in kw), or a bare directory (labels.csv -> CSV, else
+    class folders)."""
+    if spec in DATASETS:
+        return open_dataset(spec, **kw)
+    scheme, sep, rest = spec.partition(":")
+    if sep and scheme in SOURCE_SCHEMES:
+        return SOURCE_SCHEMES[scheme](rest, kw)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return CsvSource(path, **kw) if (path / "labels.csv").is_file() else ImageFolderSource(path, **kw)
+    raise ValueError(
+        f"open_source: cannot read {spec!r}; expected folder:PATH, csv:ROOT[:CSV], hf:REPO@REVISION[:split], "
+        f"synthetic:N, a directory, or one of {sorted(DATASETS)}"
+    )
