@@ -10,6 +10,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("ZOOMSTUDY_REALDATA", REPO.parent / "shared" / "realdata"))
 
+# Subprocesses and notebook kernels started by the tests import this checkout, not whichever copy of
+# the package happens to be installed (a second worktree, an older install).
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
