@@ -333,11 +333,15 @@ def accuracy_vs_scale(
             low = part["lo"] if has_band else part["accuracy"]
             if (low.dropna() >= 0).all():
                 a.set_ylim(bottom=0)
+            bottom, top_y = a.get_ylim()
+            a.set_ylim(top=top_y + 0.12 * (top_y - bottom))  # headroom: no curve runs through "zoom out | zoom in"
             if facet is not None:
                 a.set_title(str(facet))
         if series != [None]:
             if owned:
-                fig.legend(handles=_series_handles(series, colors), loc="outside right upper", fontsize="small")
+                # below the panels: a legend beside them sat level with (and over) the titles
+                fig.legend(handles=_series_handles(series, colors), loc="outside lower center", fontsize="small",
+                           ncol=min(len(series), 4), frameon=False)
             else:
                 ax.legend(fontsize="small")
         if title and len(axes) > 1:
