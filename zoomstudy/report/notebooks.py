@@ -36,6 +36,7 @@ import html
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -282,6 +283,11 @@ details.zs-code[open] { border-left: 3px solid #ddd; padding-left: 0.5rem; }
 """
 
 
+#: The "Open in Colab" badge: a link to the source notebook, not to this run, and an image fetched
+#: from the network, so reports leave it out.
+_COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)\s*")
+
+
 def _is_install_cell(cell) -> bool:
     tags = cell.get("metadata", {}).get("tags", [])
     return cell.get("cell_type") == "code" and (INSTALL_TAG in tags or cell.get("source", "").lstrip().startswith(_INSTALL_MARK))
@@ -304,6 +310,8 @@ def prepare_for_reading(nb):
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", [])
                             if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        elif cell.cell_type == "markdown":
+            cell.source = _COLAB_BADGE.sub("", cell.source)
         kept.append(cell)
     nb.cells = kept
     return nb
@@ -675,7 +683,8 @@ def _index_html(info: dict, entries: list[dict]) -> str:
     ]
     for e in entries:
         secs = f"{e['seconds']:.1f}" if e.get("seconds") is not None else ""
-        statement = (e.get("provenance") or {}).get("statement") or ""
+        prov = e.get("provenance") or {}
+        statement = prov.get("statement") or " ".join(prov.get("statements") or [])
         parts.append(f"<tr><td><a href='#{html.escape(e['name'])}'>{html.escape(e['name'])}</a></td>"
                      f"<td><span class='status {e['status']}'>{e['status']}</span></td><td>{secs}</td>"
                      f"<td>{html.escape(str(statement))}</td></tr>")

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+#: The first finding of a run with random weights, so that no reader takes its numbers for a result.
+RANDOM_WEIGHTS_FINDING = "Random weights: these numbers check the pipeline end to end, not the paper's claims."
 RANDOM_WEIGHTS_NOTE = ("Random weights: accuracies near chance level are expected. This run checks the pipeline end "
                        "to end; it does not reproduce the paper's numbers (use the local, quick or paper profile for that).")
 
@@ -96,7 +98,7 @@ def oracle_findings(table: pd.DataFrame, sweep: Sweep, cover_length: int, top_n:
     """Headline sentences of notebook 01 from its Table 1 frame (tables.bounds_frame)."""
     n, v = sweep.correct.shape
     where = f"{sweep.info['model']} on {sweep.info['dataset']} ({n} images, {v} views each)"
-    out = [RANDOM_WEIGHTS_NOTE.split(".")[0] + ": these numbers check the pipeline."] if sweep.random_weights else []
+    out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
     std, upper = _acc(table, "standard"), _acc(table, "upper_all")
     if std is not None:
         out.append(f"{where}: 1-crop accuracy is {std:.1f}%; the right framing among the {v} views would reach "
@@ -108,7 +110,8 @@ def oracle_findings(table: pd.DataFrame, sweep: Sweep, cover_length: int, top_n:
         s = f"The greedy top-{top_n} views reach {topn:.1f}%"
         if cv is not None:
             s += f" ({cv:.1f}% when chosen on other images by cross-validation)"
-        out.append(s + f"; {cover_length} views together solve every image any view solves.")
+        out.append(s + (f"; {cover_length} views together solve every image any view solves." if cover_length
+                        else "; no view solves any image."))
     return out
 
 
@@ -128,7 +131,7 @@ def centre_findings(summary: Mapping[str, Any], sweep: Sweep, top_n: int) -> lis
     from zoomstudy.analysis import paper
 
     g = sweep.grid
-    out = [RANDOM_WEIGHTS_NOTE.split(".")[0] + ": these numbers check the pipeline."] if sweep.random_weights else []
+    out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
     bounds = np.asarray(summary["anchor_bounds"], float)
     if g.grid % 2:
         c = g.center
@@ -187,14 +190,15 @@ def run_memo(p: Mapping[str, Any], label_space: str):
 
 def tta_findings(table: pd.DataFrame, memo_summary: pd.DataFrame | None, sweep: Sweep) -> list[str]:
     """Headline sentences of notebook 03 from Table 4 (tta.tta_table) and Table 5 (tta.memo_summary)."""
-    out = [RANDOM_WEIGHTS_NOTE.split(".")[0] + ": these numbers check the pipeline."] if sweep.random_weights else []
+    out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
     rows = table.dropna(subset=["delta"]) if "delta" in table.columns else table.iloc[0:0]
     if len(rows):
         best = rows.loc[rows["accuracy"].idxmax()]
         base = float(best["accuracy"] - best["delta"])
         out.append(f"Table 4 ({sweep.info['model']}, {int(table['n'].iloc[0])} images): 1-crop {base:.1f}%; the best "
-                   f"aggregation, {best['method']}, gets {best['accuracy']:.1f}% ({best['delta']:+.1f} points, "
-                   f"McNemar p = {best['p_value']:.2g}).")
+                   f"aggregation, {best['method']}, gets {best['accuracy']:.1f}% ({best['delta']:+.1f} points"
+                   + (f", McNemar p = {best['p_value']:.2g})." if not pd.isna(best["p_value"])
+                      else "; no image changed correctness)."))
     if memo_summary is not None and len(memo_summary):
         by = memo_summary.set_index("key")
         if "baseline" in by.index:
@@ -274,7 +278,7 @@ def example_labels(images: pd.DataFrame, rows: Sequence[int], top1: np.ndarray, 
 def hard_findings(board: pd.DataFrame, ranking: pd.DataFrame, here: pd.DataFrame, sweep: Sweep) -> list[str]:
     """Headline sentences of notebook 04: the plain 1-crop accuracy, its place among the paper's
     leaderboard, and how far the zoom bound gets on these images."""
-    out = [RANDOM_WEIGHTS_NOTE.split(".")[0] + ": these numbers check the pipeline."] if sweep.random_weights else []
+    out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
     r = board.iloc[0]
     ours = ranking.index[ranking["source"] != "paper"]
     place = int(ours[0]) + 1 if len(ours) else None
