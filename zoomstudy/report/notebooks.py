@@ -495,7 +495,7 @@ def record_findings(report_dir: str | Path | None, findings: Sequence[str], figu
         if not isinstance(figure, Figure):
             raise ValueError(f"record_findings: figure must be a matplotlib Figure, got {type(figure).__name__}")
         width_in = figure.get_size_inches()[0]
-        figure.savefig(thumb, dpi=max(20, THUMBNAIL_WIDTH / width_in), bbox_inches="tight")
+        figure.savefig(thumb, dpi=max(20, THUMBNAIL_WIDTH / width_in))  # the figure as laid out, THUMBNAIL_WIDTH wide
         record["thumbnail"] = thumb.name
     path = report_dir / f"{name}.findings.json"
     tmp = path.with_suffix(".tmp")
