@@ -635,3 +635,10 @@ def test_sync_notebooks_rewrites_badge_and_install_cell(tmp_path):
     assert "github/me/zs/blob/main/notebooks/02_center_bias.ipynb" in nb.cells[0].source
     assert "git+https://github.com/me/zs" in nb.cells[1].source
     assert colab.sync_notebooks(tmp_path, "https://github.com/me/zs") == []  # idempotent
+
+
+def test_local_profile_points_at_the_real_data_kit(realdata):
+    """The local profile's default checkpoint and images are the kit's (found from the checkout)."""
+    local = reports.resolve_parameters("local", "01_oracle_accuracy")
+    assert Path(local["checkpoint"]).is_file()
+    assert (Path(local["dataset"].removeprefix("csv:")) / "labels.csv").is_file()

@@ -4,29 +4,32 @@ The notebooks are the study: each one is parameterised by papermill (a cell tagg
 and is run once per *profile*, a named parameter set saying where the data and the models come from
 and what hardware runs them:
 
-* "offline" (default): synthetic data and random-weight models, no network; runs anywhere.
+* "offline" (default): the controlled experiment's world and models (synthetic stand-ins where a
+  notebook needs them), no network; runs anywhere.
 * "local": the user's own images, labels and checkpoint (by default the real-data kit in
   ../shared/realdata, or $ZOOMSTUDY_REALDATA), no network.
 * "quick": a small pretrained model and a few hundred hub images; CPU with internet.
 * "paper": the paper's models and datasets; GPU with internet.
 
+The profile resolves inside the notebook: its parameters cell declares `profile`, `report_dir` and
+every parameter, leaving at None those a profile provides, and the next cell calls
+`notebook_parameters(profile, "<notebook>", globals())`, which fills them from PROFILES with the
+values set in the cell overriding the profile's. `reproduce` injects the same resolution
+(`resolve_parameters`), so a notebook run by hand and one run headless get the same values.
+
 `reproduce` runs every notebook of a folder in order with one profile, renders each executed
-notebook to HTML (figures embedded, so a report is one file to open or mail) and writes index.html
-linking the reports with their parameters and provenance. It stops at the first failing notebook,
-leaving an index that shows what succeeded and where it failed.
+notebook to HTML written to be read (`render_html`: figures embedded, so a report is one file to
+open or mail; code folded; no install cell, injected parameters or stderr) and writes index.html,
+which leads with each notebook's headline findings and puts the run's provenance below. It stops at
+the first failing notebook, leaving an index that shows what succeeded and where it failed.
 
-A notebook's parameters cell should declare every key its profiles set, plus `profile` and
-`report_dir` (always injected); papermill warns about injected names that the cell lacks.
+Conventions for a notebook (report_dir is injected by reproduce / run_notebook, None by hand;
+$ZOOMSTUDY_NOTEBOOK names the notebook for its kernel):
 
-Provenance convention: reproduce injects the papermill parameter `report_dir` (the output folder)
-into every notebook, and sets $ZOOMSTUDY_NOTEBOOK to the notebook's name for its kernel. A notebook
-declares `report_dir = None` in its parameters cell and calls
+    record_findings(report_dir, sentences, figure=fig)   # <notebook>.findings.json + .thumb.png
+    record_provenance(report_dir, {"dataset_revision": ..., "n_images": ...})  # <notebook>.provenance.json
 
-    zoomstudy.report.notebooks.record_provenance(report_dir, {"dataset_revision": ..., "n_images": ...})
-
-which writes <report_dir>/<notebook>.provenance.json (merging successive calls) when run by
-reproduce / run_notebook, and does nothing in an interactive session (report_dir is None). The
-index shows that dictionary next to the profile, date, package versions and git commit of the run.
+Both do nothing but return when report_dir is None (an interactive session).
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ DEFAULT_PROFILE = "offline"
 
 def _realdata_dir() -> str:
     """The real-data kit: $ZOOMSTUDY_REALDATA, else ../shared/realdata next to the repository."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+    default = Path(__file__).resolve().parents[3] / "shared" / "realdata"  # <checkout>/zoomstudy/report/this file
     return os.environ.get("ZOOMSTUDY_REALDATA", str(default))
 
 
