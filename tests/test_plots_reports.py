@@ -107,6 +107,23 @@ def test_accuracy_vs_scale_facets_series_bands_and_crop_line():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["centre", "any of 9"]
 
 
+def test_accuracy_vs_scale_legend_clear_of_titles_and_labels():
+    """The legend sits below the panels (it used to sit level with the titles), and the curves leave
+    headroom for the "zoom out | zoom in" labels at the top of each panel."""
+    for table in (_scale_table(), _scale_table(models=("m",)).drop(columns="facet")):
+        fig = plots.accuracy_vs_scale(table, title="a long title for the whole figure")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)  # lays the figure out (constrained layout) as savefig does
+        legend = fig.legends[0].get_window_extent(renderer)
+        for ax in fig.axes:
+            assert legend.y1 <= ax.get_window_extent(renderer).y0  # below every panel
+            assert not legend.overlaps(ax.title.get_window_extent(renderer))
+            top = max(line.get_ydata().max() for line in ax.get_lines() if len(line.get_xdata()) > 2)
+            assert ax.get_ylim()[1] >= top * 1.1
+
+
 def test_accuracy_vs_scale_minimal_table_and_errors():
     df = _scale_table(models=("m",), series=("centre",))[["scale", "accuracy"]]
     fig = plots.accuracy_vs_scale(df, title="one")
