@@ -251,6 +251,11 @@ def test_bar_with_ci_bars_and_error_bars():
     segs = err.lines[2][0].get_segments()
     assert [(s[0][1], s[1][1]) for s in segs] == [(7.0, 14.0), (17.0, 24.0), (27.0, 34.0)]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["R50", "ViT"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # beside the bars
     single = plots.bar_with_ci(df[df.model == "R50"], "origin", "acc", "lo", "hi")
     assert len(single.axes[0].patches) == 3
     with pytest.raises(ValueError, match="lo <= acc <= hi"):

@@ -276,6 +276,7 @@ details.zs-code > summary::-webkit-details-marker { display: none; }
 details.zs-code[open] { border-left: 3px solid #ddd; padding-left: 0.5rem; }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
 .jp-RenderedHTMLCommon table { font-size: 0.85rem; }
+.jp-RenderedHTMLCommon caption { width: max-content; max-width: 56rem; text-align: left; color: #444; }
 .zs-nav { font-size: 0.85rem; margin-bottom: 1rem; }
 </style>{% endblock extra_css %}
 {% block input_group -%}

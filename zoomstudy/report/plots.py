@@ -633,8 +633,8 @@ def bar_with_ci(
         ax.set_xlabel(x)
         ax.set_ylabel(ylabel or y)
         ax.grid(axis="x", visible=False)
-        if hue:
-            ax.legend(title=hue, fontsize="small")
+        if hue:  # beside the axes: inside, "best" still covered bars or error bars when every spot was taken
+            ax.legend(title=hue, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         if title:
             ax.set_title(title)
     return _done(fig, owned)
