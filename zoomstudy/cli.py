@@ -48,11 +48,18 @@ def cmd_summary(a) -> int:
     from zoomstudy.analysis.bounds import table1_row
     from zoomstudy.sweep.store import find_results
 
+    from zoomstudy.data.registry import relabel_results, swept_dataset
+    from zoomstudy.study import label_space_note
+
     rows = []
-    for rs in find_results(a.results_dir, model=a.model, dataset=a.dataset):
+    for rs in find_results(a.results_dir, model=a.model, dataset=a.dataset and swept_dataset(a.dataset)):
+        rs = relabel_results(rs, a.dataset) if a.dataset else rs
         s = rs.summary()
         correct = rs.correct(keep=None)
-        rows.append(table1_row(correct, rs.grid, s["model"], s["dataset"]))
+        row = table1_row(correct, rs.grid, s["model"], rs.settings["key"]["dataset"].get("name"))
+        row["label_space"] = rs.settings["key"]["model"]["label_space"]["name"]
+        row["note"] = label_space_note(rs.settings) or ""
+        rows.append(row)
     if not rows:
         raise ValueError(f"no result sets under {a.results_dir}")
     print(pd.DataFrame(rows).round(2).to_string(index=False))
@@ -80,6 +87,7 @@ def cmd_reproduce(a) -> int:
 def cmd_profile(a) -> int:
     """Run a profile (or, with --check, only check an existing profile.json); exit 1 on a regression."""
     from zoomstudy.report.model_profile import check_regression, profile
+    from zoomstudy.study import resolve_label_space
 
     thresholds = {"max_oracle_gap": a.max_oracle_gap, "max_center_bias": a.max_center_bias}
     if a.check:
@@ -101,7 +109,8 @@ def cmd_profile(a) -> int:
             scales="paper" if a.scales == "paper" else _scales(a.scales), grid=a.grid, crop=a.crop,
             max_images=a.max_images, thresholds=thresholds, results_dir=a.results_dir,
             resolution_sizes=sizes, n_zoom_maps=a.zoom_maps,
-            pretrained=not a.no_pretrained, device=a.device, label_space=a.label_space,
+            pretrained=not a.no_pretrained, device=a.device,
+            label_space=resolve_label_space(a.images if a.labels is None else None, a.label_space),
             batch_size=a.batch_size, workers=a.workers, progress=not a.quiet,
         )
         m = summary["metrics"]
@@ -130,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-pretrained", action="store_true", help="random weights (speed tests)")
     s.add_argument("--dataset", required=True, help="registry name (imagenet-val, imagenet-hard, ...) or csv:DIR, folder:DIR, hf:REPO@REV:split, synthetic:N")
     s.add_argument("--root", help="local copy of a registry dataset")
-    s.add_argument("--label-space", default="imagenet1k")
+    s.add_argument("--label-space", help="default: the dataset's own (imagenet-a/-r: 200 classes, objectnet: 113; "
+                   "csv:/folder: specs: imagenet1k); a different one is recorded in settings.json")
     s.add_argument("--scales", help="comma-separated scales (default: the paper's 36)")
     s.add_argument("--grid", type=int, default=3)
     s.add_argument("--crop", type=int, default=224)
@@ -182,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or 'none' to skip it")
     f.add_argument("--zoom-maps", type=int, default=3, help="example images shown as zoom maps")
     f.add_argument("--max-images", type=int)
-    f.add_argument("--label-space", default="imagenet1k")
+    f.add_argument("--label-space", help="default: the dataset's own when --images is a registry name, else imagenet1k")
     f.add_argument("--batch-size", type=int, help="views per forward pass (default 32 on CPU, 512 on CUDA)")
     f.add_argument("--workers", type=int, help="decoding processes (default 4 on CUDA, 1 on CPU)")
     f.add_argument("--device", help="cuda, cpu (default: CUDA when present)")
