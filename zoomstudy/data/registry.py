@@ -322,7 +322,7 @@ def check_pinned_rows(spec: DatasetSpec, rows: int | None, expected: int | None,
         return
     sizes = ", ".join(f"{n:,}" for n in spec.history)
     raise ValueError(
-        f"{spec.name}: {where} holds {rows} rows, expected {expected:,} (the sizes {spec.hub_repo} has had: {sizes}; "
+        f"{spec.name}: {where} has {rows} rows, expected {expected} (the sizes {spec.hub_repo} has had: {sizes}; "
         f"the paper's is {spec.pin.rows:,}): to use another revision pass revision=<40-hex sha> together with "
         f"expected_rows=<its row count> (CLI: --revision SHA --expected-rows N), or expected_rows=None for a partial local copy"
     )
