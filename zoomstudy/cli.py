@@ -1,4 +1,4 @@
-"""`zoomstudy` command line: sweep, merge, summary, reproduce.
+"""`zoomstudy` command line: sweep, merge, summary, reproduce, profile, paper.
 
 Bad parameters end with one line on stderr (exit 2) before any compute; the rest is the package's.
 """
@@ -129,6 +129,36 @@ def cmd_profile(a) -> int:
     return 1 if failures else 0
 
 
+def cmd_paper(a) -> int:
+    """The paper as a matrix: preflight (data found / missing / cost), then every runnable sweep."""
+    from zoomstudy import matrix
+    from zoomstudy.study import make_grid
+    from zoomstudy.sweep.engine import parse_shard
+
+    grid = make_grid(_scales(a.scales), a.grid, a.crop)  # bad parameters fail here, before anything loads
+    shard = parse_shard(a.shard)
+    roots = matrix.parse_assignments(a.root, "--root")
+    checkpoints = matrix.parse_assignments(a.checkpoint, "--checkpoint")
+    rows = {k: None if v == "none" else int(v) for k, v in matrix.parse_assignments(a.expected_rows, "--expected-rows").items()}
+    if a.hard_rows is not None:
+        rows["imagenet-hard"] = a.hard_rows
+    jobs = matrix.plan(a.models, a.datasets, [] if a.no_hard else a.hard_models)
+    pre = matrix.preflight(jobs, roots=roots, data_dir=a.data_dir, grid=grid, probe=not a.no_probe, device=a.device,
+                           batch_size=a.batch_size, hard_revision=a.hard_revision, expected_rows=rows,
+                           max_images=a.max_images)
+    print(pre.text(), flush=True)
+    if a.dry_run:
+        return 0
+    if not pre.runnable:
+        raise ValueError("no dataset of the plan was found; see the preflight above for how to provide each")
+    done = matrix.run(pre, results_dir=a.results_dir, grid=grid, checkpoints=checkpoints, pretrained=not a.no_pretrained,
+                      device=a.device, batch_size=a.batch_size, workers=a.workers, shard=shard,
+                      max_images=a.max_images, progress=not a.quiet)
+    print(done.drop(columns=["path"]).to_string(index=False))
+    print(f"render the tables: zoomstudy reproduce --profile paper --only 06_the_paper -p results_dir={a.results_dir}")
+    return 1 if done["status"].str.startswith("failed").any() else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoomstudy", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -201,6 +231,33 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--check", metavar="JSON", help="check an existing profile.json against the thresholds, run nothing")
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_profile)
+
+    q = sub.add_parser("paper", help="the paper as a matrix: preflight, then every (model, dataset) sweep of "
+                       "Table 1 and the ImageNet-Hard runs that this machine has data for")
+    q.add_argument("--results-dir", default="results/paper")
+    q.add_argument("--root", action="append", metavar="DATASET=PATH", help="a dataset's local copy (repeatable)")
+    q.add_argument("--data-dir", default="data", help="folder of <dataset>/ copies (default ./data)")
+    q.add_argument("--checkpoint", action="append", metavar="MODEL=FILE", help="local weights for a model (repeatable)")
+    q.add_argument("--models", nargs="*", help="paper names or specs of Table 1's rows to run (default: all six)")
+    q.add_argument("--datasets", nargs="*", help="paper or registry names of the columns (default: all seven)")
+    q.add_argument("--hard-models", nargs="*", help="ImageNet-Hard leaderboard models (default: all nine)")
+    q.add_argument("--no-hard", action="store_true", help="skip ImageNet-Hard")
+    q.add_argument("--hard-revision", help="40-hex commit sha of taesiri/imagenet-hard (with --hard-rows)")
+    q.add_argument("--hard-rows", type=int, help="row count of that revision")
+    q.add_argument("--expected-rows", action="append", metavar="DATASET=N", help="row count of a copy ('none': partial)")
+    q.add_argument("--scales", help="comma-separated scales (default: the paper's 36)")
+    q.add_argument("--grid", type=int, default=3)
+    q.add_argument("--crop", type=int, default=224)
+    q.add_argument("--max-images", type=int)
+    q.add_argument("--batch-size", type=int, default=512, help="views per forward pass")
+    q.add_argument("--workers", type=int)
+    q.add_argument("--device")
+    q.add_argument("--shard", help="i/n: this process's share of every sweep (default: the torchrun rank)")
+    q.add_argument("--no-pretrained", action="store_true", help="random weights (pipeline checks)")
+    q.add_argument("--no-probe", action="store_true", help="skip the one-batch speed probe")
+    q.add_argument("--dry-run", action="store_true", help="print the preflight only")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_paper)
     return p
 
 
