@@ -153,7 +153,7 @@ def cmd_paper(a) -> int:
         raise ValueError("no dataset of the plan was found; see the preflight above for how to provide each")
     done = matrix.run(pre, results_dir=a.results_dir, grid=grid, checkpoints=checkpoints, pretrained=not a.no_pretrained,
                       device=a.device, batch_size=a.batch_size, workers=a.workers, shard=shard,
-                      max_images=a.max_images, progress=not a.quiet)
+                      max_images=a.max_images, tta=not a.no_tta, progress=not a.quiet)
     print(done.drop(columns=["path"]).to_string(index=False))
     print(f"render the tables: zoomstudy reproduce --profile paper --only 06_the_paper -p results_dir={a.results_dir}")
     return 1 if done["status"].str.startswith("failed").any() else 0
@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workers", type=int)
     q.add_argument("--device")
     q.add_argument("--shard", help="i/n: this process's share of every sweep (default: the torchrun rank)")
+    q.add_argument("--no-tta", action="store_true", help="skip the 5/10-crop views (Table 4 then lacks them)")
     q.add_argument("--no-pretrained", action="store_true", help="random weights (pipeline checks)")
     q.add_argument("--no-probe", action="store_true", help="skip the one-batch speed probe")
     q.add_argument("--dry-run", action="store_true", help="print the preflight only")

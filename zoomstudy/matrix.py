@@ -308,19 +308,38 @@ def preflight(jobs: Sequence[Job], *, roots: Mapping[str, str] | None = None, da
 # ================================================================================================
 def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None, checkpoints: Mapping[str, str] | None = None,
         pretrained: bool = True, device: str | None = None, batch_size: int = 512, workers: int | None = None,
-        shard: tuple[int, int] | None = None, max_images: int | None = None, progress: bool = True,
+        shard: tuple[int, int] | None = None, max_images: int | None = None, tta: bool = True, progress: bool = True,
         log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Every runnable job of a preflight: sweeps through `study.ensure_results` (stored once, resumed),
-    ImageNet-Hard plain runs through `hard_plain` (stored once). A failing job is reported and the
-    others still run. checkpoints: paper model name or spec -> local weights file.
-    Returns one row per job: model, dataset, kind, status ("done", "skipped: ...", "failed: ..."), path.
+    """Every runnable job of a preflight: sweeps (stored once under their key, resumed where they
+    stopped) and ImageNet-Hard plain runs (`hard_plain`, stored once). A failing job is reported and
+    the others still run. checkpoints: paper model name or spec -> local weights file.
+
+    Jobs run model by model, and each model is loaded once: the weights are shared by all of its
+    datasets, only the label space (a mask on the logits, SPEC 2) changes per dataset. The data is
+    opened before the model, so a wrong row count or revision stops a job before any weights load.
+    Returns one row per job: model, dataset, kind, status ("done", "skipped: ...", "failed: ..."),
+    path, seconds.
     """
-    from zoomstudy.study import ensure_results
+    import dataclasses
+
+    from zoomstudy.data.labels import get_label_space
+    from zoomstudy.study import open_data, open_model, resolve_label_space
+    from zoomstudy.sweep.engine import sweep
 
     grid = grid or _default_grid()
     checkpoints = dict(checkpoints or {})
+    loaded: dict[tuple, object] = {}
+
+    def model_for(job: Job, ckpt, space: str):
+        key = (job.spec, ckpt)
+        if key not in loaded:
+            loaded.clear()  # one model in memory at a time
+            loaded[key] = open_model(job.spec, ckpt, label_space="imagenet1k", device=device,
+                                     pretrained=pretrained and ckpt is None)
+        return dataclasses.replace(loaded[key], label_space=get_label_space(space))
+
     rows = []
-    for j in pre.jobs:
+    for j in sorted(pre.jobs, key=lambda j: j.spec):  # stable: a model's sweeps, then its plain run
         st = pre.datasets[j.dataset]
         row = {"model": j.model, "dataset": j.dataset, "kind": j.kind, "status": "", "path": None, "seconds": np.nan}
         if not st.found:
@@ -331,14 +350,15 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
         t0 = time.perf_counter()
         try:
             if j.kind == "plain":
-                df = hard_plain(j.spec, checkpoint=ckpt, pretrained=pretrained, device=device, results_dir=results_dir,
-                                root=st.root, data_kw=st.data_kw, max_images=max_images, shard=shard)
+                src = open_data(j.dataset, st.root, **st.data_kw)
+                df = hard_plain(j.spec, model=model_for(j, ckpt, "imagenet1k"), source=src, results_dir=results_dir,
+                                max_images=max_images, shard=shard)
                 row["path"] = df.attrs.get("path")
             else:
-                rs = ensure_results(j.spec, j.dataset, checkpoint=ckpt, root=st.root, scales=list(grid.scales),
-                                    grid=grid.grid, crop=grid.crop, results_dir=results_dir, max_images=max_images,
-                                    pretrained=pretrained, device=device, batch_size=batch_size, workers=workers,
-                                    progress=progress, shard=shard, data_kw=st.data_kw)
+                src = open_data(j.dataset, st.root, **st.data_kw)
+                model = model_for(j, ckpt, resolve_label_space(j.dataset))
+                rs = sweep(model, src, grid, results_dir, batch_size=batch_size, workers=workers, shard=shard,
+                           max_images=max_images, tta=tta, progress=progress)
                 row["path"] = str(rs.path)
             row["status"] = "done"
         except Exception as e:  # noqa: BLE001 - one job's failure is reported, the matrix goes on
@@ -361,7 +381,7 @@ def _default_grid():
 def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = True, device: str | None = None,
                results_dir: str | Path = "results/paper", root: str | None = None, data_kw: Mapping | None = None,
                max_images: int | None = None, shard: tuple[int, int] | None = None,
-               batch_size: int = 32) -> pd.DataFrame:
+               batch_size: int = 32, model=None, source=None) -> pd.DataFrame:
     """The plain 1-crop top-1 of a model on ImageNet-Hard with the model's own preprocessing (SPEC 5:
     CLIP with CLIP's), all 1000 logits, stored under results_dir/hard/<key>.parquet.
 
@@ -369,14 +389,18 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
     rows, fingerprint): a stored table is reused only for the same model, weights and data. The data
     is opened first, so a wrong revision or row count stops before the model loads. With a shard,
     only shard 0 computes (one process is enough for a 1-crop pass) and the others return the
-    stored table when it exists, else an empty one.
+    stored table when it exists, else an empty one. model / source: already loaded ones (the matrix
+    shares a model between its jobs).
     """
     from zoomstudy.report.tables import plain_from_model
     from zoomstudy.study import open_data, open_model
 
-    src = open_data(HARD, root, **dict(data_kw or {}))
-    model = open_model(spec, checkpoint, label_space="imagenet1k", device=device,
-                       pretrained=pretrained and checkpoint is None)
+    src = source if source is not None else open_data(HARD, root, **dict(data_kw or {}))
+    if model is None:
+        model = open_model(spec, checkpoint, label_space="imagenet1k", device=device,
+                           pretrained=pretrained and checkpoint is None)
+    elif not model.label_space.is_full:
+        raise ValueError("hard_plain: ImageNet-Hard is scored on all 1000 classes; got a restricted model")
     prov = dict(model.provenance())
     prov.pop("weights_source", None)
     settings = {"model": prov, "preprocess": {k: list(v) if isinstance(v, tuple) else v
