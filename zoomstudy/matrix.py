@@ -67,7 +67,8 @@ def plan(models: Sequence[str] | None = None, datasets: Sequence[str] | None = N
     """The paper's jobs: Table 1 sweeps (one per model and *swept* dataset) then ImageNet-Hard plain runs.
 
     models / datasets: paper names (or model specs / registry names) to keep; None keeps all of
-    Table 1's. hard_models: the leaderboard's models to evaluate (None: all 9; [] skips ImageNet-Hard).
+    Table 1's; a {row name: spec} dict names the rows itself. hard_models: the leaderboard's models to
+    evaluate, the same way (None: all 9; [] skips ImageNet-Hard).
     """
     from zoomstudy.data.registry import dataset_spec, swept_dataset
 
@@ -88,13 +89,15 @@ def plan(models: Sequence[str] | None = None, datasets: Sequence[str] | None = N
 def _select(table: Mapping[str, str], keep, what: str) -> dict[str, str]:
     if keep is None:
         return dict(table)
+    if isinstance(keep, Mapping):  # {row name: spec}, e.g. local stand-ins for the paper's models
+        return dict(keep)
     keep = [keep] if isinstance(keep, str) else list(keep)
     out = {}
     for k in keep:
         hit = [p for p, v in table.items() if k in (p, v)]
         if hit:
             out[hit[0]] = table[hit[0]]
-        elif what == "model":  # any other model spec is a row of its own
+        elif what != "dataset":  # any other model spec is a row of its own
             out[k] = k
         else:
             raise ValueError(f"unknown {what} {k!r}; known: {sorted(table)} or {sorted(table.values())}")
@@ -352,7 +355,7 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
             if j.kind == "plain":
                 src = open_data(j.dataset, st.root, **st.data_kw)
                 df = hard_plain(j.spec, model=model_for(j, ckpt, "imagenet1k"), source=src, results_dir=results_dir,
-                                max_images=max_images, shard=shard)
+                                max_images=max_images, shard=shard, paper_model=j.model)
                 row["path"] = df.attrs.get("path")
             else:
                 src = open_data(j.dataset, st.root, **st.data_kw)
@@ -381,7 +384,7 @@ def _default_grid():
 def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = True, device: str | None = None,
                results_dir: str | Path = "results/paper", root: str | None = None, data_kw: Mapping | None = None,
                max_images: int | None = None, shard: tuple[int, int] | None = None,
-               batch_size: int = 32, model=None, source=None) -> pd.DataFrame:
+               batch_size: int = 32, model=None, source=None, paper_model: str | None = None) -> pd.DataFrame:
     """The plain 1-crop top-1 of a model on ImageNet-Hard with the model's own preprocessing (SPEC 5:
     CLIP with CLIP's), all 1000 logits, stored under results_dir/hard/<key>.parquet.
 
@@ -390,7 +393,7 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
     is opened first, so a wrong revision or row count stops before the model loads. With a shard,
     only shard 0 computes (one process is enough for a 1-crop pass) and the others return the
     stored table when it exists, else an empty one. model / source: already loaded ones (the matrix
-    shares a model between its jobs).
+    shares a model between its jobs). paper_model: the leaderboard row it fills (kept with the table).
     """
     from zoomstudy.report.tables import plain_from_model
     from zoomstudy.study import open_data, open_model
@@ -416,7 +419,8 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
     else:
         df = plain_from_model(model, src, max_images=max_images, batch_size=batch_size)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"spec": spec, "model": model.name, "key": key, "settings": settings, "rows": len(df)}
+        meta = {"spec": spec, "model": model.name, "paper_model": paper_model, "key": key, "settings": settings,
+                "rows": len(df)}
         tmp = path.with_name(path.name + ".tmp")
         df.to_parquet(tmp, index=False)
         (folder / f"{key}.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -433,7 +437,8 @@ def stored_hard_tables(results_dir: str | Path) -> dict[str, pd.DataFrame]:
         table = meta_file.with_suffix(".parquet")
         if table.exists():
             df = pd.read_parquet(table)
-            df.attrs.update(path=str(table), spec=meta["spec"], model=meta["model"], settings=meta["settings"])
+            df.attrs.update(path=str(table), spec=meta["spec"], model=meta["model"], settings=meta["settings"],
+                            paper_model=meta.get("paper_model"))
             out[meta["spec"]] = df
     return out
 

@@ -105,6 +105,13 @@ def table1_cells(results_dir: str | Path, models: Mapping[str, str] | None = Non
     return pd.DataFrame(rows)
 
 
+def cell_notes(cells: pd.DataFrame) -> pd.DataFrame:
+    """Where each Table 1 cell with data comes from: images, label space, notes (an explicitly other
+    label space, an analysis-time relabelling, a reduced grid) and the result set read."""
+    ok = cells[cells["status"] == "ok"]
+    return ok[["model", "dataset", "n_images", "label_space", "n_classes", "note", "result_set"]].reset_index(drop=True)
+
+
 def table1_display(cells: pd.DataFrame, metric: str = "standard") -> pd.DataFrame:
     """Rows = models, columns = datasets; each cell 'ours (paper p, diff +d)', or the cell's how-to."""
     if metric not in METRICS:
@@ -166,7 +173,9 @@ def centre_share(cells: pd.DataFrame, top_n: int = 36) -> pd.DataFrame:
         rows.append({"model": r.model, "dataset": r.dataset, "center_share": float(s["center_share"]),
                      "cover_length": int(s["cover_length"])})
     out = pd.DataFrame(rows, columns=["model", "dataset", "center_share", "cover_length"])
-    out.attrs["mean"] = float(out["center_share"].mean()) if len(out) else np.nan
+    # a cell whose cover is empty (no image solved by any view) has no share: left out of the mean
+    out.attrs["mean"] = float(out["center_share"].mean()) if out["center_share"].notna().any() else np.nan
+    out.attrs["n_cells"] = int(out["center_share"].notna().sum())
     out.attrs["paper"] = paper.CENTER_SHARE_TOP36
     return out
 
@@ -248,7 +257,9 @@ def hard_leaderboard(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFram
     from zoomstudy.analysis.hard import leaderboard, paper_model_name, per_origin_accuracy
 
     tables = {spec: df for spec, df in matrix.stored_hard_tables(results_dir).items() if len(df)}
-    names = {spec: paper_model_name(spec) or paper_model_name(df.attrs.get("model", "")) for spec, df in tables.items()}
+    known = set(paper.IMAGENET_HARD["model"])
+    names = {spec: (df.attrs.get("paper_model") if df.attrs.get("paper_model") in known else None)
+             or paper_model_name(spec) or paper_model_name(df.attrs.get("model", "")) for spec, df in tables.items()}
     board = leaderboard(tables, paper_names={k: v for k, v in names.items() if v}) if tables else pd.DataFrame(
         columns=["model", "paper_model", "n", "full_set", "accuracy", "ci_low", "ci_high", "paper_top1", "delta"])
     board = board.assign(status="ok")
@@ -286,5 +297,4 @@ def the_paper(results_dir: str | Path, *, roots: Mapping[str, str] | None = None
         "table5": table5(results_dir),
         "hard": board,
         "hard_per_origin": per_origin,
-        "result_sets": provenance_of_cells(cells),
-    }
+        "result_sets": provenance_of_cel
