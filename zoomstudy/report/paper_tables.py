@@ -297,4 +297,5 @@ def the_paper(results_dir: str | Path, *, roots: Mapping[str, str] | None = None
         "table5": table5(results_dir),
         "hard": board,
         "hard_per_origin": per_origin,
-        "result_sets": provenance_of_cel
+        "result_sets": provenance_of_cells(cells),
+    }
