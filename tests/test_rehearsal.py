@@ -332,7 +332,7 @@ def test_notebook_06_renders_the_rehearsal(rehearsal):
 
     out = rehearsal["tmp"] / "reports"
     params = {**reports.resolve_parameters("paper", "06_the_paper"), "results_dir": str(rehearsal["results"]),
-              "roots": rehearsal["roots"]}
+              "roots": rehearsal["roots"], "report_dir": str(out), "table1_models": rehearsal["models"]}
     html = reports.run_notebook(Path(__file__).resolve().parents[1] / "notebooks" / "06_the_paper.ipynb", out, params,
                                 cwd=rehearsal["tmp"], timeout=300)
     text = Path(html).read_text()
