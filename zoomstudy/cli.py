@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -137,6 +138,11 @@ def cmd_paper(a) -> int:
 
     grid = make_grid(_scales(a.scales), a.grid, a.crop)  # bad parameters fail here, before anything loads
     shard = parse_shard(a.shard)
+    if a.device is None and os.environ.get("LOCAL_RANK") is not None:  # torchrun: one GPU per process
+        import torch
+
+        if torch.cuda.is_available():
+            a.device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
     roots = matrix.parse_assignments(a.root, "--root")
     checkpoints = matrix.parse_assignments(a.checkpoint, "--checkpoint")
     rows = {k: None if v == "none" else int(v) for k, v in matrix.parse_assignments(a.expected_rows, "--expected-rows").items()}
