@@ -424,6 +424,17 @@ def test_real_and_plus_real_come_from_the_val_result_set(tmp_path, monkeypatch):
     np.testing.assert_array_equal(rs_plus.correct(), rs_val.correct(labels=[(5, 6), (7,), (1, 9)]))
     with pytest.raises(ValueError, match="ILSVRC2012_val"):
         analysis_labels("imagenet-real", ["img.jpg"], [(1,)], real=((1,),))
+    # `zoomstudy summary --dataset imagenet-real` scores the val result set against ReaL
+    from zoomstudy.cli import main
+
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["summary", str(tmp_path / "r"), "--dataset", "imagenet-real"]) == 0
+    line = [row for row in buf.getvalue().splitlines() if "imagenet-real" in row]
+    assert len(line) == 1 and line[0].split()[2] == "2"  # model, dataset, n_images
 
 
 # ================================================================================================
