@@ -444,6 +444,10 @@ def test_imagenet_hard_pin(tmp_path, monkeypatch):
             data.open_dataset("imagenet-hard", **kw)
     with pytest.raises(ValueError, match="expected_rows"):
         data.open_dataset("imagenet-hard", revision="a" * 40)
+    monkeypatch.setenv("ZOOMSTUDY_IMAGENET_HARD_REVISION", "main")  # the environment's pin is checked the same way
+    with pytest.raises(ValueError, match="not pinned"):
+        data.open_dataset("imagenet-hard")
+    monkeypatch.delenv("ZOOMSTUDY_IMAGENET_HARD_REVISION")
     path = tmp_path / "validation-00000-of-00001.parquet"
     _hub_parquet(path)
     # the wrong row count stops before any model is built (resnet50 pretrained would need a download)

@@ -382,6 +382,11 @@ def test_restricted_dataset_stores_only_its_classes(tmp_path):
     assert len(views) == 3 * rs.grid.n_views and space.contains(preds.astype(np.int64)).all()
     assert rs.settings["key"]["model"]["label_space"]["name"] == "imagenet-a"
     assert label_space_note(rs.settings) is None
+    # notebook 03 passes the dataset's space explicitly: the same result set as notebook 01's default
+    from zoomstudy.analysis.tta import dataset_label_space
+
+    assert ensure_results("torchvision:squeezenet1_0", "imagenet-a", label_space=dataset_label_space("imagenet-a"),
+                          **kw).path == rs.path
     # an explicit other space: allowed, a different result set, recorded and named
     rs1k = ensure_results("torchvision:squeezenet1_0", "imagenet-a", label_space="imagenet1k", **kw)
     assert rs1k.path != rs.path

@@ -159,9 +159,10 @@ def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Pa
         root, via = os.environ[spec.env], f"${spec.env}"
     elif local.exists():
         root, via = str(local), f"{Path(data_dir).name}/{spec.name}/"
-    elif spec.pin is not None and hard_revision:
+    elif spec.pin is not None and (hard_revision or os.environ.get(f"{spec.env}_REVISION")):
         via = "hub"
-        kw["revision"] = hard_revision
+        if hard_revision:
+            kw["revision"] = hard_revision
     else:
         cached = _hub_cache_has(spec.hub_repo) if spec.hub_repo else None
         why = (f"in the hub cache ({cached}) but no pinned revision: pass --hard-revision SHA --hard-rows N"

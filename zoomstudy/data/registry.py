@@ -158,7 +158,8 @@ _VAL_HOWTO = (
 )
 _HARD_HOWTO = (
     "loaded from the Hugging Face hub (MIT licence) at a pinned commit: pass revision=<40-hex sha> with "
-    "expected_rows=<its row count> (the final release has 10,980 rows; 'main' is a branch, not a pin). "
+    "expected_rows=<its row count>, or set {env}_REVISION and {env}_ROWS (the final release has 10,980 rows; "
+    "'main' is a branch, not a pin). "
     "Offline: `huggingface-cli download {repo} --repo-type dataset --revision SHA --local-dir DIR` and pass "
     "root=DIR (its parquet files are read) or set {env}"
 )
@@ -332,13 +333,19 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
     """A pinned hub dataset (ImageNet-Hard): the revision and its row count are checked before anything
     else happens: no image is decoded and no model is run before this returns.
 
-    From the hub: revision must be a 40-hex commit sha; "main" (or no sha at all) is refused as
-    unpinned. The expected rows are the pin's when the revision is the pinned one; any other revision
+    From the hub: revision (default $<env>_REVISION, with $<env>_ROWS its row count, e.g.
+    ZOOMSTUDY_IMAGENET_HARD_REVISION / _ROWS) must be a 40-hex commit sha; "main" (or no sha at all)
+    is refused as unpinned. The expected rows are the pin's when the revision is the pinned one; any other revision
     needs its own expected_rows. From a local snapshot (root= or $env): the parquet rows are checked
     against expected_rows (default: the pin's 10,980).
     """
     pin = spec.pin
     revision = kw.pop("revision", None)
+    if revision is None and spec.env and os.environ.get(f"{spec.env}_REVISION"):
+        # one place to pin the hub revision for every entry point (notebook 04, sweep, the matrix)
+        revision = os.environ[f"{spec.env}_REVISION"]
+        if "expected_rows" not in kw and os.environ.get(f"{spec.env}_ROWS"):
+            kw["expected_rows"] = int(os.environ[f"{spec.env}_ROWS"])
     has_expected = "expected_rows" in kw
     expected = kw.pop("expected_rows", pin.rows)
     crop_border = kw.pop("crop_border", spec.crop_border)
