@@ -223,10 +223,10 @@ class Preflight:
 
 def probe_seconds_per_image(spec: str, grid, *, device=None, batch_size: int = 512, kind: str = "sweep",
                             label_space: str = "imagenet1k", image_size=(500, 375)) -> float:
-    """Seconds one image costs on this device: render its views (plus the 10 TTA crops) and run the
-    model on them in batches of `batch_size`, timed on the second of two runs (the first pays for
-    kernel selection). Random weights of the same architecture: the speed is the same, and nothing is
-    downloaded. kind "plain": one 1-crop forward (ImageNet-Hard's plain evaluation)."""
+    """Seconds one image costs on this device: rendering its views (plus the 10 TTA crops), timed,
+    plus one timed forward batch (after a warm-up) scaled to all of its views. Random weights of the
+    same architecture: the speed is the same, and nothing is downloaded. kind "plain": one 1-crop
+    forward (ImageNet-Hard's plain evaluation)."""
     import torch
 
     from zoomstudy.models.loading import load_model
@@ -246,21 +246,32 @@ def probe_seconds_per_image(spec: str, grid, *, device=None, batch_size: int = 5
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (3, image_size[1], image_size[0]), generator=gen, dtype=torch.uint8).to(dev)
 
-    def once():
-        if kind == "plain":
-            model.logits(torch.zeros(1, *model.input_size, device=dev))
-        else:
-            views = torch.cat([render_views(x, grid, dtype=dtype), tta_crops(x, grid.crop, grid.standard_scale, dtype=dtype)])
-            views = normalize(views, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-            for i in range(0, len(views), batch_size):
-                model.logits(views[i:i + batch_size])
+    def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    once()
+    if kind == "plain":
+        batch = torch.zeros(1, *model.input_size, device=dev)
+        model.logits(batch)  # warm-up: allocators, kernel selection
+        sync()
+        t0 = time.perf_counter()
+        model.logits(batch)
+        sync()
+        return time.perf_counter() - t0
     t0 = time.perf_counter()
-    once()
-    return time.perf_counter() - t0
+    views = torch.cat([render_views(x, grid, dtype=dtype), tta_crops(x, grid.crop, grid.standard_scale, dtype=dtype)])
+    views = normalize(views, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    sync()
+    t_render = time.perf_counter() - t0
+    # one batch: the sweep's batch on a GPU; on a CPU a short one, scaled (a full image of the
+    # paper's grid through VGG-16 takes minutes there)
+    n = min(len(views), batch_size if dev.type == "cuda" else 16)
+    model.logits(views[:2])  # warm-up
+    sync()
+    t0 = time.perf_counter()
+    model.logits(views[:n])
+    sync()
+    return t_render + (time.perf_counter() - t0) * len(views) / n
 
 
 def preflight(jobs: Sequence[Job], *, roots: Mapping[str, str] | None = None, data_dir: str | Path = "data",
