@@ -145,7 +145,7 @@ def test_timm_random_model_carries_timm_preprocessing():
 def test_torchvision_registry_model_uses_paper_weights_metadata():
     source, name, tag = resolve_spec("resnet50")
     assert (source, name, tag) == ("torchvision", "resnet50", "IMAGENET1K_V1")  # not torchvision's DEFAULT (V2)
-    assert all(e.source in ("timm", "torchvision") for e in MODELS.values())
+    assert all(e.source in ("timm", "torchvision", "clip") for e in MODELS.values())
     m = load_model("squeezenet1_0", pretrained=False)
     assert (m.source, m.name) == ("torchvision", "squeezenet1_0") and m.weights_id.startswith("random-")
     assert m.input_size == (3, 224, 224) and m.interpolation == "bilinear" and m.crop_pct == pytest.approx(224 / 256)
