@@ -30,14 +30,32 @@ def open_data(dataset: str, root: str | None = None, **kw):
         regime = dataset.split(":", 1)[1] or "centered"
         n = int(kw.pop("n", 48))
         return WorldSource(WorldSpec(regime=regime, **kw), n=n, split="test")
-    if dataset in data.DATASETS:
-        return data.open_dataset(dataset, root=root, **kw)
+    from zoomstudy.data.registry import dataset_spec, swept_dataset
+
+    if dataset_spec(dataset) is not None:  # ReaL / IN+ReaL open the val images they relabel
+        return data.open_dataset(swept_dataset(dataset), root=root, **kw)
     return data.open_source(dataset, **kw)
 
 
-def open_model(model: str, checkpoint: str | None = None, *, label_space: str = "imagenet1k",
-               device: str | None = None, amp: str | None = None, pretrained: bool = True):
+def resolve_label_space(dataset: str | None, label_space: str | None = None) -> str:
+    """The label space to score `dataset` in: the explicit one when given, else the dataset's own
+    (SPEC section 2: imagenet-a / imagenet-r -> their 200 classes, objectnet -> its 113 classes,
+    everything else and csv:/folder: specs -> imagenet1k). One default for the CLI, the notebooks and
+    the matrix, so that the same (model, dataset) always lands in the same result set."""
+    from zoomstudy.data.registry import dataset_label_space
+
+    if label_space:
+        return label_space
+    return dataset_label_space(dataset) if dataset else "imagenet1k"
+
+
+def open_model(model: str, checkpoint: str | None = None, *, label_space: str | None = None,
+               device: str | None = None, amp: str | None = None, pretrained: bool = True,
+               dataset: str | None = None):
+    """label_space None: the dataset's own (see `resolve_label_space`), imagenet1k without a dataset."""
     from zoomstudy.models.loading import load_model
+
+    label_space = resolve_label_space(dataset, label_space)
 
     if model.startswith("world:"):  # a model of the controlled experiment, trained here (cached)
         from zoomstudy.experiment.runs import world_model
@@ -49,14 +67,35 @@ def open_model(model: str, checkpoint: str | None = None, *, label_space: str = 
 
 def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, root: str | None = None,
                    scales=None, grid: int = 3, crop: int = 224, results_dir: str | Path = "results",
-                   label_space: str = "imagenet1k", max_images: int | None = None, pretrained: bool = True,
+                   label_space: str | None = None, max_images: int | None = None, pretrained: bool = True,
                    device: str | None = None, batch_size: int = 512, workers: int | None = None,
-                   progress: bool = True, **sweep_kw):
-    """Load the model and the data, then run the sweep or resume it (a finished one computes nothing)."""
+                   progress: bool = True, data_kw: dict | None = None, **sweep_kw):
+    """Load the model and the data, then run the sweep or resume it (a finished one computes nothing).
+
+    label_space None: the dataset's own. An explicit different one is allowed: the model's label
+    space is part of the result set's key and of settings.json, next to the dataset's, so the two can
+    be told apart (`label_space_note`). ReaL and IN+ReaL return the val sweep, relabelled at analysis
+    time: the 50,000 images are swept once for the three columns.
+    data_kw: keywords for the dataset (expected_rows=, revision=, cache_dir=, ...).
+    """
+    from zoomstudy.data.registry import relabel_results
     from zoomstudy.sweep.engine import sweep
 
     view_grid = make_grid(scales, grid, crop)  # bad grids fail here, before any loading
-    m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained)
-    src = open_data(dataset, root)
-    return sweep(m, src, view_grid, results_dir, max_images=max_images, batch_size=batch_size,
-                 workers=workers, progress=progress, **sweep_kw)
+    src = open_data(dataset, root, **(data_kw or {}))  # row counts and pins are checked before the model loads
+    m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained, dataset=dataset)
+    rs = sweep(m, src, view_grid, results_dir, max_images=max_images, batch_size=batch_size,
+               workers=workers, progress=progress, **sweep_kw)
+    return relabel_results(rs, dataset)
+
+
+def label_space_note(settings: dict) -> str | None:
+    """One line when a result set was scored in a label space other than its dataset's default, else None."""
+    key = settings.get("key", settings)
+    used = (key.get("model", {}).get("label_space") or {}).get("name")
+    ds = key.get("dataset", {})
+    name = ds.get("swept_as") or ds.get("name")
+    default = (ds.get("dataset") or {}).get("label_space") or resolve_label_space(name)
+    if used and used != default:
+        return f"scored in label space {used!r}, not the dataset's own {default!r} (given explicitly)"
+    return None

@@ -22,7 +22,7 @@ DATASET_KEYS: dict[str, str] = {
 #: Paper name -> model identifier (`models.MODELS` for torchvision, the open_clip name for CLIP).
 MODEL_KEYS: dict[str, str] = {
     "AlexNet": "alexnet", "VGG-16": "vgg16", "ResNet-18": "resnet18", "ResNet-50": "resnet50",
-    "ViT-B/32": "vit_b_32", "CLIP ViT-L/14": "ViT-L-14",
+    "ViT-B/32": "vit_b_32", "CLIP ViT-L/14": "clip-vit-l-14",
 }
 
 # SPEC section 7, Table 1 (standard 1-crop / upper bound N = 324), verbatim.
