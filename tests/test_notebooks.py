@@ -25,7 +25,7 @@ from zoomstudy.views import ViewGrid
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-STUDY = ("01_oracle_accuracy", "02_center_bias", "04_imagenet_hard")
+STUDY = ("01_oracle_accuracy", "02_center_bias", "04_imagenet_hard", "06_the_paper")
 #: Minimum number of embedded PNG figures per report (the offline data make every figure, even at 0%).
 MIN_FIGURES = {"01_oracle_accuracy": 5, "02_center_bias": 4, "04_imagenet_hard": 5}
 from conftest import TINY  # noqa: E402  (the offline profile shrunk for tests)

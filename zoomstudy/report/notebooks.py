@@ -104,8 +104,6 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
             # Table 4 is ViT-B/32's, Table 5 ResNet-50's (robust models: memo_checkpoint + memo_paper_model)
             "03_test_time_augmentation": {"model": "vit_b_32", "memo_model": "resnet50", "memo_k": 16,
                                           "memo_seeds": [0], "memo_max_images": None},
-            # the matrix's tables, read from the store `zoomstudy paper` fills (results_dir above)
-            "06_the_paper": {"top_n": 36, "folds": 2},
         },
     }
 
