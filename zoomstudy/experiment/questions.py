@@ -619,6 +619,22 @@ def plot_answer(answer: Answer):
     return fig
 
 
+def example_gallery(n: int = 6):
+    """A figure of the measurement worlds, n images each, under the world's class names: the test
+    images (centred), the photo-like images the paper notebooks analyse, and the context world."""
+    from zoomstudy.report import plots
+    from zoomstudy.views import pil_to_tensor
+
+    sets = [("test", WorldSpec(), "test"), ("photo", WorldSpec(), "photo"),
+            ("context decides", WorldSpec(context="decides"), "test")]
+    images, names = [], []
+    for title, spec, split in sets:
+        for smp in WorldSource(spec, n, split, seed=1):
+            images.append(pil_to_tensor(smp.image).numpy())
+            names.append(f"{title}: {smp.meta['class_name']}")
+    return plots.view_gallery(np.stack(images), names=names, ncols=n, title="world measurement images")
+
+
 def save_answers(answers: dict[str, Answer], path) -> None:
     """The sentences and numbers as JSON (for provenance and the README)."""
     def clean(o):
