@@ -594,8 +594,8 @@ def plot_answer(answer: Answer):
             ax.set_title(p)
             ax.set_xticks([])
             ax.set_yticks([])
-            if answer.key == "positions":
-                ax.set_xlabel("object position in the input: left -> right")
+        if answer.key == "positions":
+            fig.supxlabel("object position in the input: left -> right (training saw only the left half)", fontsize=9)
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="accuracy (%)")
         fig.suptitle("per-anchor bound (any scale)" if answer.key == "centre_bias" else
                      "accuracy by object position (left-half training)")
