@@ -13,8 +13,8 @@ three seeds the seed part is coarse, which widens the intervals honestly rather 
 A difference whose interval contains zero is reported as "no detectable difference".
 
 The arms (`ARMS`): training regimes of world.py (centered, anywhere, multiscale, rrc, left) and the
-context worlds (the same centred training where a companion beside the object decides the class,
-"context", or is present but irrelevant, "object-only").
+context worlds (multiscale training, so that zoom alone does not hurt, in a world where a companion
+beside the object decides the class, "context", or is present but irrelevant, "object-only").
 """
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ ARMS: dict[str, tuple[str, dict]] = {
     "multiscale": ("multiscale", {}),
     "rrc": ("rrc", {}),
     "left": ("left", {}),
-    "context": ("centered", {"context": "decides"}),
-    "object-only": ("centered", {"context": "present"}),
+    # scale-augmented, so that zooming in costs nothing by itself and only the lost context can
+    "context": ("multiscale", {"context": "decides"}),
+    "object-only": ("multiscale", {"context": "present"}),
 }
 #: The arms each question needs.
 QUESTION_ARMS = {
@@ -528,7 +529,8 @@ def answer_context(meas: dict, design: Design = Design()) -> Answer:
     lo_ = bootstrap({"o": v["object-only"]}, lambda d: loss(d["o"]), **kw)
     diff = bootstrap({"c": v["context"], "o": v["object-only"]}, lambda d: loss(d["c"]) - loss(d["o"]), **kw)
     sentence = (
-        f"Where a companion beside the object decides the class (same shape, two classes), zooming in to "
+        f"For models trained with scale augmentation: where a companion beside the object decides the class "
+        f"(same shape, two classes), zooming in to "
         f"S >= {int(scales[zin].min())} (crops that leave the companion out) costs {_ci(*lc)} of centre-view accuracy "
         f"against the training framing (S={scales[std]}); where the object alone decides, it costs {_ci(*lo_)}. "
         f"The context world loses {_diff_clause(*diff, 'more', 'less')}."
