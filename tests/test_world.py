@@ -182,7 +182,7 @@ def test_photo_left_and_context_worlds():
     k = ctx.n_shapes
     assert torch.equal(scenes.shape, scenes.cls % k) and torch.equal(scenes.comp[:, 0].long(), scenes.cls // k)
     dist = (scenes.comp[:, 1:3] - scenes.obj[:, :2]).norm(dim=1) / scenes.obj[:, 2]
-    assert torch.allclose(dist, torch.full_like(dist, 0.8), atol=1e-4)
+    assert torch.allclose(dist, torch.full_like(dist, 0.9), atol=1e-4)
     free = sample_scenes(SPEC.replace(context="present"), 500, g, regime="test")
     assert torch.equal(free.shape, free.cls) and set(free.comp[:, 0].long().tolist()) == {0, 1}
     # the default world draws no companion and keeps its cache keys (context absent from the dict)

@@ -94,6 +94,8 @@ class WorldSpec:
     max_rotation: float = 15.0
     clutter: int = 10
     context: str = "none"
+    companion_size: float = 0.7
+    companion_distance: float = 0.9
 
     def __post_init__(self):
         object.__setattr__(self, "scale_range", tuple(float(x) for x in self.scale_range))
@@ -127,6 +129,9 @@ class WorldSpec:
             raise ValueError(f"WorldSpec: clutter must be >= 0, got {self.clutter}")
         if self.context not in CONTEXTS:
             raise ValueError(f"WorldSpec: context must be one of {CONTEXTS}, got {self.context!r}")
+        if not (0 < self.companion_size <= 1 and 0 < self.companion_distance <= 2):
+            raise ValueError(f"WorldSpec: need 0 < companion_size <= 1 and 0 < companion_distance <= 2, got "
+                             f"{self.companion_size}, {self.companion_distance}")
         if self.context == "decides" and self.n_classes % 2:
             raise ValueError(f"WorldSpec: context='decides' pairs each shape with 2 companions: n_classes must be even, got {self.n_classes}")
 
@@ -165,8 +170,9 @@ class WorldSpec:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["context"] == "none":
-            del d["context"]  # the default leaves the dict (and so the model cache keys) as before
+        if d["context"] == "none":  # no companion: the dict (and so the model cache keys) as before
+            for k in ("context", "companion_size", "companion_distance"):
+                del d[k]
         for k in ("scale_range", "rrc_scale", "rrc_ratio"):
             d[k] = list(d[k])
         return d
@@ -428,15 +434,17 @@ def _sample_scene_content(
     return out
 
 
-def _place_companion(c: dict, obj: torch.Tensor) -> dict:
+def _place_companion(c: dict, obj: torch.Tensor, spec: WorldSpec) -> dict:
     """Turn the companion draws of `c` into Scenes fields, beside the object `obj` [B, 4]: centre at
-    0.8 object sizes from the object's centre (just outside its box), side half the object's."""
+    spec.companion_distance (0.9) object sizes from the object's centre, side spec.companion_size (0.7)
+    of the object's: large enough to be learned on a CPU budget, far enough that a 2x zoom-in crop
+    leaves it out of view."""
     if "comp_kind" not in c:
         return c
     kind, angle, rot = c.pop("comp_kind"), c.pop("comp_angle"), c.pop("comp_rot")
-    d = 0.8 * obj[:, 2]
+    d = spec.companion_distance * obj[:, 2]
     comp = torch.stack([kind.float(), obj[:, 0] + d * torch.cos(angle), obj[:, 1] + d * torch.sin(angle),
-                        0.5 * obj[:, 2], rot], 1)
+                        spec.companion_size * obj[:, 2], rot], 1)
     c["comp"] = comp
     return c
 
@@ -501,7 +509,7 @@ def sample_scenes(spec: WorldSpec, n: int, generator: torch.Generator, *, regime
     elif regime == "rrc":
         view = _rrc_windows(spec, n, generator)
     obj = torch.stack([cx, cy, size, c.pop("rot")], 1)
-    return Scenes(obj=obj, view=view, scene_size=(side, side), **_place_companion(c, obj))
+    return Scenes(obj=obj, view=view, scene_size=(side, side), **_place_companion(c, obj, spec))
 
 
 # ================================================================================================
@@ -710,7 +718,7 @@ def render_object_image(
     elif "shape" in c:
         c["shape"] = c["cls"]
     obj = torch.tensor([[float(center_xy[0]), float(center_xy[1]), float(size), float(rot[0])]])
-    c = _place_companion(c, obj)
+    c = _place_companion(c, obj, spec)
     scenes = Scenes(obj=obj, view=torch.tensor([[0.0, 0.0, float(W), float(H)]]), scene_size=(float(W), float(H)), **c)
     rgb, alpha = render_scenes(scenes, W, H)
     image = Image.fromarray(rgb[0].permute(1, 2, 0).numpy(), "RGB")
