@@ -96,6 +96,7 @@ class WorldSpec:
     context: str = "none"
     companion_size: float = 0.7
     companion_distance: float = 0.9
+    companion_palette: str = "by-kind"
 
     def __post_init__(self):
         object.__setattr__(self, "scale_range", tuple(float(x) for x in self.scale_range))
@@ -132,6 +133,8 @@ class WorldSpec:
         if not (0 < self.companion_size <= 1 and 0 < self.companion_distance <= 2):
             raise ValueError(f"WorldSpec: need 0 < companion_size <= 1 and 0 < companion_distance <= 2, got "
                              f"{self.companion_size}, {self.companion_distance}")
+        if self.companion_palette not in ("by-kind", "random"):
+            raise ValueError(f"WorldSpec: companion_palette must be 'by-kind' or 'random', got {self.companion_palette!r}")
         if self.context == "decides" and self.n_classes % 2:
             raise ValueError(f"WorldSpec: context='decides' pairs each shape with 2 companions: n_classes must be even, got {self.n_classes}")
 
@@ -171,7 +174,7 @@ class WorldSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         if d["context"] == "none":  # no companion: the dict (and so the model cache keys) as before
-            for k in ("context", "companion_size", "companion_distance"):
+            for k in ("context", "companion_size", "companion_distance", "companion_palette"):
                 del d[k]
         for k in ("scale_range", "rrc_scale", "rrc_ratio"):
             d[k] = list(d[k])
@@ -430,7 +433,14 @@ def _sample_scene_content(
         out["comp_kind"] = cls // k if spec.context == "decides" else free_kind
         out["comp_angle"] = _uniform(g, (n,), 0, 2 * math.pi)
         out["comp_rot"] = _uniform(g, (n,), -1, 1) * math.radians(spec.max_rotation)
-        out["comp_col"] = _uniform(g, (n, 3), 0.55, 1.0) * _uniform(g, (n, 1), 0.7, 1.0)
+        # "by-kind": each companion kind has its own colour (yellow sun, cyan bars), varied in brightness:
+        # a cue a small CNN learns within its budget (with "random" colours the scale-augmented model
+        # learned the companion barely: 51% against 75% after 24,576 images)
+        if spec.companion_palette == "by-kind":
+            kind_col = torch.tensor([[1.0, 0.85, 0.1], [0.1, 0.85, 1.0]])
+            out["comp_col"] = kind_col[out["comp_kind"]] * _uniform(g, (n, 1), 0.75, 1.0)
+        else:
+            out["comp_col"] = _uniform(g, (n, 3), 0.55, 1.0) * _uniform(g, (n, 1), 0.7, 1.0)
     return out
 
 
