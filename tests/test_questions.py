@@ -109,9 +109,11 @@ def test_rrc_model_peaks_above_its_training_resolution(meas):
 
 
 def test_context_model_loses_more_under_zoom_in(meas):
+    """Zoom-in crops of 2x and more cut the companion out: the model whose class depends on it loses
+    more accuracy than the model of the same world where the object alone decides."""
     a = Q.answer_context(meas, CI_DESIGN)
     lc, lo = a.numbers["context_loss"][0], a.numbers["object_only_loss"][0]
-    assert lc > lo + 10, a.sentence
+    assert lc > lo + 5, a.sentence
 
 
 def test_photo_one_crop_is_below_the_any_view_bound(models):
