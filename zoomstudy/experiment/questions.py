@@ -530,7 +530,10 @@ def answer_context(meas: dict, design: Design = Design()) -> Answer:
     grid = world_grid(WorldSpec())
     scales = np.asarray(grid.scales)
     std = int(np.argmin(abs(scales - grid.standard_scale)))
-    zin = scales >= 2 * grid.standard_scale  # crops of at most half the standard window: the companion is out
+    # 2x to 2.5x zoom-in: crops of half the standard window or less leave the companion out of view
+    # (it starts 0.55 object sizes from the centre), and up to 2.5x the object itself is still mostly
+    # in view, so a model that needs only the object can still be right
+    zin = (scales >= 2 * grid.standard_scale) & (scales <= 2.5 * grid.standard_scale)
     v = {a: meas["views"][a].astype(float) for a in QUESTION_ARMS["context"]}
     kw = dict(n_boot=design.n_boot, alpha=design.alpha, paired=False)
 
@@ -542,8 +545,8 @@ def answer_context(meas: dict, design: Design = Design()) -> Answer:
     diff = bootstrap({"c": v["context"], "o": v["object-only"]}, lambda d: loss(d["c"]) - loss(d["o"]), **kw)
     sentence = (
         f"For models trained with scale augmentation: where a companion beside the object decides the class "
-        f"(same shape, two classes), zooming in to "
-        f"S >= {int(scales[zin].min())} (crops that leave the companion out) costs {_ci(*lc)} of centre-view accuracy "
+        f"(same shape, two classes), zooming in 2x-2.5x "
+        f"(S = {int(scales[zin].min())}-{int(scales[zin].max())}: crops that leave the companion out and the object in) costs {_ci(*lc)} of centre-view accuracy "
         f"against the training framing (S={scales[std]}); where the object alone decides, it costs {_ci(*lo_)}. "
         f"The context world loses {_diff_clause(*diff, 'more', 'less')}."
     )
