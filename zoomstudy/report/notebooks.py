@@ -74,7 +74,7 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
                      "dataset": "world-photo:96", "root": None, "scales": None, "grid": 3, "crop": 56,
                      "max_images": None, "results_dir": "results/offline", "device": "cpu"},
             # the world's ImageNet-Hard (experiment/hard_set.py), compared with the photo set above
-            "04_imagenet_hard": {"dataset": "world-hard:300", "plain_protocol": "sweep",
+            "04_imagenet_hard": {"dataset": "world-hard:150", "plain_protocol": "sweep",
                                  "compare_with": ["world-photo"]},
             "05_zoom_sensitivity": {"models": [], "checkpoints": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
             "03_test_time_augmentation": {"memo_k": 4, "memo_seeds": [0, 1], "memo_max_images": 8},
@@ -116,7 +116,7 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
 #:   notebooks then analyse the one trained like ImageNet models ("world:rrc", RandomResizedCrop) on
 #:   96 photo-like world images ("world-photo:96") with the paper's scales scaled to its 56-px input
 #:   (35 distinct scales): minutes on a CPU, no network. 04_imagenet_hard measures it on the world's
-#:   ImageNet-Hard ("world-hard:300", built by experiment/hard_set.py as a local parquet).
+#:   ImageNet-Hard ("world-hard:150", built by experiment/hard_set.py as a local parquet).
 #: * local: the real-data kit (SqueezeNet 1.0 Deep Compression weights, its 100 ImageNet images),
 #:   the paper's 324 views; compared with the kit's reference figures. ImageNet-Hard from
 #:   $ZOOMSTUDY_IMAGENET_HARD when set, else the stand-in.
