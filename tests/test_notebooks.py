@@ -141,11 +141,11 @@ def test_study_notebook_shape_and_profile_parameters(name):
 
 def test_profiles_hold_plain_parameters():
     offline = reports.resolve_parameters("offline", "01_oracle_accuracy")
-    # the offline default is the controlled experiment: the centre-trained world model on world images
-    assert offline["dataset"] == "world:centered" and offline["model"] == "world:centered"
+    # the offline default is the paper in miniature: the RandomResizedCrop world model on photo-like images
+    assert offline["dataset"].startswith("world-photo") and offline["model"] == "world:rrc"
     assert offline["crop"] == 56 and offline["scales"] is None and offline["pretrained"] is False
     hard = reports.resolve_parameters("offline", "04_imagenet_hard")
-    assert hard["dataset"].startswith("synthetic-hard:") and hard["crop"] == 224
+    assert hard["dataset"].startswith("world-hard:") and hard["crop"] == 56
     local = reports.resolve_parameters("local", "02_center_bias")
     assert local["checkpoint"].endswith("weights/squeezenet1_0_deepcompression.pt")
     assert local["dataset"].startswith("csv:") and local["dataset"].endswith("imagenet-sample")

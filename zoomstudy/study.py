@@ -24,12 +24,12 @@ def open_data(dataset: str, root: str | None = None, **kw):
     ('csv:DIR', 'folder:DIR', 'hf:REPO@REV:split', 'synthetic:N', 'world:REGIME')."""
     from zoomstudy import data
 
-    if dataset.startswith("world:"):
-        from zoomstudy.experiment.world import WorldSource, WorldSpec
+    if dataset.startswith("world"):  # the controlled experiment's data (world:REGIME, world-photo:N, ...)
+        from zoomstudy.experiment.runs import open_world_data
 
-        regime = dataset.split(":", 1)[1] or "centered"
-        n = int(kw.pop("n", 48))
-        return WorldSource(WorldSpec(regime=regime, **kw), n=n, split="test")
+        world = open_world_data(dataset, root, **kw)
+        if world is not None:
+            return world
     from zoomstudy.data.registry import dataset_spec, swept_dataset
 
     if dataset_spec(dataset) is not None:  # ReaL / IN+ReaL open the val images they relabel
@@ -55,14 +55,19 @@ def open_model(model: str, checkpoint: str | None = None, *, label_space: str | 
     """label_space None: the dataset's own (see `resolve_label_space`), imagenet1k without a dataset."""
     from zoomstudy.models.loading import load_model
 
+    from zoomstudy.report.tables import use_class_names
+
     label_space = resolve_label_space(dataset, label_space)
 
     if model.startswith("world:"):  # a model of the controlled experiment, trained here (cached)
-        from zoomstudy.experiment.runs import world_model
+        from zoomstudy.experiment.runs import open_world_model
 
-        return world_model(model.split(":", 1)[1] or "centered", device=device)
-    return load_model(model, checkpoint=checkpoint, label_space=label_space, device=device, amp=amp,
-                      pretrained=pretrained and checkpoint is None)
+        m = open_world_model(model, device=device)
+    else:
+        m = load_model(model, checkpoint=checkpoint, label_space=label_space, device=device, amp=amp,
+                       pretrained=pretrained and checkpoint is None)
+    use_class_names(m)  # reports name the classes of the model they analyse (the world's: "disc", ...)
+    return m
 
 
 def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, root: str | None = None,

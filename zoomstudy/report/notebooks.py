@@ -72,11 +72,14 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
     local_hard = "imagenet-hard" if os.environ.get("ZOOMSTUDY_IMAGENET_HARD") else "synthetic-hard:24"
     return {
         "offline": {
-            COMMON: {"model": "world:centered", "checkpoint": None, "pretrained": False,
-                     "dataset": offline_dataset, "root": None, "scales": None, "grid": 3, "crop": 56,
+            # the paper in miniature: the world model trained like ImageNet models (RandomResizedCrop)
+            # on photo-like world images (varied position and size, centre preference), 35 scales x 3 x 3
+            COMMON: {"model": "world:rrc", "checkpoint": None, "pretrained": False,
+                     "dataset": "world-photo:96", "root": None, "scales": None, "grid": 3, "crop": 56,
                      "max_images": None, "results_dir": "results/offline", "device": "cpu"},
-            "04_imagenet_hard": {"model": "torchvision:squeezenet1_0", "dataset": "synthetic-hard:24",
-                                 "scales": reduced_scales, "crop": 224, "plain_protocol": "sweep"},
+            # the world's ImageNet-Hard (experiment/hard_set.py), compared with the photo set above
+            "04_imagenet_hard": {"dataset": "world-hard:150", "plain_protocol": "sweep",
+                                 "compare_with": ["world-photo"]},
             "05_zoom_sensitivity": {"models": [], "checkpoints": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
             "03_test_time_augmentation": {"memo_k": 4, "memo_seeds": [0, 1], "memo_max_images": 8},
         },
@@ -114,10 +117,10 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
 #: crop, max_images, results_dir, device.
 #:
 #: * offline: the controlled experiment (00) trains small CNNs on the procedural world; the paper
-#:   notebooks then analyse the centre-trained one ("world:centered") on the world's 48 test images
-#:   with the paper's 36 scales scaled to its 56-px input: minutes on a CPU, no network.
-#:   04_imagenet_hard uses the synthetic multi-label stand-in ("synthetic-hard:24") with a random
-#:   SqueezeNet: it checks that pipeline, its accuracies are chance.
+#:   notebooks then analyse the one trained like ImageNet models ("world:rrc", RandomResizedCrop) on
+#:   96 photo-like world images ("world-photo:96") with the paper's scales scaled to its 56-px input
+#:   (35 distinct scales): minutes on a CPU, no network. 04_imagenet_hard measures it on the world's
+#:   ImageNet-Hard ("world-hard:150", built by experiment/hard_set.py as a local parquet).
 #: * local: the real-data kit (SqueezeNet 1.0 Deep Compression weights, its 100 ImageNet images),
 #:   the paper's 324 views; compared with the kit's reference figures. ImageNet-Hard from
 #:   $ZOOMSTUDY_IMAGENET_HARD when set, else the stand-in.
