@@ -68,7 +68,7 @@ def _profile_keys(name):
     return keys - {"profile"}
 
 
-OWN_NOTEBOOKS = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if p.stem != "00_controlled_experiment")
+OWN_NOTEBOOKS = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.mark.parametrize("name", OWN_NOTEBOOKS)
@@ -613,7 +613,7 @@ def test_install_source_is_named_once_and_the_notebooks_agree(monkeypatch):
         "https://colab.research.google.com/github/me/zs/blob/main/notebooks/01_x.ipynb")
     with pytest.raises(ValueError, match="github.com/OWNER/NAME"):
         colab.badge_url("01_x", "https://gitlab.com/me/zs")
-    for name in OWN_NOTEBOOKS:  # 00 is synced when its rewrite is merged
+    for name in OWN_NOTEBOOKS:
         nb = _read(NOTEBOOKS / f"{name}.ipynb")
         synced = colab.synced_notebook(_read(NOTEBOOKS / f"{name}.ipynb"), name)
         assert [c.source for c in nb.cells] == [c.source for c in synced.cells], \
