@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from zoomstudy.analysis import memo as tta
+from zoomstudy.analysis import memo
 from zoomstudy.views import pil_to_tensor
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "imagenet-sample"
@@ -41,7 +41,7 @@ def time_baseline(model: torch.nn.Module, img: torch.Tensor) -> float:
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     with torch.no_grad():
-        model.eval()(tta.plain_view(img.to(device)))
+        model.eval()(memo.plain_view(img.to(device)))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - t0
@@ -72,8 +72,8 @@ def main() -> None:
         for i, img in enumerate(images):
             img = img.to(device)
             b = time_baseline(model, img)
-            r = tta.memo_predict(model, img, views="rrc", k=args.k, seed=args.seed + i)["seconds"]
-            a = tta.memo_predict(model, img, views="augmix", k=args.k, seed=args.seed + i)["seconds"]
+            r = memo.memo_predict(model, img, views="rrc", k=args.k, seed=args.seed + i)["seconds"]
+            a = memo.memo_predict(model, img, views="augmix", k=args.k, seed=args.seed + i)["seconds"]
             if i > 0:  # image 0 warms up allocators / kernels
                 times["baseline"].append(b)
                 times["memo_rrc"].append(r)

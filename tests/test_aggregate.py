@@ -1,5 +1,5 @@
-"""Test-time augmentation tables (zoomstudy.aggregate): Table 4 from a stored sweep, the MEMO runner and
-its summary, the adapter in tta, and notebook 03 executed headless.
+"""Test-time augmentation tables: Table 4 from a stored sweep (zoomstudy.analysis.tta), the stored MEMO
+table and its summary (zoomstudy.analysis.memo), and notebook 03 executed headless.
 
 One real sweep (random SqueezeNet, 4 synthetic images, 4 scales x 3 x 3 views of 96 px, plus the 10-crop
 set) and one small MEMO table are shared by the tests of this module; the notebook test runs last on the
@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
-from zoomstudy.analysis import tta as aggregate
+from zoomstudy.analysis import tta
 from zoomstudy.analysis import paper
 from zoomstudy.report import notebooks as reports
 from zoomstudy import study
-from zoomstudy.analysis import memo as tta
+from zoomstudy.analysis import memo
 from zoomstudy.analysis.stats import clopper_pearson, mcnemar_exact
 from zoomstudy.sweep.store import ResultSet
 from zoomstudy.sweep.engine import sweep
@@ -56,7 +56,7 @@ def swept(store_dir):
 
 @pytest.fixture(scope="module")
 def memo_df(store_dir):
-    return aggregate.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir, **MEMO_KW)
+    return memo.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir, **MEMO_KW)
 
 
 # ================================================================================================
@@ -68,9 +68,9 @@ def _groups(rs) -> pd.DataFrame:
 
 def test_tta_table_rows_and_counts(swept):
     _, rs = swept
-    table = aggregate.tta_table(rs)
+    table = tta.tta_table(rs)
     assert list(table.columns[:8]) == ["method", "group", "aggregation", "views", "accuracy", "lo", "hi", "n"]
-    expected = [("1-crop", "none")] + [(g, a) for g in aggregate.GROUP_ORDER for a in ("mean", "max")]
+    expected = [("1-crop", "none")] + [(g, a) for g in tta.GROUP_ORDER for a in ("mean", "max")]
     assert list(zip(table["group"], table["aggregation"])) == expected
     assert (table["n"] == N_IMAGES).all()
     views = dict(zip(table["group"], table["views"]))
@@ -91,10 +91,10 @@ def test_tta_table_matches_the_stored_predictions(swept):
     base = top1[:, GRID.standard_view].astype(int)
     g = _groups(rs)
     zin = np.array([g.loc[(i, "zoom_in"), "mean_pred"] for i in ids])
-    table = aggregate.tta_table(rs, labels={i: (int(z),) for i, z in zip(ids, zin)}).set_index(["group", "aggregation"])
+    table = tta.tta_table(rs, labels={i: (int(z),) for i, z in zip(ids, zin)}).set_index(["group", "aggregation"])
     assert table.loc[("zoom_in", "mean"), "accuracy"] == 100.0
     assert table.loc[("1-crop", "none"), "accuracy"] == pytest.approx(100 * np.mean(base == zin))
-    for grp in aggregate.GROUP_ORDER:
+    for grp in tta.GROUP_ORDER:
         for agg in ("mean", "max"):
             pred = np.array([g.loc[(i, grp), f"{agg}_pred"] for i in ids])
             assert table.loc[(grp, agg), "accuracy"] == pytest.approx(100 * np.mean(pred == zin))
@@ -102,7 +102,7 @@ def test_tta_table_matches_the_stored_predictions(swept):
             assert table.loc[(grp, agg), "fixed"] == fixed
     # multi-label sets (sequence form, in ResultSet.labels() order): correct = prediction in the set
     tc = np.array([g.loc[(i, "ten_crop"), "max_pred"] for i in ids])
-    multi = aggregate.tta_table(rs, labels=[(int(a), int(b)) for a, b in zip(base, tc)]).set_index(["group", "aggregation"])
+    multi = tta.tta_table(rs, labels=[(int(a), int(b)) for a, b in zip(base, tc)]).set_index(["group", "aggregation"])
     assert multi.loc[("1-crop", "none"), "accuracy"] == 100.0
     assert multi.loc[("ten_crop", "max"), "accuracy"] == 100.0
     assert multi.loc[("ten_crop", "max"), "broke"] == 0
@@ -143,12 +143,12 @@ def test_tta_changes_on_the_sweep(swept):
     ids, top1, _ = rs.predictions()
     base = top1[:, GRID.standard_view]
     labels = {i: (int(b),) for i, b in zip(ids, base)}  # 1-crop always right: nothing can be fixed
-    ch = aggregate.tta_changes(rs, "zoom_out", "mean", labels=labels)
+    ch = tta.tta_changes(rs, "zoom_out", "mean", labels=labels)
     assert list(ch["image_id"]) == ids
     assert ch["base_correct"].all() and set(ch["change"]) <= {"both right", "broke"}
     assert (ch["change"] == "broke").sum() == (ch["tta_pred"] != ch["base_pred"]).sum()
     with pytest.raises(ValueError, match="aggregation"):
-        aggregate.tta_changes(rs, "zoom_in", "median")
+        tta.tta_changes(rs, "zoom_in", "median")
 
 
 # ================================================================================================
@@ -186,7 +186,7 @@ def _hand_store(path, grid=GRID, drop_group_of=None):
 
 def test_tta_table_semantics_exact(tmp_path):
     rs = _hand_store(tmp_path)
-    t = aggregate.tta_table(rs)
+    t = tta.tta_table(rs)
     assert t.attrs["left_out"] == 1  # F: empty label set; E: undecodable, never counted
     t = t.set_index(["group", "aggregation"])
     assert list(t.index) == [("1-crop", "none"), ("zoom_in", "mean"), ("zoom_in", "max"), ("ten_crop", "mean"),
@@ -204,38 +204,38 @@ def test_tta_table_semantics_exact(tmp_path):
     lo, hi = clopper_pearson(3, 4)
     assert (t.loc[("zoom_in", "mean"), "lo"], t.loc[("zoom_in", "mean"), "hi"]) == pytest.approx((100 * lo, 100 * hi))
     # other labels: a mapping, and a sequence in ResultSet.labels() order (F's empty set left out again)
-    mapped = aggregate.tta_table(rs, labels={"A": 8, "B": [9], "C": (7,), "D": 8, "F": ()}).set_index(["group", "aggregation"])
-    listed = aggregate.tta_table(rs, labels=[8, [9], (7,), 8, ()]).set_index(["group", "aggregation"])
+    mapped = tta.tta_table(rs, labels={"A": 8, "B": [9], "C": (7,), "D": 8, "F": ()}).set_index(["group", "aggregation"])
+    listed = tta.tta_table(rs, labels=[8, [9], (7,), 8, ()]).set_index(["group", "aggregation"])
     assert mapped["accuracy"].tolist() == listed["accuracy"].tolist()
     assert mapped.loc[("zoom_in", "max"), "accuracy"] == 50.0 and mapped.loc[("1-crop", "none"), "accuracy"] == 25.0
     with pytest.raises(ValueError, match="entries"):
-        aggregate.tta_table(rs, labels=[1, 2])
+        tta.tta_table(rs, labels=[1, 2])
     with pytest.raises(ValueError, match="no entry"):
-        aggregate.tta_table(rs, labels={"A": 1})
+        tta.tta_table(rs, labels={"A": 1})
 
 
 def test_tta_changes_exact(tmp_path):
     rs = _hand_store(tmp_path)
-    ch = aggregate.tta_changes(rs, "zoom_in", "mean").set_index("image_id")
+    ch = tta.tta_changes(rs, "zoom_in", "mean").set_index("image_id")
     assert ch["change"].to_dict() == {"A": "both right", "B": "fixed", "C": "broke", "D": "fixed"}
     assert ch.loc["B", "labels"] == (2, 3) and ch.loc["B", "tta_pred"] == 3 and ch.loc["B", "base_pred"] == 9
     assert ch.loc["B", "tta_conf"] == pytest.approx(0.6) and ch.loc["B", "base_conf"] == pytest.approx(0.5)
-    picked = aggregate.pick_changes(ch.reset_index(), n=3)
+    picked = tta.pick_changes(ch.reset_index(), n=3)
     assert list(picked["change"]) == ["fixed", "broke", "fixed"]
-    assert len(aggregate.pick_changes(ch.reset_index(), n=10)) == 4
+    assert len(tta.pick_changes(ch.reset_index(), n=10)) == 4
     with pytest.raises(ValueError, match="not stored"):
-        aggregate.tta_changes(rs, "zoom_out", "mean")
+        tta.tta_changes(rs, "zoom_out", "mean")
 
 
 def test_without_standard_view_and_inconsistent_store(tmp_path):
     no_std = ViewGrid(scales=(48, 96, 160), grid=3, crop=96)
     rs = _hand_store(tmp_path / "a", grid=no_std)
-    t = aggregate.tta_table(rs)
+    t = tta.tta_table(rs)
     assert "1-crop" not in set(t["group"]) and t["delta"].isna().all() and t["p_value"].isna().all()
     with pytest.raises(ValueError, match="no 1-crop view"):
-        aggregate.tta_changes(rs, "zoom_in", "mean")
+        tta.tta_changes(rs, "zoom_in", "mean")
     with pytest.raises(ValueError, match="group 'zoom_in' has rows for 4 images"):
-        aggregate.tta_table(_hand_store(tmp_path / "b", drop_group_of="C"))
+        tta.tta_table(_hand_store(tmp_path / "b", drop_group_of="C"))
 
 
 def test_table4_comparison():
@@ -244,16 +244,16 @@ def test_table4_comparison():
     vit = {"key": {"grid": ViewGrid.paper().to_dict(), "model": {"name": "vit_b_32", "source": "torchvision",
                                                                  "weights_id": "ViT_B_32_Weights.IMAGENET1K_V1"},
                    "dataset": {"name": "imagenet-val"}}}
-    cmp = aggregate.table4_comparison(t, vit)
+    cmp = tta.table4_comparison(t, vit)
     assert cmp["comparable"] and "paper Table 4" in cmp["caption"]
     ours = cmp["ours"].set_index(["group", "aggregation"])["top1"]
     assert ours[("5-crop", "mean")] == 77.0 and ours[("1-crop", "none")] == 75.0
     assert len(cmp["paper"]) == 6  # the paper's IN rows
     other = {"key": {**vit["key"], "model": {"name": "squeezenet1_0", "weights_id": "random"}}}
-    cmp = aggregate.table4_comparison(t, other)
+    cmp = tta.table4_comparison(t, other)
     assert not cmp["comparable"] and "ORIENTATION" in cmp["caption"]
     ina = {"key": {**vit["key"], "dataset": {"name": "imagenet-a"}}}
-    assert set(aggregate.table4_comparison(t, ina)["paper"]["group"]) == {"1-crop", "zoom_in"}
+    assert set(tta.table4_comparison(t, ina)["paper"]["group"]) == {"1-crop", "zoom_in"}
 
 
 # ================================================================================================
@@ -261,7 +261,7 @@ def test_table4_comparison():
 # ================================================================================================
 def test_memo_table_runs_and_is_stored(memo_df, store_dir):
     df = memo_df
-    assert list(df.columns) == aggregate.MEMO_COLUMNS
+    assert list(df.columns) == memo.MEMO_COLUMNS
     assert len(df) == 2 * 2  # 2 images x 2 methods x 1 seed
     assert set(df["method"]) == {"memo_rrc", "memo_augmix"} and (df["k"] == 2).all()
     assert df["position"].tolist() == [0, 0, 1, 1] and (df["seconds"] > 0).all()
@@ -276,26 +276,26 @@ def test_memo_table_runs_and_is_stored(memo_df, store_dir):
 
 def test_memo_table_reused_and_rekeyed(memo_df, store_dir, monkeypatch):
     calls = []
-    real = tta.memo_for_model
+    real = memo.memo_for_model
 
     def counting(*a, **kw):
         calls.append(kw.get("seed"))
         return real(*a, **kw)
 
-    monkeypatch.setattr(tta, "memo_for_model", counting)
-    again = aggregate.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir,
+    monkeypatch.setattr(memo, "memo_for_model", counting)
+    again = memo.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir,
                                  **{**MEMO_KW, "seeds": [0, 0]})  # same settings once normalised
     assert again.attrs["reused"] and not calls
     pd.testing.assert_frame_equal(again, memo_df)
     kw = {**MEMO_KW, "k": 1, "seeds": (0, 1), "max_images": 1}
-    other = aggregate.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir, methods=("rrc",), **kw)
+    other = memo.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir, methods=("rrc",), **kw)
     assert not other.attrs["reused"] and other.attrs["path"] != memo_df.attrs["path"]
     assert len(other) == 2 and sorted(other["seed"]) == [0, 1] and set(other["method"]) == {"memo_rrc"}
     assert calls == [0, 0, 1]  # one untimed warm-up episode, then one per seed
 
 
 def test_memo_table_resumes(tmp_path, monkeypatch):
-    real = tta.memo_for_model
+    real = memo.memo_for_model
     calls = []
 
     def flaky(model, samples, **kw):
@@ -305,14 +305,14 @@ def test_memo_table_resumes(tmp_path, monkeypatch):
         return real(model, samples, **kw)
 
     kw = {**MEMO_KW, "k": 1, "max_images": 3, "save_every_s": 0.0}
-    monkeypatch.setattr(tta, "memo_for_model", flaky)
+    monkeypatch.setattr(memo, "memo_for_model", flaky)
     with pytest.raises(KeyboardInterrupt):
-        aggregate.memo_table(MODEL, "synthetic:3", results_dir=tmp_path, methods=("rrc",), **kw)
+        memo.memo_table(MODEL, "synthetic:3", results_dir=tmp_path, methods=("rrc",), **kw)
     assert len(list((tmp_path / "memo").glob("*.partial.parquet"))) == 1
-    monkeypatch.setattr(tta, "memo_for_model", real)
+    monkeypatch.setattr(memo, "memo_for_model", real)
     calls.clear()
-    monkeypatch.setattr(tta, "memo_for_model", lambda m, s, **k: (calls.append(s[0].image_id), real(m, s, **k))[1])
-    df = aggregate.memo_table(MODEL, "synthetic:3", results_dir=tmp_path, methods=("rrc",), **kw)
+    monkeypatch.setattr(memo, "memo_for_model", lambda m, s, **k: (calls.append(s[0].image_id), real(m, s, **k))[1])
+    df = memo.memo_table(MODEL, "synthetic:3", results_dir=tmp_path, methods=("rrc",), **kw)
     assert calls == ["synthetic/000002", "synthetic/000002"]  # warm-up + the one image not done
     assert df["image_id"].tolist() == [f"synthetic/00000{i}" for i in range(3)]
     assert not list((tmp_path / "memo").glob("*.partial.parquet"))
@@ -321,7 +321,7 @@ def test_memo_table_resumes(tmp_path, monkeypatch):
 def test_memo_table_rejects_bad_settings(tmp_path):
     for bad in ({"methods": ["zoom"]}, {"k": 0}, {"seeds": []}, {"max_images": 0}, {"interpolation": "nearest"}):
         with pytest.raises(ValueError):
-            aggregate.memo_table(MODEL, "synthetic:2", results_dir=tmp_path, **{**MEMO_KW, **bad})
+            memo.memo_table(MODEL, "synthetic:2", results_dir=tmp_path, **{**MEMO_KW, **bad})
     assert not (tmp_path / "memo").exists()
 
 
@@ -333,8 +333,8 @@ def test_memo_summary_exact():
             rows.append((f"im{i}", i, "memo_rrc", seed, 4, 1, 2, ok, i == 0, 0.5 + i))
         rows.append((f"im{i}", i, "memo_augmix", 0, 4, 1, 2, aug, i == 0, 1.0))
         rows.append((f"im{i}", i, "memo_augmix", 1, 4, 1, 2, aug, i == 0, 3.0))
-    df = pd.DataFrame(rows, columns=aggregate.MEMO_COLUMNS)
-    s = aggregate.memo_summary(df).set_index("key")
+    df = pd.DataFrame(rows, columns=memo.MEMO_COLUMNS)
+    s = memo.memo_summary(df).set_index("key")
     assert list(s["method"]) == ["baseline", "MEMO + AugMix", "MEMO + RRC"]
     b = s.loc["baseline"]
     lo, hi = clopper_pearson(1, 3)
@@ -349,29 +349,29 @@ def test_memo_summary_exact():
     assert r["lo"] <= r["accuracy"] <= r["hi"]
     a = s.loc["memo_augmix"]
     assert a["accuracy"] == pytest.approx(100 / 3) and a["spread"] == 0.0 and a["seconds_per_image"] == 2.0
-    one = aggregate.memo_summary(df[df["seed"] == 0]).set_index("key")
+    one = memo.memo_summary(df[df["seed"] == 0]).set_index("key")
     assert np.isnan(one.loc["memo_rrc", "spread"])
     lo, hi = clopper_pearson(2, 3)
     assert (one.loc["memo_rrc", "lo"], one.loc["memo_rrc", "hi"]) == pytest.approx((100 * lo, 100 * hi))
     with pytest.raises(ValueError, match="missing"):
-        aggregate.memo_summary(df.drop(columns=["seconds"]))
+        memo.memo_summary(df.drop(columns=["seconds"]))
 
 
 def test_table5_and_speed_comparison(memo_df):
-    s = aggregate.memo_summary(memo_df)
-    cmp = aggregate.table5_comparison(s, memo_df.attrs["settings"])
+    s = memo.memo_summary(memo_df)
+    cmp = memo.table5_comparison(s, memo_df.attrs["settings"])
     assert not cmp["comparable"] and "ORIENTATION" in cmp["caption"]
     assert set(cmp["paper"]["method"]) == {"baseline", "MEMO + AugMix", "MEMO + RRC"}
     resnet = json.loads(json.dumps(memo_df.attrs["settings"]))
     resnet["key"]["model"].update(name="resnet50", source="torchvision", weights_id="ResNet50_Weights.IMAGENET1K_V1")
     resnet["key"]["dataset"]["name"] = "imagenet-a"
     resnet["key"]["memo"].update(crop=224, k=16)
-    cmp = aggregate.table5_comparison(s, resnet)
+    cmp = memo.table5_comparison(s, resnet)
     assert cmp["comparable"]
     assert cmp["paper"].set_index("method")["top1"]["MEMO + RRC"] == 1.31
-    cmp = aggregate.table5_comparison(s, resnet, paper_model="MoEx+CutMix")
+    cmp = memo.table5_comparison(s, resnet, paper_model="MoEx+CutMix")
     assert cmp["paper"].set_index("method")["top1"]["MEMO + RRC"] == 13.61
-    speed = aggregate.speed_comparison(s, memo_df.attrs["settings"])
+    speed = memo.speed_comparison(s, memo_df.attrs["settings"])
     assert set(speed["ours"]["method"]) == set(paper.MEMO_SPEED["method"])
     assert "K = 2" in speed["caption"]
 
@@ -380,10 +380,10 @@ def test_memo_for_model_uses_the_label_space():
     model = study.open_model(MODEL, pretrained=False, device="cpu", label_space="imagenet-a")
     allowed = set(model.label_space.indices.tolist())
     sample = study.open_data("synthetic:1")[0]
-    df = tta.memo_for_model(model, [sample], views=("rrc",), k=1, resize=73, crop=64)
+    df = memo.memo_for_model(model, [sample], views=("rrc",), k=1, resize=73, crop=64)
     assert df.loc[0, "pred"] in allowed and df.loc[0, "baseline_pred"] in allowed
-    assert aggregate.dataset_label_space("imagenet-a") == "imagenet-a"
-    assert aggregate.dataset_label_space("synthetic:4") == "imagenet1k"
+    assert study.dataset_label_space("imagenet-a") == "imagenet-a"
+    assert study.dataset_label_space("synthetic:4") == "imagenet1k"
 
 
 # ================================================================================================

@@ -1,4 +1,4 @@
-"""Tests of zoomstudy.analysis, zoomstudy.stats and zoomstudy.paper: exact values on hand-built
+"""Tests of zoomstudy.analysis.bounds, .stats and .paper: exact values on hand-built
 matrices, interval properties, and the real-data kit's reference figures."""
 from __future__ import annotations
 
@@ -379,9 +379,11 @@ def test_summarize_and_table1_row_agree_with_parts():
     assert row["upper_topn"] == s["upper_topn"][0] and row["upper_topn_cv_hi"] == s["upper_topn_cv"][2]
     df = table1({("M", "D"): m, ("M", "E"): m[:100]}, grid, top_n=10)
     assert list(df["dataset"]) == ["D", "E"] and df.loc[1, "n_images"] == 100
-    merged = paper.compare(df.assign(dataset="IN", model=["AlexNet", "VGG-16"]), paper.TABLE1)
+    from zoomstudy.report.plots import compare_frame
+
+    merged = compare_frame(df.assign(dataset="IN", model=["AlexNet", "VGG-16"]), paper.TABLE1, on=["model", "dataset"])
     assert len(merged) == len(paper.TABLE1)
-    assert merged["standard_ours"].notna().sum() == 2
+    assert merged[("standard", "ours")].notna().sum() == 2
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""CLIP zero-shot classifier (zoomstudy.clip) and ImageNet-Hard evaluation (zoomstudy.hard).
+"""CLIP zero-shot classifier (zoomstudy.models.clip) and ImageNet-Hard evaluation (zoomstudy.analysis.hard).
 
 Offline: the CLIP towers are tiny open_clip configurations with random weights, and ImageNet-Hard is a
 small parquet in the hub's schema written here, read through zoomstudy.data.
@@ -384,10 +384,11 @@ def test_evaluate_plain_validates_before_compute():
 
 def test_plain_transform_sizes():
     t = hard.plain_transform()
-    assert t.transforms[0].size == 256 and t.transforms[1].size == (224, 224)
+    resize = t.transforms[0].keywords  # views.resize_center_crop(resize=..., crop=...)
+    assert resize["resize"] == 256 and resize["crop"] == (224, 224)
     assert t(Image.new("RGB", (300, 500))).shape == (3, 224, 224)
     l2 = hard.plain_transform({"input_size": (3, 800, 800), "crop_pct": 0.96, "interpolation": "bicubic"})
-    assert l2.transforms[0].size == 833
+    assert l2.transforms[0].keywords["resize"] == 833
     with pytest.raises(ValueError, match="crop_pct"):
         hard.plain_transform({"crop_pct": 1.5})
     with pytest.raises(ValueError, match="interpolation"):

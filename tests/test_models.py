@@ -383,7 +383,7 @@ def test_restricted_dataset_stores_only_its_classes(tmp_path):
     assert rs.settings["key"]["model"]["label_space"]["name"] == "imagenet-a"
     assert label_space_note(rs.settings) is None
     # notebook 03 passes the dataset's space explicitly: the same result set as notebook 01's default
-    from zoomstudy.analysis.tta import dataset_label_space
+    from zoomstudy.data.registry import dataset_label_space
 
     assert ensure_results("torchvision:squeezenet1_0", "imagenet-a", label_space=dataset_label_space("imagenet-a"),
                           **kw).path == rs.path

@@ -1,4 +1,4 @@
-"""The study notebooks (notebooks/*.ipynb) and their helpers (zoomstudy.figures).
+"""The study notebooks (notebooks/*.ipynb) and their helpers (zoomstudy.report.tables).
 
 * Every notebook in notebooks/ is committed clean: a cell tagged "parameters", no outputs, no
   execution counts; the study notebooks declare every parameter their profiles set.

@@ -1,4 +1,4 @@
-"""Figures (zoomstudy.plots) and the notebook runner / report site (zoomstudy.reports).
+"""Figures (zoomstudy.report.plots) and the notebook runner / report site (zoomstudy.report.notebooks).
 
 The figure tests check structure (axes, images, annotations, colours) on small inputs; the report
 tests run real notebooks written here with nbformat through papermill and the python3 kernel.

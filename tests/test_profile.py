@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoomstudy import cli
+from zoomstudy import cli, study
 from zoomstudy.analysis import resolution
 from zoomstudy.report import model_profile as zp
 from zoomstudy.views import ViewGrid
@@ -158,30 +158,30 @@ def test_compact_grid_and_architecture_guess():
     assert zp.compact_grid("paper")[0] == ViewGrid.paper()
     with pytest.raises(ValueError, match="odd"):
         zp.compact_grid(grid=2)
-    assert zp.guess_architecture("/w/squeezenet1_0_deepcompression.pt") == "torchvision:squeezenet1_0"
-    assert zp.guess_architecture("resnet50-0676ba61.pth") == "torchvision:resnet50"
+    assert study.guess_architecture("/w/squeezenet1_0_deepcompression.pt") == "torchvision:squeezenet1_0"
+    assert study.guess_architecture("resnet50-0676ba61.pth") == "torchvision:resnet50"
     with pytest.raises(ValueError, match="--model"):
-        zp.guess_architecture("weights.pt")
+        study.guess_architecture("weights.pt")
 
 
-def test_open_images_layouts(tmp_path, image_dir):
+def test_open_data_layouts(tmp_path, image_dir):
     from zoomstudy.data import CsvSource, ImageFolderSource, SyntheticSource
 
-    assert isinstance(zp.open_images(image_dir), CsvSource)  # labels.csv inside
+    assert isinstance(study.open_data(image_dir), CsvSource)  # labels.csv inside
     moved = tmp_path / "flat"
     moved.mkdir()
     (moved / "a.png").write_bytes((image_dir / "img_0.png").read_bytes())
     (tmp_path / "mine.csv").write_text("file,label\na.png,7\n")
-    src = zp.open_images(moved, tmp_path / "mine.csv")
+    src = study.open_data(moved, labels_csv=tmp_path / "mine.csv")
     assert isinstance(src, CsvSource) and src[0].labels == (7,)
     classes = tmp_path / "classes"
     (classes / "n01440764").mkdir(parents=True)
     (classes / "n01440764" / "x.png").write_bytes((image_dir / "img_1.png").read_bytes())
-    src = zp.open_images(classes)
+    src = study.open_data(classes)
     assert isinstance(src, ImageFolderSource) and src[0].labels == (0,)
-    assert isinstance(zp.open_images("synthetic:3"), SyntheticSource)
+    assert isinstance(study.open_data("synthetic:3"), SyntheticSource)
     with pytest.raises(ValueError, match="does not exist"):
-        zp.open_images(tmp_path / "missing")
+        study.open_data(tmp_path / "missing")
 
 
 # ------------------------------------------------------------------------------------------------

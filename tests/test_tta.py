@@ -1,4 +1,4 @@
-"""MEMO (zoomstudy.tta): episodic reset, BN prior, marginal entropy, the update, the views, the runner."""
+"""MEMO (zoomstudy.analysis.memo): episodic reset, BN prior, marginal entropy, the update, the views, the runner."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoomstudy.analysis import memo as tta
+from zoomstudy.analysis import memo
 from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -100,7 +100,7 @@ def test_memo_predict_restores_every_parameter_and_buffer(optimizer, kwargs):
     net = tiny_bn_net()
     net.train()  # the mode must come back too
     ref = state_copy(net)
-    out = tta.memo_predict(net, rand_image(), views="rrc", k=4, lr=0.05, optimizer=optimizer,
+    out = memo.memo_predict(net, rand_image(), views="rrc", k=4, lr=0.05, optimizer=optimizer,
                            optimizer_kwargs=kwargs, **SMALL)
     assert_state_equal(net, ref)
     assert net.training and all(m.training for m in net.modules())
@@ -112,10 +112,10 @@ def test_adaptation_changes_weights_and_restore_undoes_it():
     """Guards the test above against a no-op: the step does move every parameter."""
     net = tiny_bn_net()
     ref = state_copy(net)
-    snap = tta.snapshot_state(net)
-    views = tta.rrc_views(rand_image(), 4, seed=1, size=32)
-    opt = tta.make_optimizer(net.parameters(), "sgd", 0.05)
-    tta.memo_adapt_step(net, views, opt, prior=16 / 17)
+    snap = memo.snapshot_state(net)
+    views = memo.rrc_views(rand_image(), 4, seed=1, size=32)
+    opt = memo.make_optimizer(net.parameters(), "sgd", 0.05)
+    memo.memo_adapt_step(net, views, opt, prior=16 / 17)
     changed = {n for n, p in net.named_parameters() if not torch.equal(p, ref[n])}
     assert changed == {n for n, _ in net.named_parameters()}
     for n, b in net.named_buffers():  # eval-mode BN with the prior never touches running stats
@@ -123,7 +123,7 @@ def test_adaptation_changes_weights_and_restore_undoes_it():
     with torch.no_grad():  # buffers too: MEMO's step leaves them alone, so disturb them by hand
         for b in net.buffers():
             b.add_(1)
-    tta.restore_state(net, snap)
+    memo.restore_state(net, snap)
     assert_state_equal(net, ref)
 
 
@@ -145,11 +145,11 @@ def memo_reference_bn(bn: nn.BatchNorm2d, x: torch.Tensor, prior: float) -> torc
 def test_bn_prior_matches_hand_computation(batch):
     bn = tiny_bn_net(dtype=torch.float64)[1].eval()  # BatchNorm2d(4)
     x = torch.randn(batch, 4, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3 + 1
-    prior = tta.prior_from_n(16)
+    prior = memo.prior_from_n(16)
     assert prior == 16 / 17
     rm, rv = bn.running_mean, bn.running_var
     rm0, rv0 = rm.clone(), rv.clone()
-    with tta.batchnorm_prior(bn, prior) as n_layers:
+    with memo.batchnorm_prior(bn, prior) as n_layers:
         out = bn(x)
     assert n_layers == 1
     # by hand: mean and unbiased variance over (N, H, W), mixed with the running statistics
@@ -181,15 +181,15 @@ def test_bn_prior_extremes_and_subclass():
         bn.running_mean.copy_(torch.tensor([0.3, -0.2, 0.1]))
         bn.running_var.copy_(torch.tensor([1.5, 0.7, 2.0]))
     x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
-    with tta.batchnorm_prior(bn, 1.0):
+    with memo.batchnorm_prior(bn, 1.0):
         plain = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0, bn.eps)
         torch.testing.assert_close(bn(x), bn.act(plain))
-    with tta.batchnorm_prior(bn, 0.0):
+    with memo.batchnorm_prior(bn, 0.0):
         out = bn(x)
     var, mu = torch.var_mean(x, dim=(0, 2, 3), correction=1)
     torch.testing.assert_close(out, torch.relu(F.batch_norm(x, mu, var, bn.weight, bn.bias, False, 0, bn.eps)))
     with pytest.raises(ValueError, match="prior"):
-        with tta.batchnorm_prior(bn, 1.5):
+        with memo.batchnorm_prior(bn, 1.5):
             pass
 
 
@@ -198,17 +198,17 @@ def test_bn_prior_extremes_and_subclass():
 # ------------------------------------------------------------------------------------------------
 def test_marginal_entropy_matches_direct_formula():
     logits = torch.randn(16, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 4
-    h, avg = tta.marginal_entropy(logits)
+    h, avg = memo.marginal_entropy(logits)
     torch.testing.assert_close(h, direct_marginal_entropy(logits), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(avg.exp(), logits.softmax(-1).mean(0), rtol=1e-12, atol=1e-12)
-    one = tta.marginal_entropy(logits[:1])[0]  # K = 1: the entropy of that softmax
+    one = memo.marginal_entropy(logits[:1])[0]  # K = 1: the entropy of that softmax
     torch.testing.assert_close(one, direct_marginal_entropy(logits[:1]), rtol=1e-12, atol=1e-12)
 
 
 def test_marginal_entropy_is_stable_when_softmaxes_saturate():
     # two one-hot softmaxes on different classes, a third class with probability exp(-2e4) = 0
     logits = torch.tensor([[1e4, 0.0, -1e4], [0.0, 1e4, -1e4]], requires_grad=True)
-    h, _ = tta.marginal_entropy(logits)
+    h, _ = memo.marginal_entropy(logits)
     assert math.isclose(h.item(), math.log(2), rel_tol=1e-6)
     ref = direct_marginal_entropy(logits.detach().double())  # xlogy handles 0 log 0 exactly
     assert math.isclose(h.item(), ref.item(), rel_tol=1e-6)
@@ -217,7 +217,7 @@ def test_marginal_entropy_is_stable_when_softmaxes_saturate():
     h.backward()
     assert torch.isfinite(logits.grad).all()
     with pytest.raises(ValueError):
-        tta.marginal_entropy(torch.zeros(5))
+        memo.marginal_entropy(torch.zeros(5))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -235,9 +235,9 @@ def test_sgd_step_moves_each_parameter_by_lr_times_gradient():
     prior, lr = 16 / 17, 0.00025
     grads = _manual_grads(net, views, prior)
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
-    opt = tta.make_optimizer(net.parameters(), "sgd", lr)
+    opt = memo.make_optimizer(net.parameters(), "sgd", lr)
     assert opt.param_groups[0]["momentum"] == 0 and opt.param_groups[0]["weight_decay"] == 0
-    loss = tta.memo_adapt_step(net, views, opt, prior=prior)
+    loss = memo.memo_adapt_step(net, views, opt, prior=prior)
     fresh = tiny_bn_net(dtype=torch.float64)
     assert math.isclose(loss, direct_marginal_entropy(hand_bn_forward(fresh, views, prior)).item(), rel_tol=1e-12)
     for n, p in net.named_parameters():
@@ -249,12 +249,12 @@ def test_adamw_first_step_is_lr_times_sign():
     """First AdamW step with weight decay 0: lr * g / (|g| + eps), bias corrections cancel."""
     net = tiny_bn_net(dtype=torch.float64).eval()
     views = torch.randn(8, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    prior, lr = tta.prior_from_n(16), 1e-3
+    prior, lr = memo.prior_from_n(16), 1e-3
     grads = _manual_grads(net, views, prior)
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
-    opt = tta.make_optimizer(net.parameters(), "adamw", lr)
+    opt = memo.make_optimizer(net.parameters(), "adamw", lr)
     assert opt.param_groups[0]["weight_decay"] == 0
-    tta.memo_adapt_step(net, views, opt, prior=prior)
+    memo.memo_adapt_step(net, views, opt, prior=prior)
     for n, p in net.named_parameters():
         g = grads[n]
         torch.testing.assert_close(p.detach() - before[n], -lr * g / (g.abs() + 1e-8), rtol=1e-6, atol=1e-12)
@@ -274,7 +274,7 @@ def _check_views(v: torch.Tensor, k: int, size: int) -> None:
             assert not torch.equal(flat[i], flat[j]), f"views {i} and {j} coincide"
 
 
-@pytest.mark.parametrize("make", [tta.rrc_views, tta.augmix_views], ids=["rrc", "augmix"])
+@pytest.mark.parametrize("make", [memo.rrc_views, memo.augmix_views], ids=["rrc", "augmix"])
 def test_views_shape_range_and_seeding(make):
     img = rand_image(240, 320)
     k = 4
@@ -298,10 +298,10 @@ def test_rrc_views_are_torchvision_random_resized_crops():
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             want = RandomResizedCrop.get_params(img, [0.08, 1.0], [3 / 4, 4 / 3])
-        assert tta.rrc_params(90, 140, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(seed)) == want
-    top, left, h, w = tta.rrc_params(90, 140, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(3))
+        assert memo.rrc_params(90, 140, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(seed)) == want
+    top, left, h, w = memo.rrc_params(90, 140, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(3))
     crop = TF.resized_crop(img, top, left, h, w, [32, 32], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-    v = tta.rrc_views(img, 1, seed=3, size=32)
+    v = memo.rrc_views(img, 1, seed=3, size=32)
     torch.testing.assert_close(v[0], (crop.float() / 255 - MEAN) / STD)
 
 
@@ -312,10 +312,10 @@ def test_augmix_preaugment_is_rrc_then_coin_flip():
     flips = 0
     for seed in range(20):
         g = torch.Generator().manual_seed(seed)
-        top, left, h, w = tta.rrc_params(90, 140, (0.08, 1.0), (3 / 4, 4 / 3), g)
+        top, left, h, w = memo.rrc_params(90, 140, (0.08, 1.0), (3 / 4, 4 / 3), g)
         flip = torch.empty(1).uniform_(0.0, 1.0, generator=g).item() < 0.5
         crop = TF.resized_crop(img, top, left, h, w, [32, 32], antialias=True)  # bilinear
-        got = tta._preaugment(img, torch.Generator().manual_seed(seed), 32)
+        got = memo._preaugment(img, torch.Generator().manual_seed(seed), 32)
         assert torch.equal(got, TF.horizontal_flip(crop) if flip else crop)
         flips += flip
     assert 0 < flips < 20
@@ -327,7 +327,7 @@ def test_augmix_ops_follow_memo_pil_ops():
 
     x = rand_image(64, 64, seed=4)
     pil = Image.fromarray(x.permute(1, 2, 0).numpy())
-    fill = [float(c) for c in tta.MEMO_AUGMIX_FILL]
+    fill = [float(c) for c in memo.MEMO_AUGMIX_FILL]
 
     def draws(seed, n):
         g = torch.Generator().manual_seed(seed)
@@ -341,24 +341,24 @@ def test_augmix_ops_follow_memo_pil_ops():
         lvl, *sgn = draws(seed, 2)
         s = -1 if sgn and sgn[0] > 0.5 else 1
         t = int(lvl * (64 / 3) / 10) * s
-        got = tta._augmix_op(x, "translate_x", torch.Generator().manual_seed(seed), 1.0, fill).float()
+        got = memo._augmix_op(x, "translate_x", torch.Generator().manual_seed(seed), 1.0, fill).float()
         want = arr(pil.transform((64, 64), Image.AFFINE, (1, 0, t, 0, 1, 0), resample=Image.BILINEAR, fillcolor=128))
         assert torch.equal(got, want)
         sh = lvl * 0.3 / 10 * s
-        got = tta._augmix_op(x, "shear_y", torch.Generator().manual_seed(seed), 1.0, fill).float()
+        got = memo._augmix_op(x, "shear_y", torch.Generator().manual_seed(seed), 1.0, fill).float()
         want = arr(pil.transform((64, 64), Image.AFFINE, (1, 0, 0, sh, 1, 0), resample=Image.BILINEAR, fillcolor=128))
         assert (got - want)[:, 4:-4, 4:-4].abs().mean() < 1.0
         deg = int(lvl * 30 / 10) * s
-        got = tta._augmix_op(x, "rotate", torch.Generator().manual_seed(seed), 1.0, fill).float()
+        got = memo._augmix_op(x, "rotate", torch.Generator().manual_seed(seed), 1.0, fill).float()
         want = arr(pil.rotate(deg, resample=Image.BILINEAR, fillcolor=128))
         assert (got - want)[:, 4:-4, 4:-4].abs().mean() < 1.0
-        got = tta._augmix_op(x, "solarize", torch.Generator().manual_seed(seed), 1.0, fill).float()
+        got = memo._augmix_op(x, "solarize", torch.Generator().manual_seed(seed), 1.0, fill).float()
         assert torch.equal(got, arr(ImageOps.solarize(pil, 256 - int(lvl * 256 / 10))))
     g = torch.Generator().manual_seed(0)
-    assert torch.equal(tta._augmix_op(x, "posterize", g, 1.0, fill).float(), arr(ImageOps.posterize(pil, 4)))
-    assert torch.equal(tta._augmix_op(x, "equalize", g, 1.0, fill).float(), arr(ImageOps.equalize(pil)))
+    assert torch.equal(memo._augmix_op(x, "posterize", g, 1.0, fill).float(), arr(ImageOps.posterize(pil, 4)))
+    assert torch.equal(memo._augmix_op(x, "equalize", g, 1.0, fill).float(), arr(ImageOps.equalize(pil)))
     # MEMO's fillcolor=128 is (128, 0, 0) on RGB in PIL; so is ours
-    assert np.asarray(pil.rotate(30, fillcolor=128))[0, 0].tolist() == list(tta.MEMO_AUGMIX_FILL)
+    assert np.asarray(pil.rotate(30, fillcolor=128))[0, 0].tolist() == list(memo.MEMO_AUGMIX_FILL)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ def test_augmix_ops_follow_memo_pil_ops():
 # ------------------------------------------------------------------------------------------------
 def test_plain_view_is_resize_then_center_crop():
     img = rand_image(60, 90)
-    v = tta.plain_view(img, **SMALL)
+    v = memo.plain_view(img, **SMALL)
     assert v.shape == (1, 3, 32, 32)
     import torchvision.transforms.v2.functional as TF
     r = TF.resize(img, [36], antialias=True)
@@ -377,13 +377,13 @@ def test_plain_view_is_resize_then_center_crop():
 def test_memo_predict_outputs_and_subset():
     net = tiny_bn_net(num_classes=10)
     img = rand_image()
-    out = tta.memo_predict(net, img, views="augmix", k=4, **SMALL)
+    out = memo.memo_predict(net, img, views="augmix", k=4, **SMALL)
     probs = [p for _, p in out["probs_top5"]]
     assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
     assert out["pred_1k_index"] == out["probs_top5"][0][0] and out["seconds"] > 0
     with torch.no_grad():
-        assert out["baseline_pred"] == int(net.eval()(tta.plain_view(img, **SMALL)).argmax())
-    sub = tta.memo_predict(net, img, views="rrc", k=4, class_subset=[7, 2, 5], **SMALL)
+        assert out["baseline_pred"] == int(net.eval()(memo.plain_view(img, **SMALL)).argmax())
+    sub = memo.memo_predict(net, img, views="rrc", k=4, class_subset=[7, 2, 5], **SMALL)
     assert sub["pred_1k_index"] in (7, 2, 5) and sub["baseline_pred"] in (7, 2, 5)
     assert len(sub["probs_top5"]) == 3
     assert math.isclose(sum(p for _, p in sub["probs_top5"]), 1.0, rel_tol=1e-5)
@@ -395,14 +395,14 @@ def test_vit_without_batchnorm_runs_and_prior_is_moot():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         vit = timm.create_model(name, pretrained=False, img_size=32)
-    assert tta.count_batchnorm(vit) == 0
+    assert memo.count_batchnorm(vit) == 0
     ref = state_copy(vit)
     img = rand_image()
-    a = tta.memo_predict(vit, img, views="rrc", k=4, prior_n=16, lr=0.01, **SMALL)
-    b = tta.memo_predict(vit, img, views="rrc", k=4, prior_n=-1, lr=0.01, **SMALL)
+    a = memo.memo_predict(vit, img, views="rrc", k=4, prior_n=16, lr=0.01, **SMALL)
+    b = memo.memo_predict(vit, img, views="rrc", k=4, prior_n=-1, lr=0.01, **SMALL)
     assert_state_equal(vit, ref)
     assert a["probs_top5"] == b["probs_top5"]  # nothing to mix without BN
-    c = tta.memo_predict(vit, img, views="rrc", k=4, lr=0.01, optimizer="sgd", seed=0, steps=1, **SMALL)
+    c = memo.memo_predict(vit, img, views="rrc", k=4, lr=0.01, optimizer="sgd", seed=0, steps=1, **SMALL)
     assert c["probs_top5"] == a["probs_top5"]  # deterministic given the seed
 
 
@@ -419,7 +419,7 @@ def test_run_memo_rows_match_memo_predict():
         ("broken", None, (0,)),
     ]
     with pytest.warns(UserWarning, match="skipped 1"):
-        df = tta.run_memo(net, samples, k=4, seed=11, **SMALL)
+        df = memo.run_memo(net, samples, k=4, seed=11, **SMALL)
     assert_state_equal(net, ref)
     assert list(df.columns) == [
         "image_id", "method", "seed", "k", "pred", "baseline_pred", "correct", "baseline_correct", "seconds"]
@@ -429,10 +429,10 @@ def test_run_memo_rows_match_memo_predict():
     for row in df.itertuples():
         assert row.correct == (row.pred in labels[row.image_id])
         assert row.baseline_correct == (row.baseline_pred in labels[row.image_id])
-        one = tta.memo_predict(net, imgs["abc".index(row.image_id)], views=row.method.removeprefix("memo_"),
-                               k=4, seed=tta.image_seed(11, row.image_id), **SMALL)
+        one = memo.memo_predict(net, imgs["abc".index(row.image_id)], views=row.method.removeprefix("memo_"),
+                               k=4, seed=memo.image_seed(11, row.image_id), **SMALL)
         assert (row.pred, row.baseline_pred) == (one["pred_1k_index"], one["baseline_pred"])
-    assert tta.image_seed(11, "a") != tta.image_seed(11, "b") != tta.image_seed(12, "b")
+    assert memo.image_seed(11, "a") != memo.image_seed(11, "b") != memo.image_seed(12, "b")
 
 
 @pytest.mark.parametrize(
@@ -442,12 +442,12 @@ def test_run_memo_rows_match_memo_predict():
 )
 def test_bad_parameters_raise_before_compute(kwargs):
     with pytest.raises(ValueError):
-        tta.memo_predict(tiny_bn_net(), rand_image(), **SMALL, **kwargs)
+        memo.memo_predict(tiny_bn_net(), rand_image(), **SMALL, **kwargs)
 
 
 def test_bad_image_raises():
     with pytest.raises(ValueError, match="uint8"):
-        tta.memo_predict(tiny_bn_net(), torch.zeros(3, 40, 40), **SMALL)
+        memo.memo_predict(tiny_bn_net(), torch.zeros(3, 40, 40), **SMALL)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -465,11 +465,11 @@ def test_realdata_squeezenet_memo_smoke(realdata):
     labels = pd.read_csv(realdata / "imagenet-sample" / "labels.csv").iloc[:5]
     net = torchvision.models.squeezenet1_0()
     net.load_state_dict(torch.load(realdata / "weights" / "squeezenet1_0_deepcompression.pt", weights_only=True))
-    assert tta.count_batchnorm(net) == 0
+    assert memo.count_batchnorm(net) == 0
     ref = state_copy(net)
     images = [Image.open(realdata / "imagenet-sample" / f).convert("RGB") for f in labels.file]
     samples = [(f, im, (int(y),)) for f, im, y in zip(labels.file, images, labels.label)]
-    df = tta.run_memo(net, samples, k=8, seed=0)
+    df = memo.run_memo(net, samples, k=8, seed=0)
     assert_state_equal(net, ref)
     assert len(df) == 10 and set(df.method) == {"memo_rrc", "memo_augmix"}
     assert df.pred.between(0, 999).all() and (df.seconds > 0).all()

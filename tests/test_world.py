@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 from zoomstudy.experiment import training as T
 from zoomstudy.data import Sample
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, pil_to_tensor, render_views
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
 from zoomstudy.experiment.world import (
     CLASS_NAMES, REGIMES, WorldSource, WorldSpec, _rrc_windows, render_batch, render_object_image,
     render_scenes, sample_scenes,
@@ -245,21 +246,6 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
         T.get_or_train(SPEC, cache=tmp_path, epochs=0)
 
 
-def test_measure_regime_checks_and_shapes():
-    model = T.build_model("cnn", SPEC.n_classes, SPEC.image_size).eval()
-    grid = ViewGrid(scales=(32, 64), crop=56)
-    src = WorldSource(SPEC, 2, "test")
-    correct = T.measure_regime(model, src, grid)
-    assert correct.shape == (2, grid.n_views) and correct.dtype == bool
-    # the standard view through render_views is what the model scores
-    s = next(iter(src))
-    views = T._inputs(render_views(pil_to_tensor(s.image), grid))
-    with torch.no_grad():
-        assert np.array_equal(correct[0], (model(views).argmax(1) == s.labels[0]).numpy())
-    with pytest.raises(ValueError):
-        T.measure_regime(model, src, ViewGrid(scales=(64,), crop=48))
-
-
 # ================================================================================================
 # The controlled experiment, CI-sized
 # ================================================================================================
@@ -290,11 +276,24 @@ def ci_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ci_correct(ci_models):
+def ci_correct(ci_models, tmp_path_factory):
+    """bool [N, scales, 3, 3] per regime: the cached models opened by name and measured by the package's
+    sweep, as the experiment measures them (`experiment.runs.run_experiment`)."""
+    from zoomstudy import study
+    from zoomstudy.experiment.runs import Training
+    from zoomstudy.sweep.engine import sweep
+
     src = WorldSource(SPEC, N_TEST, "test", seed=1)
+    store = tmp_path_factory.mktemp("world-results")
+    training = Training(epochs=CI_TRAIN["epochs"], images_per_epoch=CI_TRAIN["images_per_epoch"])
+    out = {}
     with _one_thread():
-        return {r: T.measure_regime(m, src, CI_GRID).reshape(N_TEST, CI_GRID.n_scales, 3, 3)  # [N, scales, 3, 3]
-                for r, (m, _) in ci_models.items()}
+        for r, (_, info) in ci_models.items():
+            model = study.open_model(f"world:{r}", seed=CI_TRAIN["seed"], training=training,
+                                     cache=Path(info["path"]).parent, device="cpu")
+            rs = sweep(model, src, CI_GRID, store, workers=0, progress=False, tta=False)
+            out[r] = rs.correct().reshape(N_TEST, CI_GRID.n_scales, 3, 3)
+    return out
 
 
 def test_centered_model_learns_its_distribution(ci_models):

@@ -2,9 +2,48 @@
 
 A reproducible study package for "ImageNet-Hard: The Hardest Images Remaining from a Study of the
 Power of Zoom and Spatial Biases in Image Classification" (Taesiri et al., NeurIPS 2023). Data flows
-one way: data and model -> views -> sweep -> store -> analyses -> figures and reports.
+one way, and the sub-packages follow it: data and model (`data`, `models`) -> views (`views`) ->
+sweep and store (`sweep`) -> analyses (`analysis`, and the controlled experiment in `experiment`) ->
+figures and reports (`report`). `study` is the one entry layer that turns names into objects.
 
-Submodules import lazily, so `import zoomstudy` stays cheap (no torch until it is needed).
+The public API (``import zoomstudy``; each name loads its sub-module on first use, so the import
+itself stays cheap: no torch until a name needs it):
+
+Entry layer (names and numbers in, objects and results out)
+    open_model       a model name, a checkpoint, or both -> a `LoadedModel` (study.open_model)
+    open_data        a dataset name, a source spec or a folder of images -> a source (study.open_data)
+    make_grid        a named scale set ("paper", "compact") or a list of scales -> a `ViewGrid`
+    ensure_results   model + data + grid -> the stored sweep, run or resumed (a `ResultSet`)
+
+Stage 1: data and model
+    DATASETS         the registry of the paper's datasets (folder, size, label space, how to obtain)
+    open_dataset     one registry dataset, from root=, data/<folder>/, its environment variable or the hub
+    open_source      a source from a spec: "csv:DIR", "folder:DIR", "hf:REPO@REV:split", "synthetic:N"
+    load_image       decode one image robustly (RGB, 16-bit and float images scaled, clear errors)
+    get_label_space  the ImageNet-1k classes a dataset is scored in ("imagenet-a", "objectnet", ...)
+    load_model       a torchvision / timm / checkpoint classifier with its preprocessing
+
+Stage 2: views
+    ViewGrid         the views of the paper: scales x anchors, crop size, view numbering
+    PAPER_SCALES     the paper's 36 scales
+    render_views     every view of an image, PIL-exact, on the image's device (fast)
+    render_views_reference  the same views the authors' way, with PIL (slow, the tests' ground truth)
+
+Stages 3 and 4: sweep and store
+    run_sweep        one model over one dataset and one grid, resumable, into the store
+    ResultSet        one stored sweep: settings, predictions, correctness
+    find_results     the result sets under a results folder
+
+Stage 5: analyses
+    bound_metrics    the 1-crop, oracle and greedy top-N figures of a correctness matrix, tidy
+    summarize        every section-3 number of one correctness matrix (bounds, cover, anchors, groups)
+    table1           Table 1 as a tidy DataFrame, one row per (model, dataset)
+    tta_table        Table 4: test-time aggregation of a stored sweep, with intervals and tests
+    memo_table       Table 5: MEMO test-time adaptation over a dataset, stored and resumable
+
+Stage 6: reports
+    profile          one model's zoom and position sensitivity as profile.html + profile.json
+    reproduce        run the notebooks headless with one profile and publish the report site
 """
 from __future__ import annotations
 
@@ -12,19 +51,22 @@ import importlib
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
+#: public name -> "sub-module" or "sub-module:attribute" that defines it (in the docstring's order).
 _API = {
+    # entry layer
+    "open_model": "study", "open_data": "study", "make_grid": "study", "ensure_results": "study",
     # stage 1: data and model
-    "open_dataset": "data.registry", "open_source": "data.registry", "DATASETS": "data.registry",
+    "DATASETS": "data.registry", "open_dataset": "data.registry", "open_source": "data.registry",
     "load_image": "data.sources", "get_label_space": "data.labels", "load_model": "models.loading",
     # stage 2: views
     "ViewGrid": "views", "PAPER_SCALES": "views", "render_views": "views", "render_views_reference": "views",
     # stages 3-4: sweep and store
     "run_sweep": "sweep.engine:sweep", "ResultSet": "sweep.store", "find_results": "sweep.store",
     # stage 5: analyses
-    "summarize": "analysis.bounds", "table1": "analysis.bounds",
-    # the one entry layer shared by the CLI and the notebooks
-    "ensure_results": "study", "open_model": "study", "open_data": "study", "make_grid": "study",
+    "bound_metrics": "analysis.bounds", "summarize": "analysis.bounds", "table1": "analysis.bounds",
+    "tta_table": "analysis.tta", "memo_table": "analysis.memo",
+    # stage 6: reports
+    "profile": "report.model_profile", "reproduce": "report.notebooks",
 }
 __all__ = sorted(_API) + ["__version__"]
 
@@ -32,5 +74,11 @@ __all__ = sorted(_API) + ["__version__"]
 def __getattr__(name: str):
     if name in _API:
         module, _, attr = _API[name].partition(":")
-        return getattr(importlib.import_module(f".{module}", __name__), attr or name)
+        value = getattr(importlib.import_module(f".{module}", __name__), attr or name)
+        globals()[name] = value  # resolved once
+        return value
     raise AttributeError(f"module 'zoomstudy' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

@@ -1,40 +1,111 @@
-"""Plain-value entry points shared by the CLI and the notebooks: names and numbers in, results out.
+"""The one entry layer: plain names and numbers in, a model, a source, a grid and results out.
 
-A notebook's parameters cell holds strings and numbers (papermill injects them); these functions turn
-them into a model, a source and a grid, and run or resume the sweep, so notebooks stay thin and the
-logic stays testable.
+The CLI, the notebooks, the model profile (`report.model_profile`) and the controlled experiment
+(`experiment.runs`) all turn what a user typed into objects here, so there is one way to do it:
+
+* `open_model`: a model name ("torchvision:resnet50", "timm:NAME.TAG", a paper model, "world:REGIME"),
+  with or without a checkpoint (its file name may tell the architecture), or a loaded model as it is;
+* `open_data`: a dataset of the registry, a source spec ("csv:DIR", "folder:DIR", "hf:REPO@REV:split",
+  "synthetic:N", "world:REGIME"), a folder of images (with an optional labels CSV), or a source as it is;
+* `make_grid`: a view grid from a named scale set ("paper", "compact") or a list of scales;
+* `dataset_label_space`: the label space a dataset is scored in;
+* `ensure_results`: all of that, then the sweep, run or resumed (a finished one computes nothing).
+
+A notebook's parameters cell holds strings and numbers (papermill injects them), so the notebooks stay
+thin and the logic stays testable.
 """
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
-from zoomstudy.views import PAPER_SCALES, ViewGrid
+from zoomstudy.views import COMPACT_SCALES, PAPER_SCALES, ViewGrid
+
+#: Named scale sets of `make_grid`, defined at crop 224 (rescaled by crop / 224 for other crops).
+NAMED_SCALES: dict[str, tuple[int, ...]] = {"paper": PAPER_SCALES, "compact": COMPACT_SCALES}
 
 
-def make_grid(scales=None, grid: int = 3, crop: int = 224) -> ViewGrid:
-    """scales None -> the paper's 36 scales (rescaled to `crop` when crop != 224)."""
-    if scales is None or scales == "paper":
-        return ViewGrid.paper() if crop == 224 and grid == 3 else ViewGrid(
-            scales=ViewGrid.scaled(crop).scales, grid=grid, crop=crop)
-    return ViewGrid(scales=tuple(int(s) for s in scales), grid=int(grid), crop=int(crop))
+# ================================================================================================
+# The view grid
+# ================================================================================================
+def make_grid(scales=None, grid: int = 3, crop: int = 224, *, default: str = "paper") -> ViewGrid:
+    """A `ViewGrid` from plain values; bad values fail here, before anything is loaded.
+
+    scales: None (the `default` named set), a name of `NAMED_SCALES` ("paper": the paper's 36,
+    "compact": 12 of them from zoom-out to zoom-in, 224 and 256 included), both multiplied by
+    crop / 224 (rounded, merged when they collide) for another crop; or integers, as a list or a
+    string ("48,96 160"), taken as given (sorted, duplicates merged).
+    """
+    grid, crop = int(grid), int(crop)
+    if scales is None:
+        scales = default
+    if isinstance(scales, str) and scales in NAMED_SCALES:
+        if crop < 1:
+            raise ValueError(f"crop must be >= 1, got {crop}")
+        values = sorted({max(1, round(s * crop / 224)) for s in NAMED_SCALES[scales]})
+    else:
+        if isinstance(scales, str):
+            scales = scales.replace(",", " ").split()
+        try:
+            values = sorted({int(s) for s in scales})
+        except (TypeError, ValueError):
+            raise ValueError(f"scales must be integers or one of {sorted(NAMED_SCALES)}, got {scales!r}") from None
+    return ViewGrid(scales=tuple(values), grid=grid, crop=crop)
 
 
-def open_data(dataset: str, root: str | None = None, **kw):
-    """A dataset name of the registry (with an optional local root) or a source spec
-    ('csv:DIR', 'folder:DIR', 'hf:REPO@REV:split', 'synthetic:N', 'world:REGIME')."""
+# ================================================================================================
+# Data
+# ================================================================================================
+def _is_source(obj) -> bool:
     from zoomstudy import data
 
-    if dataset.startswith("world"):  # the controlled experiment's data (world:REGIME, world-photo:N, ...)
+    return isinstance(obj, data.Source) or (hasattr(obj, "provenance") and hasattr(obj, "shard"))  # e.g. WorldSource
+
+
+def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str | os.PathLike | None = None, **kw):
+    """A `zoomstudy.data` source from what a user has at hand.
+
+    dataset: a source object (returned as it is, e.g. a `WorldSource`); a name of the registry
+    (`data.DATASETS`, read from root, data/<folder> or $ZOOMSTUDY_DATA/<folder>, its environment
+    variable or the hub); "world:REGIME" (the controlled experiment's test images; kw n= and `WorldSpec` fields); a
+    folder of images (with labels_csv: `CsvSource(folder, labels_csv)`; with a labels.csv inside:
+    `CsvSource`; else class sub-folders: `ImageFolderSource`, labels from synset folder names,
+    integer names or sorted order); or a source spec ("csv:DIR", "folder:DIR", "hf:REPO@REV:split",
+    "synthetic:N"). kw go to the source's constructor.
+    """
+    from zoomstudy import data
+
+    if _is_source(dataset):
+        if labels_csv is not None:
+            raise ValueError("labels_csv applies to a folder of images, not to a source object")
+        return dataset
+    if dataset is None:
+        raise ValueError("no images given: name a dataset, a source spec or a folder")
+    text = str(dataset)
+    path = Path(text).expanduser()
+    if labels_csv is not None:
+        if not path.is_dir():
+            raise ValueError(f"{text} is not a folder of images (needed with a labels CSV)")
+        return data.CsvSource(path, labels_csv, **kw)
+    if text.startswith("world"):  # the controlled experiment's data (world:REGIME, world-photo:N, ...)
         from zoomstudy.experiment.runs import open_world_data
 
-        world = open_world_data(dataset, root, **kw)
+        world = open_world_data(text, root, **kw)
         if world is not None:
             return world
     from zoomstudy.data.registry import dataset_spec, swept_dataset
 
-    if dataset_spec(dataset) is not None:  # ReaL / IN+ReaL open the val images they relabel
-        return data.open_dataset(swept_dataset(dataset), root=root, **kw)
-    return data.open_source(dataset, **kw)
+    if dataset_spec(text) is not None:  # ReaL / IN+ReaL open the val images they relabel
+        return data.open_dataset(swept_dataset(text), root=root, **kw)
+    if path.is_dir():
+        return data.open_source(str(path), **kw)
+    if isinstance(dataset, os.PathLike) or (os.sep in text and ":" not in text):
+        raise ValueError(f"image folder {text} does not exist")
+    return data.open_source(text, **kw)
+
+
+from zoomstudy.data.registry import dataset_label_space  # noqa: E402  (one home: the registry)
 
 
 def resolve_label_space(dataset: str | None, label_space: str | None = None) -> str:
@@ -49,27 +120,81 @@ def resolve_label_space(dataset: str | None, label_space: str | None = None) -> 
     return dataset_label_space(dataset) if dataset else "imagenet1k"
 
 
-def open_model(model: str, checkpoint: str | None = None, *, label_space: str | None = None,
-               device: str | None = None, amp: str | None = None, pretrained: bool = True,
-               dataset: str | None = None):
-    """label_space None: the dataset's own (see `resolve_label_space`), imagenet1k without a dataset."""
-    from zoomstudy.models.loading import load_model
+# ================================================================================================
+# Models
+# ================================================================================================
+def guess_architecture(checkpoint: str | os.PathLike) -> str:
+    """'torchvision:NAME' for a checkpoint whose file name contains a torchvision classifier name
+    (the longest that matches: squeezenet1_0_deepcompression.pt -> torchvision:squeezenet1_0).
 
+    Only a guess from the name: loading is strict, so a wrong guess fails with the mismatching keys.
+    Raises ValueError when no name matches (then pass the model explicitly).
+    """
+    import torchvision
+    from torchvision.models import list_models
+
+    stem = Path(checkpoint).name.lower()
+    names = list_models(module=torchvision.models)
+    # a name counts only as a whole token: resnet50 must not match resnet50_2's "resnet5"
+    hits = [n for n in names if re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![0-9])", stem)]
+    if not hits:
+        raise ValueError(f"cannot tell the architecture of {Path(checkpoint).name} from its name; "
+                         "pass --model (e.g. torchvision:resnet50) with --checkpoint")
+    return f"torchvision:{max(hits, key=len)}"
+
+
+def model_spec(model, checkpoint: str | os.PathLike | None = None) -> str:
+    """The name a model argument of `open_model` stands for: the name given, a loaded model's
+    architecture, or the architecture guessed from the checkpoint's file name (model None)."""
+    from zoomstudy.models.loading import LoadedModel
+
+    if isinstance(model, LoadedModel):
+        return model.architecture or f"{model.source}:{model.name}"
+    if model is None:
+        if checkpoint is None:
+            raise ValueError("give a model name, a checkpoint, or both")
+        return guess_architecture(checkpoint)
+    if not isinstance(model, str):
+        raise ValueError(f"model must be a name or a LoadedModel, got {type(model).__name__}")
+    return model
+
+
+def open_model(model, checkpoint: str | os.PathLike | None = None, *, label_space: str | None = None,
+               device: str | None = None, amp: str | None = None, pretrained: bool = True,
+               dataset: str | None = None, **world_kw):
+    """A `LoadedModel` from a name, a checkpoint or both, or a loaded model as it is.
+
+    model: "torchvision:NAME", "timm:NAME.TAG", a paper model ("resnet50"), "world:REGIME" (a model of
+    the controlled experiment, trained here and cached; world_kw: seed, training, cache, spec_kw of
+    `experiment.runs.world_model`), a `LoadedModel` (returned unchanged), or None with a checkpoint
+    whose file name tells the architecture (`guess_architecture`). pretrained=False (and no
+    checkpoint) builds random weights. label_space None: the dataset's own (`resolve_label_space`),
+    imagenet1k without a dataset. World models carry the world's class names, which the reports use.
+    """
+    from zoomstudy.models.loading import LoadedModel, load_model
     from zoomstudy.report.tables import use_class_names
 
-    label_space = resolve_label_space(dataset, label_space)
-
-    if model.startswith("world:"):  # a model of the controlled experiment, trained here (cached)
+    if isinstance(model, LoadedModel):
+        if checkpoint is not None:
+            raise ValueError("checkpoint applies to a model name, not to a loaded model")
+        return model
+    spec = model_spec(model, checkpoint)
+    if spec.startswith("world:"):  # a model of the controlled experiment, trained here (cached)
         from zoomstudy.experiment.runs import open_world_model
 
-        m = open_world_model(model, device=device)
+        m = open_world_model(spec, device=device, **world_kw)
     else:
-        m = load_model(model, checkpoint=checkpoint, label_space=label_space, device=device, amp=amp,
-                       pretrained=pretrained and checkpoint is None)
+        if world_kw:
+            raise ValueError(f"{sorted(world_kw)} apply to world:REGIME models only")
+        m = load_model(spec, checkpoint=checkpoint, label_space=resolve_label_space(dataset, label_space),
+                       device=device, amp=amp, pretrained=pretrained and checkpoint is None)
     use_class_names(m)  # reports name the classes of the model they analyse (the world's: "disc", ...)
     return m
 
 
+# ================================================================================================
+# Results
+# ================================================================================================
 def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, root: str | None = None,
                    scales=None, grid: int = 3, crop: int = 224, results_dir: str | Path = "results",
                    label_space: str | None = None, max_images: int | None = None, pretrained: bool = True,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ PAPER_SCALES: tuple[int, ...] = (
     10, 16, 32, 48, 64, 96, 122, 128, 192, 224, 235, 240, 256, 288, 320, 348, 384, 448, 460, 512,
     573, 576, 640, 664, 672, 680, 686, 690, 700, 720, 768, 798, 832, 896, 911, 1024,
 )
+#: A compact grid's scales: 12 of the paper's, zoom out to zoom in, with 224 and 256 (the model profile's
+#: default: 108 views per image instead of 324).
+COMPACT_SCALES: tuple[int, ...] = (16, 32, 64, 128, 192, 224, 256, 320, 448, 576, 768, 1024)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -422,18 +425,74 @@ def render_windows(src: torch.Tensor, scale: int, tops, lefts, crop: int) -> tor
     return out
 
 
+# ================================================================================================
+# Resize, then centre crop: the one home of the classic evaluation view
+# ================================================================================================
+#: Where a centred crop sits: "torchvision" = CenterCrop's round((H - crop) / 2); "anchor" = the centre
+#: anchor of SPEC 1's 3 x 3 arithmetic (for Resize 256 + crop 224 exactly the view `LOC:1_1_Size:256`).
+CENTERS = ("torchvision", "anchor")
+
+
+def center_crop_offsets(width: int, height: int, scale: int, crop: int, center: str = "torchvision") -> tuple[int, int]:
+    """(top, left) of the centred crop x crop window in the image resized to shorter side `scale`
+    (SPEC 1.1 sizes); the geometry every "Resize, then centre crop" of the package shares."""
+    if center not in CENTERS:
+        raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
+    W, H = resized_size(width, height, scale)
+    if center == "anchor":
+        tile_x, tile_y = W // 3, H // 3
+        return tile_y + tile_y // 2 - crop // 2, tile_x + tile_x // 2 - crop // 2
+    return int(round((H - crop) / 2.0)), int(round((W - crop) / 2.0))
+
+
+def render_center_crop(image: torch.Tensor, scale: int, crop: int, *, center: str = "torchvision",
+                       dtype=None) -> torch.Tensor:
+    """Resize(scale) + CenterCrop(crop) of a uint8 [3, H, W] image in PIL's exact bicubic arithmetic
+    (`render_windows`). Returns grey levels (float, 0..255) [3, crop, crop] on the image's device."""
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"render_center_crop expects a uint8 [3, H, W] tensor, got {image.dtype} {tuple(image.shape)}")
+    if dtype is None:
+        dtype = torch.float64 if image.device.type == "cpu" else torch.float32
+    _, h0, w0 = image.shape
+    top, left = center_crop_offsets(w0, h0, scale, crop, center)
+    return render_windows(image.to(dtype), scale, [top], [left], crop)[0, 0]
+
+
+def resize_center_crop(image, resize, crop, *, interpolation="bilinear", antialias: bool = True):
+    """torchvision's Resize(resize) + CenterCrop(crop) with any of its interpolations, for the plain
+    views that follow torchvision rather than the exact renderer (MEMO's bilinear baseline, timm-style
+    data configs). image: a PIL image or a uint8 [3, H, W] tensor; returns the same kind.
+
+    resize: an int (shorter side) or (h, w); crop: an int or (h, w); interpolation: a name
+    ("bilinear", "bicubic", "nearest", ...) or a `torchvision.transforms.InterpolationMode`.
+    """
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    if isinstance(interpolation, str):
+        try:
+            interpolation = InterpolationMode(interpolation)
+        except ValueError:
+            raise ValueError(f"unknown interpolation {interpolation!r}") from None
+    size = [int(resize)] if np.ndim(resize) == 0 else [int(v) for v in resize]
+    box = [int(crop), int(crop)] if np.ndim(crop) == 0 else [int(v) for v in crop]
+    x = TF.resize(image, size, interpolation=interpolation, antialias=antialias)
+    return TF.center_crop(x, box)
+
+
 def tta_crops(image: torch.Tensor, crop: int = 224, resize: int = 256, *, dtype=None) -> torch.Tensor:
     """The 10-crop set of SPEC section 4: Resize(resize) then the 4 corners and the centre, then the
     same 5 flipped horizontally. Returns grey levels [10, 3, crop, crop]; the first 5 are the 5-crop.
 
-    Centre offsets follow torchvision's CenterCrop (round((size - crop) / 2)).
+    The centre is `center_crop_offsets`' (torchvision's CenterCrop, round((size - crop) / 2)).
     """
     if dtype is None:
         dtype = torch.float64 if image.device.type == "cpu" else torch.float32
     _, h0, w0 = image.shape
     W, H = resized_size(w0, h0, resize)
-    tops = [0, int(round((H - crop) / 2.0)), H - crop]
-    lefts = [0, int(round((W - crop) / 2.0)), W - crop]
+    top, left = center_crop_offsets(w0, h0, resize, crop)
+    tops = [0, top, H - crop]
+    lefts = [0, left, W - crop]
     g = render_windows(image.to(dtype), resize, tops, lefts, crop)  # [3, 3, 3, crop, crop]
     five = torch.stack([g[0, 0], g[0, 2], g[2, 0], g[2, 2], g[1, 1]])  # tl, tr, bl, br, centre
     return torch.cat([five, five.flip(-1)])

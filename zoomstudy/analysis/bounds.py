@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from zoomstudy.analysis.stats import accuracy_with_ci, mcnemar_exact
+from zoomstudy.data.labels import N_IMAGENET_CLASSES
 from zoomstudy.views import GROUPS, ViewGrid
 
 
@@ -358,12 +359,108 @@ def center_vs_anchors(correct: np.ndarray, grid: ViewGrid, scale: int | None = N
 
 
 # ================================================================================================
+# Table 1's figures: the one implementation
+# ================================================================================================
+#: Keys of `bound_metrics`, in Table 1's order.
+BOUND_KEYS: tuple[str, ...] = ("standard", "upper_all", "upper_topn", "upper_topn_cv", "random_topn", "random_all")
+_BOUND_COLUMNS = ["key", "metric", "views", "accuracy", "lo", "hi"]
+
+
+def bound_metrics(
+    correct: np.ndarray,
+    grid: ViewGrid,
+    *,
+    n_classes: int = N_IMAGENET_CLASSES,
+    top_n: int = 36,
+    alpha: float = 0.05,
+    folds: int = 2,
+    seed: int = 0,
+    keys: Sequence[str] = BOUND_KEYS,
+    cover: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """The 1-crop, oracle and greedy top-N figures of one (model, dataset) matrix, tidy: one row a metric.
+
+    This is the one place these numbers are computed; `table1_row`, `summarize`, the notebooks'
+    `report.tables.bounds_frame`, the model profile and the controlled experiment all read them here.
+
+    Columns: key, metric (a readable label), views (how many views the metric may use), accuracy, lo,
+    hi (%, Clopper-Pearson 1 - alpha; NaN for the random rows). Keys (`BOUND_KEYS`, computed when
+    named in `keys`, in that order):
+
+    * standard: the 1-crop view `LOC:1_1_Size:<standard_scale>` (no row when the grid lacks it);
+    * upper_all: an image counts when any view is right (the paper's N = 324 column, the oracle);
+    * upper_topn: the first top_n greedy views, selected on these very images (optimistic, as in the
+      paper); `cover` passes a greedy cover already computed (its first top_n views are used);
+    * upper_topn_cv: top_n greedy views selected on the other folds (`folds` must lie in
+      [2, n_images]; ask for it only with at least two images);
+    * random_topn / random_all: a uniform guesser with as many tries as views (`random_bound`).
+
+    top_n counts as min(top_n, n_views) views (a smaller grid has no more to select).
+    """
+    correct = _as_matrix(correct, grid)
+    if top_n < 1:
+        raise ValueError(f"top_n must be >= 1, got {top_n}")
+    unknown = [k for k in keys if k not in BOUND_KEYS]
+    if unknown:
+        raise ValueError(f"unknown bound metrics {unknown}; known: {BOUND_KEYS}")
+    k = min(top_n, grid.n_views)
+    rows = []
+
+    def add(key: str, label: str, views: int, hits: np.ndarray | None = None, value: float | None = None):
+        acc, lo, hi = accuracy_with_ci(hits, alpha) if hits is not None else (value, np.nan, np.nan)
+        rows.append((key, label, views, acc, lo, hi))
+
+    sv = grid.standard_view
+    for key in BOUND_KEYS:
+        if key not in keys:
+            continue
+        if key == "standard" and sv is not None:
+            add(key, f"1-crop ({grid.view_name(sv)})", 1, correct[:, sv])
+        elif key == "upper_all":
+            add(key, f"any of {grid.n_views} views", grid.n_views, correct.any(axis=1))
+        elif key == "upper_topn":
+            views = greedy_cover(correct, top_n) if cover is None else list(cover)[:top_n]
+            add(key, f"greedy top-{top_n}, selected on these images", k, covered(correct, views))
+        elif key == "upper_topn_cv":
+            add(key, f"greedy top-{top_n}, {folds}-fold cross-validated", k, _cv_hits(correct, top_n, folds, seed))
+        elif key == "random_topn":
+            add(key, f"random guess, {k} tries", k, value=random_bound(k, n_classes))
+        elif key == "random_all":
+            add(key, f"random guess, {grid.n_views} tries", grid.n_views, value=random_bound(grid.n_views, n_classes))
+    return pd.DataFrame(rows, columns=_BOUND_COLUMNS)
+
+
+def _ci(metrics: pd.DataFrame, key: str) -> tuple[float, float, float] | None:
+    """(accuracy, lo, hi) of one `bound_metrics` row, None when it has no such row."""
+    row = metrics[metrics["key"] == key]
+    if row.empty:
+        return None
+    acc, lo, hi = row.iloc[0][["accuracy", "lo", "hi"]]
+    return float(acc), float(lo), float(hi)
+
+
+def center_bias(bounds: np.ndarray) -> tuple[float, float, float]:
+    """(centre-anchor bound, mean of the off-centre anchor bounds, their difference) of an `anchor_bounds`
+    grid [g, g] (odd g), in %: how much a model needs the object in the middle. For a 1 x 1 grid the
+    off-centre mean is the centre's and the bias 0."""
+    bounds = np.asarray(bounds, float)
+    g = bounds.shape[0]
+    if bounds.shape != (g, g) or g % 2 == 0:
+        raise ValueError(f"center_bias needs an odd square grid of anchor bounds, got shape {bounds.shape}")
+    c = g // 2
+    centre = float(bounds[c, c])
+    off = np.delete(bounds.ravel(), c * g + c)
+    off_mean = float(off.mean()) if off.size else centre
+    return centre, off_mean, centre - off_mean
+
+
+# ================================================================================================
 # One-call summaries
 # ================================================================================================
 def summarize(
     correct: np.ndarray,
     grid: ViewGrid,
-    n_classes: int = 1000,
+    n_classes: int = N_IMAGENET_CLASSES,
     top_n: int = 36,
     alpha: float = 0.05,
     folds: int = 2,
@@ -377,6 +474,7 @@ def summarize(
     random_topn, random_all (%); cover (the full greedy cover), cover_length, cover_topn (its first
     top_n views); anchor_bounds [g, g] %; cover_anchor_share [g, g] % and center_share % of cover_topn
     (center_share NaN for an even grid); group_bounds and exclusive_solves (dicts of %).
+    The bounds are `bound_metrics`'.
     """
     correct = _as_matrix(correct, grid)
     if top_n < 1:
@@ -384,16 +482,19 @@ def summarize(
     cover = greedy_cover(correct)
     topn = cover[:top_n]  # greedy is prefix-stable: the first top_n picks are the max_views=top_n cover
     share = cover_anchor_share(topn, grid)
+    m = bound_metrics(correct, grid, n_classes=n_classes, top_n=top_n, alpha=alpha, folds=folds, seed=seed,
+                      cover=cover)
+    value = dict(zip(m["key"], m["accuracy"]))
     return {
         "n_images": correct.shape[0],
         "n_views": grid.n_views,
         "top_n": top_n,
-        "standard": None if grid.standard_view is None else accuracy_with_ci(correct[:, grid.standard_view], alpha),
-        "upper_all": accuracy_with_ci(correct.any(axis=1), alpha),
-        "upper_topn": accuracy_with_ci(covered(correct, topn), alpha),
-        "upper_topn_cv": accuracy_with_ci(_cv_hits(correct, top_n, folds, seed), alpha),
-        "random_topn": random_bound(top_n, n_classes),
-        "random_all": random_bound(grid.n_views, n_classes),
+        "standard": _ci(m, "standard"),
+        "upper_all": _ci(m, "upper_all"),
+        "upper_topn": _ci(m, "upper_topn"),
+        "upper_topn_cv": _ci(m, "upper_topn_cv"),
+        "random_topn": float(value["random_topn"]),
+        "random_all": float(value["random_all"]),
         "cover": cover,
         "cover_length": len(cover),
         "cover_topn": topn,
@@ -416,24 +517,18 @@ def table1_row(
     seed: int = 0,
 ) -> dict:
     """One tidy Table 1 row: model, dataset, n_images, top_n, then standard, upper_<n_views>, upper_topn,
-    upper_topn_cv, each with _lo / _hi Clopper-Pearson bounds (%).
+    upper_topn_cv, each with _lo / _hi Clopper-Pearson bounds (%), from `bound_metrics`.
 
     The all-views column is named after the grid (upper_324 for the paper's grid) so it lines up with
     `paper.TABLE1`; standard is NaN when the grid lacks the 1-crop view.
     """
     correct = _as_matrix(correct, grid)
-    if top_n < 1:
-        raise ValueError(f"top_n must be >= 1, got {top_n}")
+    m = bound_metrics(correct, grid, top_n=top_n, alpha=alpha, folds=folds, seed=seed,
+                      keys=("standard", "upper_all", "upper_topn", "upper_topn_cv"))
     row: dict = {"model": model, "dataset": dataset, "n_images": correct.shape[0], "top_n": top_n}
-    sv = grid.standard_view
-    hits = {
-        "standard": None if sv is None else correct[:, sv],
-        f"upper_{grid.n_views}": correct.any(axis=1),
-        "upper_topn": covered(correct, greedy_cover(correct, top_n)),
-        "upper_topn_cv": _cv_hits(correct, top_n, folds, seed),
-    }
-    for name, h in hits.items():
-        acc, lo, hi = (np.nan,) * 3 if h is None else accuracy_with_ci(h, alpha)
+    for key in ("standard", "upper_all", "upper_topn", "upper_topn_cv"):
+        name = f"upper_{grid.n_views}" if key == "upper_all" else key
+        acc, lo, hi = _ci(m, key) or (np.nan,) * 3
         row.update({name: acc, f"{name}_lo": lo, f"{name}_hi": hi})
     return row
 

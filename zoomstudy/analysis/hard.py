@@ -21,8 +21,8 @@ the full 10,980 images.
 """
 from __future__ import annotations
 
+import functools
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -30,11 +30,11 @@ import pandas as pd
 import torch
 
 from zoomstudy.data import Sample
-from zoomstudy.analysis.paper import IMAGENET_HARD, IMAGENET_HARD_SIZE
+from zoomstudy.data.labels import N_IMAGENET_CLASSES
+from zoomstudy.analysis.paper import IMAGENET_HARD, IMAGENET_HARD_SIZE, paper_model_name
 from zoomstudy.analysis.stats import accuracy_with_ci
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, resize_center_crop
 
-N_CLASSES = 1000
 #: The plain 1-crop view of ImageNet models (timm-style data config).
 PLAIN_CONFIG: dict = {
     "input_size": (3, 224, 224),
@@ -45,24 +45,6 @@ PLAIN_CONFIG: dict = {
     "std": IMAGENET_STD,
 }
 
-#: Identifiers (torchvision, timm, open_clip) that name a paper model; matched ignoring case and
-#: punctuation. Only weights at the paper's resolution: timm's tf_efficientnet_l2.ns_jft_in1k_475 is
-#: the 475 px variant, not the paper's 800 px model, so it is deliberately absent.
-PAPER_ALIASES: dict[str, tuple[str, ...]] = {
-    "AlexNet": ("alexnet",),
-    "VGG-19": ("vgg19", "vgg19.tv_in1k"),
-    "ResNet-18": ("resnet18", "resnet18.tv_in1k"),
-    "ResNet-50": ("resnet50", "resnet50.tv_in1k"),
-    "ViT-B/32": ("vit_b_32",),
-    "EfficientNet-B0": ("efficientnet_b0", "tf_efficientnet_b0"),
-    "EfficientNet-L2-NS": ("tf_efficientnet_l2_ns", "tf_efficientnet_l2.ns_jft_in1k", "efficientnet-l2-ns (800 px)"),
-    "CLIP ViT-L/14": ("ViT-L-14", "ViT-L-14/openai", "openai/ViT-L-14", "clip_vit_l_14", "ViT-L-14@openai",
-                      "clip:ViT-L-14@openai"),
-    "OpenCLIP ViT-bigG-14": ("ViT-bigG-14", "ViT-bigG-14/laion2b_s39b_b160k", "openclip-vit-bigg-14",
-                             "ViT-bigG-14@laion2b_s39b_b160k", "clip:ViT-bigG-14@laion2b_s39b_b160k"),
-}
-
-
 # ================================================================================================
 # Scoring
 # ================================================================================================
@@ -72,8 +54,8 @@ def _label_row(i: int, row) -> np.ndarray:
         raise ValueError(f"label list of row {i} is empty; every ImageNet-Hard image has >= 1 label")
     if r.ndim != 1 or not np.issubdtype(r.dtype, np.integer):
         raise ValueError(f"label list of row {i} must be a flat list of integers, got {r.tolist()!r}")
-    if r.min() < 0 or r.max() >= N_CLASSES:
-        raise ValueError(f"label list of row {i} has labels outside 0..{N_CLASSES - 1}: {r.tolist()}")
+    if r.min() < 0 or r.max() >= N_IMAGENET_CLASSES:
+        raise ValueError(f"label list of row {i} has labels outside 0..{N_IMAGENET_CLASSES - 1}: {r.tolist()}")
     return r
 
 
@@ -100,8 +82,8 @@ def multilabel_correct(pred_1k: np.ndarray, labels: Sequence[Sequence[int]]) -> 
     pred = np.asarray(pred_1k)
     if pred.ndim != 1 or not np.issubdtype(pred.dtype, np.integer):
         raise ValueError(f"pred_1k must be an integer array [N], got {pred.dtype} {pred.shape}")
-    if pred.size and (pred.min() < -1 or pred.max() >= N_CLASSES):
-        raise ValueError(f"pred_1k must hold ImageNet-1k indices 0..{N_CLASSES - 1} (or -1 for none)")
+    if pred.size and (pred.min() < -1 or pred.max() >= N_IMAGENET_CLASSES):
+        raise ValueError(f"pred_1k must hold ImageNet-1k indices 0..{N_IMAGENET_CLASSES - 1} (or -1 for none)")
     if len(labels) != pred.shape[0]:
         raise ValueError(f"pred_1k has {pred.shape[0]} images but labels has {len(labels)}")
     padded = padded_label_lists(labels)  # [N, L]
@@ -133,19 +115,6 @@ def per_origin_accuracy(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _name_key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
-
-
-def paper_model_name(name: str) -> str | None:
-    """The paper's name of a model identifier ("resnet50" -> "ResNet-50"), None when not in the paper."""
-    key = _name_key(name)
-    for paper, aliases in PAPER_ALIASES.items():
-        if key == _name_key(paper) or key in {_name_key(a) for a in aliases}:
-            return paper
-    return None
-
-
 def leaderboard(
     results: Mapping[str, pd.DataFrame],
     alpha: float = 0.05,
@@ -154,7 +123,7 @@ def leaderboard(
     """One row per evaluated model beside the paper's ImageNet-Hard top-1 (SPEC section 7).
 
     results: model -> per-image table with a bool `correct` column. paper_names overrides the
-    matching of a result name to a paper model (see `PAPER_ALIASES`). Columns: model, paper_model,
+    matching of a result name to a paper model (see `paper.MODEL_ALIASES`). Columns: model, paper_model,
     n, full_set (n == 10,980), accuracy, ci_low, ci_high, paper_top1, delta, paper_in_ci.
     """
     if not results:
@@ -172,7 +141,7 @@ def leaderboard(
         if correct.dtype != bool or correct.size == 0:
             raise ValueError(f"results[{model!r}]['correct'] must be a non-empty bool column")
         acc, lo, hi = accuracy_with_ci(correct, alpha=alpha)
-        name = paper_names.get(model) or paper_model_name(model)
+        name = paper_names.get(model) or paper_model_name(model, among=paper)
         ref = paper.get(name, math.nan)
         rows.append({
             "model": model, "paper_model": name, "n": correct.size, "full_set": correct.size == IMAGENET_HARD_SIZE,
@@ -206,8 +175,8 @@ def plain_transform(data_config: Mapping | None = None) -> Callable:
         raise ValueError(f"plain_transform: unknown interpolation {cfg['interpolation']!r}") from None
     scale = math.floor(h / crop_pct) if h == w else (math.floor(h / crop_pct), math.floor(w / crop_pct))
     return T.Compose([
-        T.Resize(scale, interpolation=interp),  # shorter side -> scale when square
-        T.CenterCrop((h, w)),
+        # views.resize_center_crop: the shorter side -> scale when square, then CenterCrop (h, w)
+        functools.partial(resize_center_crop, resize=scale, crop=(h, w), interpolation=interp),
         T.ToTensor(),
         T.Normalize(tuple(cfg["mean"]), tuple(cfg["std"])),
     ])
@@ -255,8 +224,8 @@ def evaluate_plain(
             x = x.to(device)
         with torch.no_grad():
             logits = model_fn(x)
-        if logits.ndim != 2 or logits.shape != (len(batch), N_CLASSES):
-            raise ValueError(f"model_fn must return logits [B={len(batch)}, {N_CLASSES}], got {tuple(logits.shape)}")
+        if logits.ndim != 2 or logits.shape != (len(batch), N_IMAGENET_CLASSES):
+            raise ValueError(f"model_fn must return logits [B={len(batch)}, {N_IMAGENET_CLASSES}], got {tuple(logits.shape)}")
         prob = torch.softmax(logits.float(), dim=1)  # [B, 1000]
         conf, pred = prob.max(dim=1)  # [B], [B]
         for j, (p, c) in zip(pending, zip(pred.tolist(), conf.tolist())):

@@ -3,11 +3,13 @@ DataFrames, so a notebook can put a reproduction next to its target with one mer
 
 Tables are kept as the text they were transcribed from and parsed at import: the literal rows are easy
 to check against SPEC.md line by line (the tests do so when SPEC.md is at hand). All values are top-1 %.
-Dataset and model names follow the paper's table headers.
+Dataset and model names follow the paper's table headers; `DATASET_KEYS` and `MODEL_ALIASES` are the one
+table from this package's names to the paper's (`to_paper_names`, `paper_model_name`, `paper_names`).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,11 +21,27 @@ DATASET_KEYS: dict[str, str] = {
     "IN": "imagenet-val", "ReaL": "imagenet-real", "IN+ReaL": "imagenet+real", "IN-A": "imagenet-a",
     "IN-R": "imagenet-r", "IN-Sketch": "imagenet-sketch", "ObjectNet": "objectnet",
 }
-#: Paper name -> model identifier (`models.MODELS` for torchvision, the open_clip name for CLIP).
-MODEL_KEYS: dict[str, str] = {
-    "AlexNet": "alexnet", "VGG-16": "vgg16", "ResNet-18": "resnet18", "ResNet-50": "resnet50",
-    "ViT-B/32": "vit_b_32", "CLIP ViT-L/14": "clip-vit-l-14",
+#: The one table of model names: paper name -> the identifiers (torchvision, timm, open_clip) that name
+#: it. The first is this package's key (`models.loading.MODELS` for torchvision, the open_clip name for CLIP);
+#: `paper_model_name` matches all of them ignoring case and punctuation. Only weights at the paper's
+#: resolution: timm's tf_efficientnet_l2.ns_jft_in1k_475 is the 475 px variant, not the paper's 800 px
+#: model, so it is deliberately absent.
+MODEL_ALIASES: dict[str, tuple[str, ...]] = {
+    "AlexNet": ("alexnet",),
+    "VGG-16": ("vgg16",),
+    "VGG-19": ("vgg19", "vgg19.tv_in1k"),
+    "ResNet-18": ("resnet18", "resnet18.tv_in1k"),
+    "ResNet-50": ("resnet50", "resnet50.tv_in1k"),
+    "ViT-B/32": ("vit_b_32",),
+    "EfficientNet-B0": ("efficientnet_b0", "tf_efficientnet_b0"),
+    "EfficientNet-L2-NS": ("tf_efficientnet_l2_ns", "tf_efficientnet_l2.ns_jft_in1k", "efficientnet-l2-ns (800 px)"),
+    "CLIP ViT-L/14": ("clip-vit-l-14", "ViT-L-14", "ViT-L-14/openai", "openai/ViT-L-14", "clip_vit_l_14",
+                      "ViT-L-14@openai", "clip:ViT-L-14@openai"),
+    "OpenCLIP ViT-bigG-14": ("openclip-vit-bigg-14", "ViT-bigG-14", "ViT-bigG-14/laion2b_s39b_b160k",
+                             "ViT-bigG-14@laion2b_s39b_b160k", "clip:ViT-bigG-14@laion2b_s39b_b160k"),
 }
+#: Paper name -> this package's model key, for the models of Table 1 (`MODELS`).
+MODEL_KEYS: dict[str, str] = {m: MODEL_ALIASES[m][0] for m in MODELS}
 
 # SPEC section 7, Table 1 (standard 1-crop / upper bound N = 324), verbatim.
 _TABLE1_MD = """
@@ -187,25 +205,41 @@ def anchor_grid(table: pd.DataFrame, value: str = "bound", **where) -> np.ndarra
     return out
 
 
-def compare(ours: pd.DataFrame, reference: pd.DataFrame, on: Sequence[str] = ("model", "dataset")) -> pd.DataFrame:
-    """Side by side: ours merged onto reference rows; every shared value column c gives c_ours, c_paper,
-    c_diff (ours - paper). Reference rows we have not reproduced stay, with NaN for ours."""
-    on = list(on)
-    missing = [k for k in on if k not in ours.columns or k not in reference.columns]
-    if missing:
-        raise ValueError(f"both tables need the key columns {missing}")
-    shared = [c for c in reference.columns if c in ours.columns and c not in on]
-    if not shared:
-        raise ValueError("the tables share no value column")
-    out = reference[on + shared].merge(ours[on + shared], on=on, how="left", suffixes=("_paper", "_ours"))
-    for c in shared:
-        out[f"{c}_diff"] = out[f"{c}_ours"] - out[f"{c}_paper"]
-    return out
+def _name_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def paper_model_name(name: str, among: Iterable[str] | None = None) -> str | None:
+    """The paper's name of a model identifier ("resnet50" -> "ResNet-50", `MODEL_ALIASES`), None when
+    the paper has no such model (or, with `among`, none of those paper names)."""
+    key = _name_key(name)
+    allowed = None if among is None else set(among)
+    for paper, aliases in MODEL_ALIASES.items():
+        if allowed is not None and paper not in allowed:
+            continue
+        if key == _name_key(paper) or key in {_name_key(a) for a in aliases}:
+            return paper
+    return None
+
+
+def paper_names(settings: Mapping) -> tuple[str, str]:
+    """(model, dataset) of a stored run's settings in the paper's names (`to_paper_names`; names the
+    paper does not use are kept)."""
+    key = settings["key"]
+    names = to_paper_names(pd.DataFrame({"model": [key["model"].get("name")], "dataset": [key["dataset"].get("name")]}))
+    return str(names.loc[0, "model"]), str(names.loc[0, "dataset"])
+
+
+def paper_weights(model: Mapping) -> bool:
+    """A model provenance record names the torchvision V1 weights the paper used (not random weights,
+    not a checkpoint)."""
+    return model.get("source") == "torchvision" and str(model.get("weights_id")).endswith("IMAGENET1K_V1")
 
 
 def to_paper_names(table: pd.DataFrame) -> pd.DataFrame:
     """A copy with registry keys in the 'model' / 'dataset' columns renamed to the paper's names, so
-    results keyed like the sweep line up with these tables in `compare` (unknown names are kept)."""
+    results keyed like the sweep line up with these tables in `report.plots.compare_frame` (unknown names
+    are kept). Exact keys only (`MODEL_KEYS`, `DATASET_KEYS`); `paper_model_name` matches aliases loosely."""
     out = table.copy()
     for col, keys in (("model", MODEL_KEYS), ("dataset", DATASET_KEYS)):
         if col in out.columns:

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, normalize, pil_to_tensor, render_windows, resized_size
+from zoomstudy import views
+from zoomstudy.views import CENTERS, IMAGENET_MEAN, IMAGENET_STD, normalize, pil_to_tensor
 
 #: The default input sizes: 128 to 448 px, the training size 224 in the middle.
 RESOLUTION_SIZES: tuple[int, ...] = (128, 160, 192, 224, 256, 288, 320, 384, 448)
@@ -45,36 +46,14 @@ def resize_for(size: int, crop_pct: float = CROP_PCT) -> int:
     return int(round(size / crop_pct))
 
 
-#: Where the centred crop sits: "torchvision" = CenterCrop's round((H - size) / 2); "anchor" = the
-#: centre anchor of SPEC 1's 3 x 3 arithmetic (at size 224 exactly the sweep's `LOC:1_1_Size:256`).
-CENTERS = ("torchvision", "anchor")
-
-
-def center_crop_offsets(width: int, height: int, scale: int, size: int, center: str = "torchvision") -> tuple[int, int]:
-    """(top, left) of the centred size x size crop in the image resized to shorter side `scale`."""
-    if center not in CENTERS:
-        raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
-    W, H = resized_size(width, height, scale)
-    if center == "anchor":
-        tile_x, tile_y = W // 3, H // 3
-        return tile_y + tile_y // 2 - size // 2, tile_x + tile_x // 2 - size // 2
-    return int(round((H - size) / 2.0)), int(round((W - size) / 2.0))
-
-
 def render_center_crop(image: torch.Tensor, size: int, crop_pct: float = CROP_PCT, *, center: str = "torchvision",
                        dtype=None) -> torch.Tensor:
-    """Resize(resize_for(size)) + CenterCrop(size) of a uint8 [3, H, W] image, PIL-exact.
+    """Resize(resize_for(size)) + CenterCrop(size) of a uint8 [3, H, W] image, PIL-exact
+    (`views.render_center_crop` at the curve's fixed framing).
 
     Returns grey levels (float, 0..255) [3, size, size] on the image's device.
     """
-    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"render_center_crop expects a uint8 [3, H, W] tensor, got {image.dtype} {tuple(image.shape)}")
-    if dtype is None:
-        dtype = torch.float64 if image.device.type == "cpu" else torch.float32
-    _, h0, w0 = image.shape
-    scale = resize_for(size, crop_pct)
-    top, left = center_crop_offsets(w0, h0, scale, size, center)
-    return render_windows(image.to(dtype), scale, [top], [left], size)[0, 0]
+    return views.render_center_crop(image, resize_for(size, crop_pct), size, center=center, dtype=dtype)
 
 
 def _check_sizes(sizes) -> tuple[int, ...]:

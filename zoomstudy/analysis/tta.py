@@ -1,11 +1,11 @@
-"""Test-time augmentation (SPEC section 4): Table 4 from a stored sweep, Table 5 (MEMO) from plain values.
+"""Test-time aggregation without training (SPEC section 4, Table 4), from a stored sweep.
 
-Table 4 (aggregation without training) needs no second pass over the images: for every image and view
-group the sweep stores the argmax of the averaged softmax ("mean") and the class of the single most
-confident view ("max") in `ResultSet.groups()`, and the 1-crop prediction is the top-1 of the grid's
-standard view in `ResultSet.views()`. `tta_table` turns those into accuracies with Clopper-Pearson
-intervals and a paired McNemar test against the 1-crop view; `tta_changes` says, image by image,
-whether an aggregation fixed or broke the 1-crop prediction.
+Table 4 needs no second pass over the images: for every image and view group the sweep stores the
+argmax of the averaged softmax ("mean") and the class of the single most confident view ("max") in
+`ResultSet.groups()`, and the 1-crop prediction is the top-1 of the grid's standard view in
+`ResultSet.views()`. `tta_table` turns those into accuracies with Clopper-Pearson intervals and a
+paired McNemar test against the 1-crop view; `tta_changes` says, image by image, whether an
+aggregation fixed or broke the 1-crop prediction.
 
     groups      views                                       paper (Table 4)
     zoom_in     S > crop, all anchors                       "zoom-in"
@@ -18,14 +18,8 @@ whether an aggregation fixed or broke the 1-crop prediction.
 The 5/10-crop sets are rendered at `grid.standard_scale` (256 for crop 224), so they exist whatever
 the grid's scales; a zoom group exists when the grid has a scale of that kind.
 
-Table 5 (MEMO test-time adaptation) does need a pass over the images, with K forward passes, one
-backward and a reset per image. `memo_table` runs it from plain values (a model spec, a dataset name)
-and stores the per-image table as <results_dir>/memo/<hash>.parquet next to <hash>.json, the hash
-covering every setting that can change a number (model and weights, data fingerprint, methods, K,
-seeds, images, MEMO hyper-parameters, device); a rerun with the same settings reads the file, any
-change computes a new one, and an interrupted run resumes from <hash>.partial.parquet.
-`memo_summary` reduces it to Table 5's rows (accuracy averaged over seeds, the seed spread, an
-interval and seconds per image).
+Test-time adaptation (MEMO, Table 5) needs a pass over the images with a backward step per image; it
+lives in `analysis.memo`, with its stored table and summary.
 
 Reading choices (the paper gives no code for Table 4; SPEC section 4 fixes the definitions):
 
@@ -34,29 +28,19 @@ Reading choices (the paper gives no code for Table 4; SPEC section 4 fixes the d
 * Multi-label sets (ReaL, ImageNet-Hard): a prediction is correct when it is in the image's set;
   images with an empty set are left out of every row (the ReaL protocol), so all rows of a table
   score the same images and the paired tests are valid.
-* MEMO's interval over several seeds resamples images (a percentile bootstrap of the per-image share
-  of seeds that are correct); with one seed it is the exact Clopper-Pearson interval.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
-import platform
-import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from zoomstudy import __version__
 from zoomstudy.analysis import bounds as analysis
 from zoomstudy.analysis import paper
-from zoomstudy.analysis.stats import accuracy_with_ci, bootstrap_ci, clopper_pearson, mcnemar_exact
+from zoomstudy.analysis.stats import accuracy_with_ci, mcnemar_exact
 from zoomstudy.views import ViewGrid
 
 #: Store groups in Table 4's order (groups a result set lacks are skipped).
@@ -72,13 +56,6 @@ PAPER_GROUPS: dict[str, str] = {
 #: Kinds of `tta_changes`.
 CHANGES: tuple[str, ...] = ("fixed", "broke", "both right", "both wrong")
 
-#: Bump when the MEMO table's layout or meaning changes: old files then get new hashes.
-MEMO_FORMAT = 1
-#: View kind of `tta` -> the method name of `paper.TABLE5` / `paper.MEMO_SPEED`.
-MEMO_METHODS: dict[str, str] = {"augmix": "MEMO + AugMix", "rrc": "MEMO + RRC"}
-BASELINE = "baseline"
-MEMO_COLUMNS = ["image_id", "position", "method", "seed", "k", "pred", "baseline_pred", "correct",
-                "baseline_correct", "seconds"]
 
 
 def _group_label(group: str, grid: ViewGrid | None = None) -> str:
@@ -348,18 +325,6 @@ def change_views(result_set, source, rows: pd.DataFrame, group: str, aggregation
     return np.stack(views), names, np.array(correct), np.array(conf)
 
 
-def _paper_names(settings: Mapping) -> tuple[str, str]:
-    key = settings["key"]
-    names = paper.to_paper_names(pd.DataFrame({"model": [key["model"].get("name")],
-                                               "dataset": [key["dataset"].get("name")]}))
-    return str(names.loc[0, "model"]), str(names.loc[0, "dataset"])
-
-
-def _paper_weights(model: Mapping) -> bool:
-    """The torchvision V1 weights the paper used (not random, not a checkpoint)."""
-    return model.get("source") == "torchvision" and str(model.get("weights_id")).endswith("IMAGENET1K_V1")
-
-
 def table4_comparison(table: pd.DataFrame, settings: Mapping) -> dict:
     """Arguments for `plots.compare_table`: this run's Table 4 next to the paper's, keyed on
     (group, aggregation) in the paper's names (5-crop, 10-crop, 1-crop / none).
@@ -371,10 +336,10 @@ def table4_comparison(table: pd.DataFrame, settings: Mapping) -> dict:
     """
     key = settings["key"]
     grid = ViewGrid.from_dict(key["grid"])
-    pm, pdn = _paper_names(settings)
+    pm, pdn = paper.paper_names(settings)
     ref_model = str(paper.TABLE4["model"].iloc[0])
     target = pdn if pdn in set(paper.TABLE4["dataset"]) else "IN"
-    comparable = (pm == ref_model and pdn == target and _paper_weights(key["model"]) and grid.crop == 224)
+    comparable = (pm == ref_model and pdn == target and paper.paper_weights(key["model"]) and grid.crop == 224)
     ours = pd.DataFrame({
         "group": [PAPER_GROUPS.get(g, g) for g in table["group"]],
         "aggregation": table["aggregation"].tolist(),
@@ -392,359 +357,6 @@ def table4_comparison(table: pd.DataFrame, settings: Mapping) -> dict:
             "caption": caption, "comparable": comparable}
 
 
-# ================================================================================================
-# Table 5: MEMO
-# ================================================================================================
-def dataset_label_space(dataset: str) -> str:
-    """The label space a dataset is scored in (SPEC section 2): the registry's for its names
-    (imagenet-a -> 'imagenet-a', objectnet -> 'objectnet'), 'imagenet1k' for anything else."""
-    from zoomstudy.data import DATASETS
-
-    spec = DATASETS.get(str(dataset))
-    return spec.label_space if spec is not None else "imagenet1k"
-
-
-def _norm_methods(methods) -> tuple[str, ...]:
-    from zoomstudy.analysis.memo import VIEW_KINDS
-
-    methods = [methods] if isinstance(methods, str) else list(methods)
-    bad = [m for m in methods if m not in VIEW_KINDS]
-    if not methods or bad:
-        raise ValueError(f"methods must name one or more of {VIEW_KINDS}, got {methods}")
-    return tuple(m for m in VIEW_KINDS if m in methods)  # canonical order: a reordering is the same run
-
-
-def _norm_seeds(seeds) -> tuple[int, ...]:
-    seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
-    if not seeds or any(isinstance(s, bool) or not float(s).is_integer() for s in seeds):
-        raise ValueError(f"seeds must be one or more integers, got {seeds}")
-    return tuple(sorted({int(s) for s in seeds}))
-
-
-def _check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation) -> None:
-    if int(k) < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if max_images is not None and int(max_images) < 1:
-        raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
-    if not isinstance(prior_n, (int, np.integer)):
-        raise ValueError(f"prior_n must be an int (negative = no batch-norm adaptation), got {prior_n!r}")
-    if not float(lr) > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if int(resize) < 1 or int(crop) < 1:
-        raise ValueError(f"resize and crop must be positive, got resize={resize}, crop={crop}")
-    if interpolation not in ("bilinear", "bicubic"):
-        raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
-
-
-def memo_settings(model, source, *, methods, k, seeds, max_images, prior_n=16, lr=0.00025, steps=1,
-                  resize=256, crop=224, interpolation="bilinear") -> dict:
-    """The provenance stored next to a MEMO table; `key` holds what can change a stored number and
-    `key_hash` (the file name) hashes it."""
-    from zoomstudy.sweep.engine import _git_commit
-
-    model_prov = dict(model.provenance())
-    model_prov.pop("weights_source", None)  # where the file was found does not change predictions
-    key = {
-        "format": MEMO_FORMAT,
-        "zoomstudy": __version__,
-        "model": model_prov,
-        "dataset": source.provenance(),
-        "memo": {
-            "methods": list(_norm_methods(methods)), "k": int(k), "seeds": list(_norm_seeds(seeds)),
-            "max_images": None if max_images is None else int(max_images), "prior_n": int(prior_n),
-            "lr": float(lr), "optimizer": "sgd", "steps": int(steps), "resize": int(resize), "crop": int(crop),
-            "interpolation": interpolation, "mean": list(model.mean), "std": list(model.std),
-            "episodic": True, "seed_rule": "tta.image_seed(seed, image_id)", "random_init_seed": 0,
-        },
-    }
-    key = json.loads(json.dumps(key, default=str))
-    blob = json.dumps(key, sort_keys=True, separators=(",", ":"))
-    return {
-        "key": key,
-        "key_hash": hashlib.sha256(blob.encode()).hexdigest()[:16],
-        "git_commit": _git_commit(),
-        "host": {"platform": platform.platform(), "python": platform.python_version()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def memo_paths(results_dir: str | Path, key_hash: str) -> dict[str, Path]:
-    folder = Path(results_dir) / "memo"
-    return {"table": folder / f"{key_hash}.parquet", "settings": folder / f"{key_hash}.json",
-            "partial": folder / f"{key_hash}.partial.parquet"}
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _write_json(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _finish(df: pd.DataFrame, settings: dict, path: Path, reused: bool) -> pd.DataFrame:
-    df = df.sort_values(["position", "seed", "method"], kind="stable").reset_index(drop=True)
-    df.attrs.update(settings=settings, path=str(path), reused=reused)
-    return df
-
-
-def memo_table(
-    model_spec: str,
-    dataset: str,
-    checkpoint: str | None = None,
-    *,
-    root: str | None = None,
-    pretrained: bool = True,
-    label_space: str | None = None,
-    device: str | None = None,
-    results_dir: str | Path = "results",
-    methods: Sequence[str] = ("rrc", "augmix"),
-    k: int = 16,
-    seeds: Sequence[int] = (0,),
-    max_images: int | None = None,
-    prior_n: int = 16,
-    lr: float = 0.00025,
-    steps: int = 1,
-    resize: int = 256,
-    crop: int = 224,
-    interpolation: str = "bilinear",
-    progress: bool = True,
-    save_every_s: float = 60.0,
-    warmup: bool = True,
-) -> pd.DataFrame:
-    """MEMO over the first `max_images` images of a dataset, one row per (image, method, seed), stored.
-
-    model_spec, checkpoint, pretrained, device: as `study.open_model`; dataset, root: as
-    `study.open_data`. label_space None: the dataset's own (`dataset_label_space`); the logits are
-    restricted to it for the loss and the prediction, as MEMO does for ImageNet-A/R.
-    methods: view kinds ('rrc' = the paper's zoom-in RandomResizedCrop, 'augmix' = MEMO's AugMix);
-    k: augmented views per image (16 in the paper's text, 64 in MEMO's code default); seeds: base seeds
-    of the views (each image uses `tta.image_seed(seed, image_id)`); prior_n, lr, steps: MEMO's
-    batch-norm prior strength N, SGD learning rate and steps; resize, crop, interpolation: the plain
-    prediction view (Resize 256 bilinear + CenterCrop 224: Table 5's baseline).
-    Images without a decodable image or without a label are skipped (counted in the settings file).
-    Random weights (pretrained=False, no checkpoint) are drawn under torch seed 0, so that a stored
-    table and its rerun use the same model. warmup: run one untimed episode per method before the
-    first timed one (allocators, kernel selection). save_every_s: how often the partial table is
-    written while running (the unit of resume).
-
-    Returns a DataFrame: image_id, position (in the source), method ('memo_rrc' / 'memo_augmix'),
-    seed, k, pred, baseline_pred, correct, baseline_correct, seconds (views + adaptation + adapted
-    prediction of that episode). attrs: settings (the stored JSON), path (the parquet file), reused
-    (True when nothing was computed).
-    """
-    from tqdm.auto import tqdm
-
-    from zoomstudy.study import open_data, open_model
-    from zoomstudy.analysis.memo import memo_for_model
-
-    import torch
-
-    methods, seeds = _norm_methods(methods), _norm_seeds(seeds)
-    _check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # random weights are the same in every run of the key (load_model seeds them too)
-        model = open_model(model_spec, checkpoint, label_space=label_space or dataset_label_space(dataset),
-                           device=device, pretrained=pretrained)
-    source = open_data(dataset, root)
-    settings = memo_settings(model, source, methods=methods, k=k, seeds=seeds, max_images=max_images,
-                             prior_n=prior_n, lr=lr, steps=steps, resize=resize, crop=crop,
-                             interpolation=interpolation)
-    paths = memo_paths(results_dir, settings["key_hash"])
-    paths["table"].parent.mkdir(parents=True, exist_ok=True)
-    if paths["settings"].exists():
-        old = json.loads(paths["settings"].read_text(encoding="utf-8"))
-        if old.get("key") != settings["key"]:
-            raise ValueError(f"{paths['settings']} holds other settings (hash collision?); remove it")
-        if paths["table"].exists():
-            return _finish(pd.read_parquet(paths["table"]), old, paths["table"], reused=True)
-    else:
-        _write_json(settings, paths["settings"])
-
-    done_rows = pd.read_parquet(paths["partial"]) if paths["partial"].exists() else pd.DataFrame(columns=MEMO_COLUMNS)
-    done = set(zip(done_rows["image_id"], done_rows["seed"].astype(int)))
-    frames = [done_rows] if len(done_rows) else []
-    rows: list[pd.DataFrame] = []
-    skipped = {"unreadable": 0, "unlabelled": 0}
-    try:
-        total = len(source) if max_images is None else min(len(source), int(max_images))
-    except TypeError:
-        total = max_images
-    kw = dict(views=methods, k=int(k), prior_n=int(prior_n), lr=float(lr), steps=int(steps),
-              resize=int(resize), crop=int(crop), interpolation=interpolation)
-    last_save = time.monotonic()
-
-    def save_partial():
-        if rows:
-            _write_parquet(pd.concat(frames + rows, ignore_index=True), paths["partial"])
-
-    samples = iter(source) if max_images is None else itertools.islice(iter(source), int(max_images))
-    with tqdm(total=total, unit="img", disable=not progress, desc=f"MEMO {model.name}") as bar:
-        for position, sample in enumerate(samples):
-            bar.update(1)
-            if sample.image is None:
-                skipped["unreadable"] += 1
-                continue
-            if not sample.labels:
-                skipped["unlabelled"] += 1
-                continue
-            for seed in seeds:
-                if (sample.image_id, seed) in done:
-                    continue
-                if warmup:  # one untimed episode per method: lazy initialisation must not count as MEMO's time
-                    memo_for_model(model, [sample], seed=seed, **kw)
-                    warmup = False
-                df = memo_for_model(model, [sample], seed=seed, **kw)
-                df.insert(1, "position", position)
-                rows.append(df[MEMO_COLUMNS])
-            if time.monotonic() - last_save > save_every_s:
-                save_partial()
-                last_save = time.monotonic()
-    table = pd.concat(frames + rows, ignore_index=True) if frames or rows else pd.DataFrame(columns=MEMO_COLUMNS)
-    table = table[MEMO_COLUMNS].astype({"position": "int64", "seed": "int64", "k": "int64", "pred": "int64",
-                                        "baseline_pred": "int64", "correct": bool, "baseline_correct": bool,
-                                        "seconds": "float64"})
-    _write_parquet(table, paths["table"])
-    settings["result"] = {"rows": int(len(table)), "images": int(table["image_id"].nunique()),
-                          "skipped": skipped, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_json(settings, paths["settings"])
-    paths["partial"].unlink(missing_ok=True)
-    if any(skipped.values()):
-        warnings.warn(f"memo_table: skipped {skipped['unreadable']} unreadable and {skipped['unlabelled']} "
-                      f"unlabelled images", stacklevel=2)
-    return _finish(table, settings, paths["table"], reused=False)
-
-
-def _interval(per_image: np.ndarray, n_seeds: int, alpha: float, seed: int = 0) -> tuple[float, float]:
-    """% interval of the mean of per-image shares correct: exact for one seed, bootstrap over images else."""
-    if n_seeds == 1:
-        lo, hi = clopper_pearson(int(round(per_image.sum())), per_image.size, alpha)
-    else:
-        lo, hi = bootstrap_ci(per_image.astype(np.float64), np.mean, alpha=alpha, seed=seed)
-    return 100.0 * lo, 100.0 * hi
-
-
-def memo_summary(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Table 5's rows from a `memo_table`: the baseline, then MEMO + AugMix and MEMO + RRC.
-
-    Columns: method (the paper's name), key ('baseline', 'memo_augmix', 'memo_rrc'), n (images), seeds,
-    accuracy (%, mean over seeds of the per-seed accuracy), spread (sample std over seeds, points; NaN
-    with one seed), acc_min, acc_max (over seeds), lo, hi (% 1 - alpha interval: Clopper-Pearson with
-    one seed, else a percentile bootstrap over images of the per-image share of seeds correct),
-    seconds_per_image (mean episode time; NaN for the baseline, whose forward is not timed), delta
-    (accuracy - baseline, points), p_value (exact McNemar against the baseline, first seed).
-    """
-    missing = [c for c in ("image_id", "method", "seed", "correct", "baseline_correct", "seconds") if c not in df.columns]
-    if missing:
-        raise ValueError(f"memo_summary: missing column(s) {missing}")
-    if not len(df):
-        raise ValueError("memo_summary: the MEMO table is empty")
-    images = list(pd.unique(df["image_id"]))
-    base = df.drop_duplicates("image_id").set_index("image_id")["baseline_correct"].reindex(images).to_numpy(bool)
-    b_acc, b_lo, b_hi = accuracy_with_ci(base, alpha)
-    rows = [{"method": BASELINE, "key": BASELINE, "n": len(images), "seeds": np.nan, "accuracy": b_acc,
-             "spread": np.nan, "acc_min": b_acc, "acc_max": b_acc, "lo": b_lo, "hi": b_hi,
-             "seconds_per_image": np.nan, "delta": 0.0, "p_value": np.nan}]
-    for view, name in MEMO_METHODS.items():
-        d = df[df["method"] == f"memo_{view}"]
-        if not len(d):
-            continue
-        wide = d.pivot_table(index="image_id", columns="seed", values="correct", aggfunc="first")  # [N, seeds]
-        wide = wide.reindex([i for i in images if i in wide.index])
-        per_seed = 100.0 * wide.astype(float).mean(axis=0)  # accuracy per seed over its images
-        share = wide.astype(float).mean(axis=1).to_numpy()  # per image: share of seeds correct
-        n_seeds = wide.shape[1]
-        lo, hi = _interval(share, n_seeds, alpha)
-        acc = float(per_seed.mean())
-        first = wide.iloc[:, 0]
-        ok_first = first.notna().to_numpy()
-        p = mcnemar_exact(first.to_numpy()[ok_first].astype(bool),
-                          pd.Series(base, index=images).reindex(wide.index).to_numpy(bool)[ok_first])
-        rows.append({"method": name, "key": f"memo_{view}", "n": int(wide.shape[0]), "seeds": n_seeds,
-                     "accuracy": acc, "spread": float(per_seed.std(ddof=1)) if n_seeds > 1 else np.nan,
-                     "acc_min": float(per_seed.min()), "acc_max": float(per_seed.max()),
-                     "lo": min(lo, acc), "hi": max(hi, acc),
-                     "seconds_per_image": float(d.groupby("image_id")["seconds"].mean().mean()),
-                     "delta": acc - b_acc, "p_value": p})
-    out = pd.DataFrame(rows)
-    out["seeds"] = out["seeds"].astype("Int64")
-    return out
-
-
-def table5_comparison(summary: pd.DataFrame, settings: Mapping, paper_model: str | None = None) -> dict:
-    """Arguments for `plots.compare_table`: this run's Table 5 rows next to the paper's column.
-
-    paper_model: the column of `paper.TABLE5` this run reproduces ('ResNet-50', 'DeepAugment+AugMix',
-    'MoEx+CutMix'); None infers 'ResNet-50' for torchvision resnet50 with its V1 weights. `comparable`
-    is True when such a column exists for this run's dataset (IN, IN-A, IN-R, IN-Sketch, ObjectNet)
-    and the plain view is crop 224; otherwise ResNet-50 on IN is shown for orientation only.
-    Returns dict(ours, paper, on, value_cols, caption, comparable).
-    """
-    key = settings["key"]
-    pm, pdn = _paper_names(settings)
-    if paper_model is None and pm == "ResNet-50" and _paper_weights(key["model"]):
-        paper_model = "ResNet-50"
-    if paper_model is not None and paper_model not in paper.TABLE5_MODELS:
-        raise ValueError(f"paper_model must be one of {paper.TABLE5_MODELS}, got {paper_model!r}")
-    datasets = set(paper.TABLE5["dataset"])
-    comparable = paper_model is not None and pdn in datasets and key["memo"]["crop"] == 224
-    ref_model = paper_model if comparable else "ResNet-50"
-    ref_data = pdn if comparable else "IN"
-    ref = paper.TABLE5[(paper.TABLE5["model"] == ref_model) & (paper.TABLE5["dataset"] == ref_data)]
-    ours = summary[["method", "accuracy"]].rename(columns={"accuracy": "top1"})
-    if comparable:
-        caption = f"ours vs paper Table 5 ({ref_model}, {ref_data}, K = 16); diff = ours - paper"
-        if key["memo"]["k"] != 16:
-            caption += f" -- note: this run uses K = {key['memo']['k']}"
-    else:
-        caption = (f"FOR ORIENTATION ONLY: this run is {pm} ({key['model'].get('weights_id')}) on {pdn}; the paper's "
-                   f"column is {ref_model} on {ref_data}; the diff column is not a reproduction error")
-    return {"ours": ours.reset_index(drop=True), "paper": ref[["method", "top1"]].reset_index(drop=True),
-            "on": ["method"], "value_cols": ["top1"], "caption": caption, "comparable": comparable}
-
-
-def speed_comparison(summary: pd.DataFrame, settings: Mapping | None = None) -> dict:
-    """Arguments for `plots.compare_table`: seconds per image of MEMO + RRC and MEMO + AugMix beside
-    the paper's 0.65 s and 1.15 s (`paper.MEMO_SPEED`; the paper does not state its hardware)."""
-    ours = summary[summary["key"] != BASELINE][["method", "seconds_per_image"]].reset_index(drop=True)
-    where = ""
-    if settings is not None:
-        m = settings["key"]["memo"]
-        where = f" (this run: {settings['key']['model'].get('device')}, K = {m['k']}, crop {m['crop']})"
-    caption = f"seconds per image, ours{where} vs the paper's (hardware not stated); diff = ours - paper"
-    return {"ours": ours, "paper": paper.MEMO_SPEED.copy(), "on": ["method"], "value_cols": ["seconds_per_image"],
-            "caption": caption}
-
-
-def memo_description(settings: Mapping) -> str:
-    """One sentence on what a MEMO table was computed with."""
-    key = settings["key"]
-    m = key["memo"]
-    model = key["model"]
-    methods = " and ".join(MEMO_METHODS[v] for v in m["methods"])
-    seeds = m["seeds"]
-    res = settings.get("result") or {}
-    n = f"{res['images']} images" if "images" in res else "its images"
-    return (f"{methods} on {n} of {key['dataset'].get('name')} with {model.get('architecture')} "
-            f"(weights {model.get('weights_id')}, label space {model.get('label_space', {}).get('name')}, "
-            f"{model.get('device')}); K = {m['k']}, {len(seeds)} seed(s) {seeds}, prior N = {m['prior_n']}, "
-            f"lr {m['lr']}, {m['steps']} step(s), prediction view Resize {m['resize']} {m['interpolation']} + "
-            f"CenterCrop {m['crop']}.")
-
-
-def is_random_weights(settings: Mapping) -> bool:
-    """Random (untrained) weights: weights_id 'random' or 'random-<hash of the initial state>'."""
-    return str(settings["key"]["model"].get("weights_id")).startswith("random")
-
-
 __all__ = [
-    "tta_table", "tta_changes", "pick_changes", "change_views", "table4_comparison", "group_sizes",
-    "method_label", "dataset_label_space", "memo_settings", "memo_paths", "memo_table", "memo_summary",
-    "table5_comparison", "speed_comparison", "memo_description", "is_random_weights",
+    "tta_table", "tta_changes", "pick_changes", "change_views", "table4_comparison", "group_sizes", "method_label",
 ]

@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 N_IMAGENET_CLASSES = 1000
 OBJECTNET_MAPPING = "objectnet_to_imagenet_1k.json"
@@ -83,6 +87,8 @@ class LabelSpace:
 
     @functools.cached_property
     def _mask_tensor(self) -> torch.Tensor:
+        import torch  # here, not at the top: labels are read without torch (e.g. by the data sources)
+
         return torch.from_numpy(self.mask.copy())  # bool [1000], CPU
 
     def contains(self, label):
@@ -136,29 +142,47 @@ class LabelSpace:
 # ================================================================================================
 # Files shipped by timm and by this package
 # ================================================================================================
-def _timm_info(filename: str) -> str:
-    """Text of a file in timm/data/_info (located through the installed timm package)."""
-    return (importlib.resources.files("timm.data") / "_info" / filename).read_text()
+def _timm_info(name: str) -> Path:
+    """A file of timm's `timm/data/_info` folder (the class lists SPEC section 2 relies on).
+
+    Found through the package path rather than `importlib.resources.files("timm.data")`, which
+    imports timm (and torch): seconds spent for a text file.
+    """
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("timm is not installed: its imagenet_*.txt/json class files are needed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "_info" / name
+    if not path.is_file():
+        raise RuntimeError(f"timm has no data/_info/{name} at {path}")
+    return path
 
 
 @functools.lru_cache(maxsize=None)
 def imagenet_synsets() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k synsets in index order (timm's `imagenet_synsets.txt`)."""
-    synsets = tuple(_timm_info("imagenet_synsets.txt").split())
+    """The 1000 ImageNet-1k synsets in index order (timm's `imagenet_synsets.txt`): index = label, the
+    sorted-synset order every dataset's labels use."""
+    synsets = tuple(_timm_info("imagenet_synsets.txt").read_text().split())
     if len(synsets) != N_IMAGENET_CLASSES:
-        raise RuntimeError(f"timm's imagenet_synsets.txt has {len(synsets)} entries, expected 1000")
+        raise RuntimeError(f"timm's imagenet_synsets.txt has {len(synsets)} entries, expected {N_IMAGENET_CLASSES}")
     return synsets
+
+
+@functools.lru_cache(maxsize=None)
+def synset_index() -> dict[str, int]:
+    """Synset ("n01440764") -> ImageNet-1k index, the inverse of `imagenet_synsets`."""
+    return {s: i for i, s in enumerate(imagenet_synsets())}
 
 
 @functools.lru_cache(maxsize=None)
 def imagenet_class_names() -> tuple[str, ...]:
     """WordNet lemmas of the 1000 classes ("tench, Tinca tinca"), in index order."""
-    lemmas = dict(line.split("\t", 1) for line in _timm_info("imagenet_synset_to_lemma.txt").splitlines() if line)
+    text = _timm_info("imagenet_synset_to_lemma.txt").read_text()
+    lemmas = dict(line.split("\t", 1) for line in text.splitlines() if line)
     return tuple(lemmas[s].strip() for s in imagenet_synsets())
 
 
 def _timm_indices(filename: str) -> np.ndarray:
-    return np.asarray([int(x) for x in _timm_info(filename).split()], np.int64)
+    return np.asarray([int(x) for x in _timm_info(filename).read_text().split()], np.int64)
 
 
 def _name_to_index() -> dict[str, int]:

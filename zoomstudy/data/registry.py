@@ -1,25 +1,20 @@
 """The registry of the paper's datasets (SPEC sections 2 and 5): where each lives, how many rows it
 has, which label space it is scored in, and how to obtain it. `open_dataset(name, root)` checks the
-row count before anything is decoded; `open_source(spec)` opens a source from a spec string."""
+row count before anything is decoded; `open_source(spec)` opens a source from a spec string.
+
+Where `open_dataset` looks, in order: the `root` it is given; the project's data folder,
+`data/<folder>/` (relative to the current directory; $ZOOMSTUDY_DATA names another data folder; see
+data/README.md for each dataset's folder, layout, source and licence); the dataset's environment
+variable (e.g. $ZOOMSTUDY_IMAGENET_A); the Hugging Face hub (and its local cache) for the datasets
+published there.
+"""
 from __future__ import annotations
 
-import copy
-import csv as _csv
-import functools
-import glob
-import hashlib
-import importlib.util
-import io
-import itertools
-import json
-import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
-import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from typing import Callable
 
 from .sources import (
     CsvSource,
@@ -32,6 +27,10 @@ from .sources import (
     real_labels,
 )
 
+#: Environment variable naming the data folder (default: ./data, relative to the current directory).
+DATA_ENV = "ZOOMSTUDY_DATA"
+DEFAULT_DATA_DIR = "data"
+
 #: Names of the label spaces of `zoomstudy.data.labels` a dataset can be evaluated in.
 LABEL_SPACE_NAMES = ("imagenet1k", "imagenet-a", "imagenet-r", "objectnet", "objectnet-1to1")
 
@@ -43,7 +42,9 @@ class DatasetSpec:
     labels: "original" (as stored), "real" (ReaL sets, empty ones left out) or "imagenet+real"
     (original label united with the ReaL set); the last two relabel the ImageNet val images, whose
     file names must keep their ILSVRC2012_val_XXXXXXXX number.
-    env: environment variable that may name the local copy (used when root is None).
+    env: environment variable that may name the local copy (used when root is None and the data
+    folder holds no copy). folder: the sub-folder of the data folder holding the local copy (default:
+    the name; the three ImageNet val datasets share "imagenet-val").
     """
 
     name: str
@@ -63,8 +64,12 @@ class DatasetSpec:
     history: tuple[int, ...] = ()
     #: The revision whose rows `expected_rows` counts (see `HubPin`); None for local-only datasets.
     pin: "HubPin | None" = None
+    #: Folder name under data/ (or $ZOOMSTUDY_DATA) where a local copy is looked for first; default: the name.
+    folder: str = ""
 
     def __post_init__(self):
+        if not self.folder:
+            object.__setattr__(self, "folder", self.name)
         if self.label_space not in LABEL_SPACE_NAMES:
             raise ValueError(f"DatasetSpec {self.name}: label_space must be one of {LABEL_SPACE_NAMES}")
         if self.labels not in _RELABELS:
@@ -160,8 +165,8 @@ _HARD_HOWTO = (
     "loaded from the Hugging Face hub (MIT licence) at a pinned commit: pass revision=<40-hex sha> with "
     "expected_rows=<its row count>, or set {env}_REVISION and {env}_ROWS (the final release has 10,980 rows; "
     "'main' is a branch, not a pin). "
-    "Offline: `huggingface-cli download {repo} --repo-type dataset --revision SHA --local-dir DIR` and pass "
-    "root=DIR (its parquet files are read) or set {env}"
+    "Offline: `huggingface-cli download {repo} --repo-type dataset --revision SHA --local-dir data/{folder}` "
+    "(read before the hub), or pass root=DIR (its parquet files are read) or set {env}"
 )
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -170,10 +175,12 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("imagenet-val", "imagenet1k", 50000, _VAL_HOWTO, env="ZOOMSTUDY_IMAGENET_VAL"),
         DatasetSpec(
             "imagenet-real", "imagenet1k", 46837, _VAL_HOWTO, labels="real", env="ZOOMSTUDY_IMAGENET_VAL",
+            folder="imagenet-val",
             notes="ReaL: the 46,837 val images with a non-empty ReaL set; correct = prediction in the set",
         ),
         DatasetSpec(
             "imagenet+real", "imagenet1k", 50000, _VAL_HOWTO, labels="imagenet+real", env="ZOOMSTUDY_IMAGENET_VAL",
+            folder="imagenet-val",
             notes="IN+ReaL: original label united with the ReaL set over all 50,000 (Table 1's 98.91% column)",
         ),
         DatasetSpec(
@@ -213,7 +220,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "imagenet-hard", "imagenet1k", 10980,
-            _HARD_HOWTO.format(repo="taesiri/imagenet-hard", env="ZOOMSTUDY_IMAGENET_HARD"),
+            _HARD_HOWTO.format(repo="taesiri/imagenet-hard", env="ZOOMSTUDY_IMAGENET_HARD", folder="imagenet-hard"),
             hub_repo="taesiri/imagenet-hard", hub_revision="main", hub_split="validation",
             env="ZOOMSTUDY_IMAGENET_HARD", history=IMAGENET_HARD_SIZES, pin=IMAGENET_HARD_PIN,
             notes="labels are lists of ImageNet-1k indices (up to 10), extra columns origin and english_label; "
@@ -221,7 +228,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "imagenet-hard-4k", "imagenet1k", 10980,
-            _HARD_HOWTO.format(repo="taesiri/imagenet-hard-4K", env="ZOOMSTUDY_IMAGENET_HARD_4K"),
+            _HARD_HOWTO.format(repo="taesiri/imagenet-hard-4K", env="ZOOMSTUDY_IMAGENET_HARD_4K", folder="imagenet-hard-4k"),
             hub_repo="taesiri/imagenet-hard-4K", hub_revision="main", hub_split="validation",
             env="ZOOMSTUDY_IMAGENET_HARD_4K", history=IMAGENET_HARD_SIZES, pin=IMAGENET_HARD_4K_PIN,
             notes="the ImageNet-Hard images upscaled to 4K; "
@@ -256,8 +263,24 @@ _LOCAL_LAYOUTS: list[tuple[Callable[[Path], bool], Callable[[Path, DatasetSpec, 
 ]
 
 
+def data_dir() -> Path:
+    """The project's data folder: $ZOOMSTUDY_DATA, else ./data (relative to the current directory)."""
+    return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+def local_copy(name: str) -> Path | None:
+    """`data_dir()/<folder>` of a registry dataset when it holds anything (hidden files aside), else None."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    path = data_dir() / DATASETS[name].folder
+    if path.is_dir() and any(not p.name.startswith(".") for p in path.iterdir()):
+        return path
+    return None
+
+
 def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Source:
-    """One of `DATASETS`, from root (a folder, a CSV or parquet files), $spec.env, or the hub.
+    """One of `DATASETS`, from root (a folder, a CSV or parquet files), else the data folder
+    (`data/<folder>`, see `local_copy`), else $spec.env, else the hub.
 
     kw: expected_rows (default: the spec's; None skips the check), crop_border (default: the spec's),
     and the source constructor's keywords (e.g. revision= for hub datasets, classes=, cache_dir=).
@@ -271,12 +294,15 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
         return _open_pinned(spec, root, kw)
     expected = kw.pop("expected_rows", spec.expected_rows)
     crop_border = kw.pop("crop_border", spec.crop_border)
+    if root is None:
+        root = local_copy(name)
     if root is None and spec.env:
         root = os.environ.get(spec.env) or None
     if root is None:
         if spec.hub_repo is None:
             unset = f", ${spec.env} unset" if spec.env else ""
-            raise ValueError(f"{name}: no local copy given (root=None{unset}): {spec.instructions}")
+            raise ValueError(f"{name}: no local copy given (root=None, nothing in {data_dir() / spec.folder}{unset}): "
+                             f"{spec.instructions}")
         revision = kw.pop("revision", spec.hub_revision)
         split = kw.pop("split", spec.hub_split)
         kw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
@@ -349,6 +375,8 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
     has_expected = "expected_rows" in kw
     expected = kw.pop("expected_rows", pin.rows)
     crop_border = kw.pop("crop_border", spec.crop_border)
+    if root is None:
+        root = local_copy(spec.name)
     if root is None and spec.env:
         root = os.environ.get(spec.env) or None
     hkw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}

@@ -1,6 +1,6 @@
 """Image sources: every dataset yields Samples with a stable id, an RGB image and a label set.
 
-Three layers, all in this module because they share one contract (the `Sample`):
+Two layers, in this module because they share one contract (the `Sample`), and the registry on top:
 
 * `load_image` decodes one image robustly. The authors did `Image.open(path).convert("RGB")`; that is
   the default here too, with the failure modes made explicit: a file that cannot be decoded raises
@@ -17,12 +17,14 @@ Three layers, all in this module because they share one contract (the `Sample`):
   revision, rows and a fingerprint that changes when the data changes) and `shard(index, count)`
   (every count-th item, so that N workers split a dataset without coordination and the union is
   the whole).
-* `DATASETS`, the registry of the paper's datasets (SPEC sections 2 and 5): label space, expected row
-  count, hub repository when there is one, and how to point the package at a local copy when the data
-  is gated. `open_dataset(name, root)` checks the row count before anything is decoded.
+* `DATASETS` (in `registry`), the registry of the paper's datasets (SPEC sections 2 and 5): label
+  space, expected row count, data folder, hub repository when there is one, and how to point the
+  package at a local copy when the data is gated. `open_dataset(name, root)` checks the row count
+  before anything is decoded.
 
-Labels are always ImageNet-1k indices (0-999, sorted-synset order); the label space of a dataset
-(e.g. the 200 classes of ImageNet-A) says which logits evaluation keeps, it does not renumber labels.
+Labels are always ImageNet-1k indices (0-999, sorted-synset order, `labels.imagenet_synsets`); the label
+space of a dataset (e.g. the 200 classes of ImageNet-A) says which logits evaluation keeps, it does
+not renumber labels.
 """
 from __future__ import annotations
 
@@ -31,7 +33,6 @@ import csv as _csv
 import functools
 import glob
 import hashlib
-import importlib.util
 import io
 import itertools
 import json
@@ -44,6 +45,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .labels import N_IMAGENET_CLASSES, _timm_info, synset_index
 
 
 @dataclass
@@ -261,35 +264,6 @@ def parse_labels(value) -> tuple[int, ...]:
     if any(v < 0 for v in items):
         raise ValueError(f"labels must be >= 0, got {items}")
     return tuple(sorted(set(items)))
-
-
-def _timm_info(name: str) -> Path:
-    """A file of timm's `timm/data/_info` folder (the class lists SPEC section 2 relies on).
-
-    Found through the package path rather than `importlib.resources.files("timm.data")`, which
-    imports timm (and torch): seconds spent for a text file.
-    """
-    spec = importlib.util.find_spec("timm")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("timm is not installed: its imagenet_*.txt/json class files are needed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "_info" / name
-    if not path.is_file():
-        raise RuntimeError(f"timm has no data/_info/{name} at {path}")
-    return path
-
-
-@functools.lru_cache(maxsize=1)
-def imagenet_synsets() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k synsets in the standard sorted order (index = label)."""
-    synsets = tuple(s for s in _timm_info("imagenet_synsets.txt").read_text().split() if s)
-    if len(synsets) != 1000:
-        raise RuntimeError(f"timm's imagenet_synsets.txt has {len(synsets)} entries, expected 1000")
-    return synsets
-
-
-@functools.lru_cache(maxsize=1)
-def _synset_index() -> dict[str, int]:
-    return {s: i for i, s in enumerate(imagenet_synsets())}
 
 
 @functools.lru_cache(maxsize=1)
@@ -555,7 +529,7 @@ _SYNSET = re.compile(r"^n\d{8}$")
 
 
 def _synset_labels(folders: list[str]) -> dict[str, int]:
-    index = _synset_index()
+    index = synset_index()
     unknown = [f for f in folders if f not in index]
     if unknown:
         raise ValueError(f"folders are not ImageNet-1k synsets: {unknown[:5]}")
@@ -673,7 +647,7 @@ class ObjectNetSource(Source):
 
     Only the folders whose ObjectNet class overlaps ImageNet are kept (113 classes, or the 104
     one-to-one ones with one_to_one=True); labels are the ImageNet-1k indices of that class
-    (`zoomstudy.labels.objectnet_classes`, several for 9 classes). Image id = path under images/.
+    (`zoomstudy.data.labels.objectnet_classes`, several for 9 classes). Image id = path under images/.
     The red border is not cut here: `open_dataset("objectnet")` crops 2 px (`with_decoding`).
     """
 
@@ -1004,7 +978,7 @@ class SyntheticSource(Source):
 
     kind = "synthetic"
 
-    def __init__(self, n: int = 16, *, size=(64, 48), n_classes: int = 1000, seed: int = 0):
+    def __init__(self, n: int = 16, *, size=(64, 48), n_classes: int = N_IMAGENET_CLASSES, seed: int = 0):
         if n < 0:
             raise ValueError(f"SyntheticSource: n must be >= 0, got {n}")
         if n_classes < 1:

@@ -13,13 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import nn
 
-from zoomstudy.data.labels import LabelSpace
+from zoomstudy.data.labels import N_IMAGENET_CLASSES, LabelSpace
 from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
-
-N_IMAGENET = 1000
 
 
 class _OneThousand(nn.Module):
@@ -31,7 +28,7 @@ class _OneThousand(nn.Module):
 
     def forward(self, x):
         z = self.module(x)  # [B, n]
-        out = z.new_full((z.shape[0], N_IMAGENET), -1e4)  # masked by the label space anyway
+        out = z.new_full((z.shape[0], N_IMAGENET_CLASSES), -1e4)  # masked by the label space anyway
         out[:, : self.n_classes] = z
         return out
 
@@ -84,7 +81,10 @@ def world_grid(spec) -> ViewGrid:
 
 def world_model(regime: str = "centered", *, seed: int = 0, training: Training = Training(), device=None,
                 cache=None, spec_kw: dict | None = None):
-    """Train (or load from the cache) the model of one regime and wrap it as a LoadedModel."""
+    """Train (or load from the cache) the model of one regime and wrap it as a LoadedModel.
+
+    Callers name it through the entry layer: `study.open_model("world:REGIME", seed=..., training=...)`.
+    """
     from zoomstudy.models.loading import LoadedModel, resolve_device
     from zoomstudy.experiment.training import get_or_train, train_settings, cache_key
     from zoomstudy.experiment.world import WorldSpec
@@ -111,7 +111,7 @@ def world_model(regime: str = "centered", *, seed: int = 0, training: Training =
     )
 
 
-def open_world_model(spec: str, *, device=None, training: Training = Training()):
+def open_world_model(spec: str, *, device=None, training: Training = Training(), **world_kw):
     """"world:REGIME" (the seed-0 model of a training regime) or "world:REGIME:ctx-CONTEXT" (of a
     context world): the models the notebooks analyse, the same cached weights as notebook 00's."""
     from zoomstudy.experiment.world import CONTEXTS, REGIMES
@@ -126,7 +126,8 @@ def open_world_model(spec: str, *, device=None, training: Training = Training())
         spec_kw["context"] = ctx
     if parts[0] != "world" or len(parts) > 3 or regime not in REGIMES:
         raise ValueError(f"{spec!r}: expected world:REGIME[:ctx-CONTEXT] with REGIME one of {REGIMES}")
-    return world_model(regime, device=device, training=training, spec_kw=spec_kw)
+    spec_kw.update(world_kw.pop("spec_kw", None) or {})
+    return world_model(regime, device=device, training=training, spec_kw=spec_kw, **world_kw)  # seed=, cache=
 
 
 #: World data specs of study.open_data: name -> (split, default number of images).
@@ -163,10 +164,11 @@ def open_world_data(spec: str, root=None, **kw):
 
 
 def world_test_source(n: int = 48, **spec_kw):
-    """The measurement images: the same for every regime (object centred at the typical size)."""
-    from zoomstudy.experiment.world import WorldSource, WorldSpec
+    """The measurement images: the same for every regime (object centred at the typical size);
+    `study.open_data("world:centered", n=n)` with `WorldSpec` fields in spec_kw."""
+    from zoomstudy.study import open_data
 
-    return WorldSource(WorldSpec(**spec_kw), n=n, split="test")
+    return open_data(f"world:{spec_kw.pop('regime', 'centered')}", n=n, **spec_kw)
 
 
 def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=(0,), *, n_test: int = 48,
@@ -177,8 +179,9 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     """
     import pandas as pd
 
-    from zoomstudy.sweep.engine import sweep
     from zoomstudy.experiment.world import REGIMES
+    from zoomstudy.study import open_model
+    from zoomstudy.sweep.engine import sweep
 
     bad = [r for r in regimes if r not in REGIMES]
     if bad:
@@ -189,7 +192,7 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     rows = []
     for regime in regimes:
         for seed in seeds:
-            model = world_model(regime, seed=int(seed), training=training)
+            model = open_model(f"world:{regime}", seed=int(seed), training=training)
             rs = sweep(model, source, world_grid(source.spec), results_dir, batch_size=1024, workers=0,
                        progress=progress, tta=False)
             rows.append({"regime": regime, "seed": int(seed), "model": model.name, "result_set": str(rs.path)})
@@ -214,12 +217,10 @@ def regime_tables(runs):
         correct = rs.correct()
         grid = rs.grid
         ab = analysis.anchor_bounds(correct, grid)  # [g, g]
-        c = grid.center
-        off = np.delete(ab.ravel(), c * grid.grid + c)
-        std = analysis.standard_accuracy(correct, grid)
-        orc = analysis.oracle_accuracy(correct)
+        acc = analysis.bound_metrics(correct, grid, keys=("standard", "upper_all")).set_index("key")["accuracy"]
+        std, orc = float(acc["standard"]), float(acc["upper_all"])
         summary.append({"regime": r.regime, "seed": r.seed, "standard": std, "oracle": orc,
-                        "oracle_gap": orc - std, "center_bias": ab[c, c] - off.mean()})
+                        "oracle_gap": orc - std, "center_bias": analysis.center_bias(ab)[2]})
         for i in range(grid.grid):
             for j in range(grid.grid):
                 anchors.append({"regime": r.regime, "seed": r.seed, "row": i, "col": j, "value": ab[i, j]})

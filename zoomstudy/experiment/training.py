@@ -18,12 +18,12 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_views
+from zoomstudy.sweep.store import atomic_write
+from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, normalize
 from zoomstudy.experiment.world import WORLD_VERSION, WorldSpec, derive_seed, render_batch
 
 #: Bump when a change alters the weights that the same settings produce (it keys the cache).
@@ -374,33 +374,6 @@ def get_or_train(
         val_images=val_images, threads=threads, log=log,
     )
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{stem}.{os.getpid()}.tmp"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, weights)  # atomic: parallel workers never read half a file
-    tmp.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=1, sort_keys=True))
-    os.replace(tmp, info)
+    atomic_write(weights, lambda tmp: torch.save(model.state_dict(), tmp))  # parallel workers never read half a file
+    atomic_write(info, json.dumps({"settings": settings, "metrics": metrics}, indent=1, sort_keys=True))
     return model, {**metrics, "cache": "miss", "path": str(weights)}
-
-
-# ================================================================================================
-# A small end-to-end measurement (the package's sweep replaces it)
-# ================================================================================================
-@torch.no_grad()
-def measure_regime(model: nn.Module, source, grid: ViewGrid, *, batch_size: int = 512) -> np.ndarray:
-    """correct: bool [n_images, n_views]: top-1 of every view of every image against its labels.
-
-    Views are rendered as the sweep renders them (views.render_views on the uint8 image, then
-    views.normalize with ImageNet statistics). A stand-in for the sweep in tests and quick studies.
-    """
-    size = getattr(model, "input_size", None)
-    if size is not None and tuple(size[1:]) != (grid.crop, grid.crop):
-        raise ValueError(f"measure_regime: model input {tuple(size)} does not match grid crop {grid.crop}")
-    if batch_size < 1:
-        raise ValueError(f"measure_regime: batch_size must be >= 1, got {batch_size}")
-    model.eval()
-    rows = []
-    for sample in source:
-        views = _inputs(render_views(pil_to_tensor(sample.image), grid))  # [n_views, 3, crop, crop]
-        top1 = torch.cat([model(views[i : i + batch_size]).argmax(1) for i in range(0, len(views), batch_size)])
-        rows.append(np.isin(top1.numpy(), np.asarray(sample.labels, np.int64)))  # [n_views]
-    return np.stack(rows) if rows else np.zeros((0, grid.n_views), bool)

@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,12 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoomstudy.data.labels import N_IMAGENET_CLASSES
+from zoomstudy.sweep.store import atomic_write
+
 #: OpenAI CLIP's preprocessing statistics (open_clip.constants), the fallback when a model has none.
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 #: SPEC section 5: logits = 100 * cosine.
 LOGIT_SCALE = 100.0
-N_CLASSES = 1000
 
 
 # ================================================================================================
@@ -108,7 +109,7 @@ def wordnet_lemmas() -> list[list[str]]:
 
     info = ImageNetInfo()
     # descriptions are "lemma, lemma, ..."; no ImageNet-1k lemma contains a comma itself.
-    return [[s.strip() for s in info.index_to_description(i).split(",")] for i in range(N_CLASSES)]
+    return [[s.strip() for s in info.index_to_description(i).split(",")] for i in range(N_IMAGENET_CLASSES)]
 
 
 @functools.cache
@@ -116,7 +117,7 @@ def _classnames_and_changes() -> tuple[tuple[str, ...], tuple[tuple[int, str, st
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
     names, changes = deduplicate_classnames(list(IMAGENET_CLASSNAMES), wordnet_lemmas())
-    if len(names) != N_CLASSES or find_duplicates(names):
+    if len(names) != N_IMAGENET_CLASSES or find_duplicates(names):
         raise RuntimeError("open_clip's ImageNet class names could not be made 1000 distinct names")
     return tuple(names), tuple((i, old, new) for i, (old, new) in sorted(changes.items()))
 
@@ -229,22 +230,19 @@ def cached_class_embeddings(
         warnings.warn(f"CLIP text cache {path} does not match its key; re-encoding", stacklevel=2)
     emb = encode_class_embeddings(model, tokenizer, classnames, templates, batch_size)  # [C, D]
     path.parent.mkdir(parents=True, exist_ok=True)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a path
+            np.savez(
+                fh,
+                embeddings=emb.numpy(),
+                classnames=np.array(list(classnames), dtype=str),
+                templates=np.array(templates, dtype=str),
+                model_name=np.array(str(model_name)),
+                pretrained=np.array(str(pretrained)),
+            )
+
     # write then rename: a crashed or concurrent run never leaves a truncated file under the key.
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(
-            tmp,
-            embeddings=emb.numpy(),
-            classnames=np.array(list(classnames), dtype=str),
-            templates=np.array(templates, dtype=str),
-            model_name=np.array(str(model_name)),
-            pretrained=np.array(str(pretrained)),
-        )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, write)
     return emb, path
 
 

@@ -2,7 +2,7 @@
 
 `profile(model, images, out_dir=...)` runs a compact sweep (12 of the paper's scales x 3 x 3 anchors
 by default: 108 views per image instead of 324, a few hundred images in minutes on a CPU), the
-test-resolution curve (`zoomstudy.resolution`) and writes
+test-resolution curve (`zoomstudy.analysis.resolution`) and writes
 
 * ``<out_dir>/profile.html``: one self-contained page (figures as base64 PNGs, no external files):
   a table of the headline numbers, accuracy against zoom scale with 95% intervals, the 3 x 3
@@ -49,10 +49,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zoomstudy.views import PAPER_SCALES, ViewGrid
+from zoomstudy.sweep.store import atomic_write
+from zoomstudy.views import ViewGrid
 
-#: The compact default grid: 12 of the paper's 36 scales, zoom out to zoom in, with 224 and 256.
-COMPACT_SCALES: tuple[int, ...] = (16, 32, 64, 128, 192, 224, 256, 320, 448, 576, 768, 1024)
 #: Version of the profile.json layout (bump when a key changes meaning).
 PROFILE_FORMAT = 1
 HTML_NAME, JSON_NAME = "profile.html", "profile.json"
@@ -64,114 +63,29 @@ THRESHOLDS: dict[str, tuple[str, str]] = {
 #: The figures of the report, in order (zoom maps follow, one per example image).
 FIGURES = ("accuracy_vs_scale", "anchor_grid", "oracle_gap", "resolution_curve")
 
-assert set(COMPACT_SCALES) <= set(PAPER_SCALES)
 
 
 # ================================================================================================
 # Inputs
 # ================================================================================================
 def compact_grid(scales=None, grid: int = 3, crop: int = 224) -> tuple[ViewGrid, str | None]:
-    """The profile's view grid and a note when the standard scale had to be added.
+    """The profile's view grid (`study.make_grid`, default "compact") and a note when the standard
+    scale had to be added.
 
-    scales: None = `COMPACT_SCALES` (times crop / 224 for another crop), "paper" = the paper's 36
-    (likewise rescaled), or a list. The standard 1-crop scale (round(crop * 256 / 224)) is always
+    scales: None = `views.COMPACT_SCALES` (times crop / 224 for another crop), "paper" = the paper's
+    36 (likewise rescaled), or a list. The standard 1-crop scale (round(crop * 256 / 224)) is always
     included, since the oracle gap is measured against it; the grid must be odd (it needs a centre).
     """
-    grid, crop = int(grid), int(crop)
-    if grid < 1 or grid % 2 == 0:
+    from zoomstudy.study import make_grid
+
+    if int(grid) < 1 or int(grid) % 2 == 0:
         raise ValueError(f"profile: grid must be odd (the centre anchor and the 1-crop view need one), got {grid}")
-    if crop < 1:
-        raise ValueError(f"profile: crop must be >= 1, got {crop}")
-    if scales is None or (isinstance(scales, str) and scales in ("compact", "paper")):
-        base = PAPER_SCALES if scales == "paper" else COMPACT_SCALES
-        crop_for_base = 224  # named grids are defined for crop 224 and rescaled
-    else:
-        if isinstance(scales, str):
-            scales = scales.replace(",", " ").split()
-        try:
-            base = tuple(int(s) for s in scales)
-        except (TypeError, ValueError):
-            raise ValueError(f"profile: scales must be integers, 'compact' or 'paper', got {scales!r}") from None
-        if not base or min(base) < 1:
-            raise ValueError(f"profile: scales must be positive integers, got {scales!r}")
-        crop_for_base = crop  # explicit scales are taken as given
-    values = sorted({max(1, round(s * crop / crop_for_base)) for s in base})
-    standard = round(crop * 256 / 224)
-    note = None
-    if standard not in values:
-        values = sorted(values + [standard])
-        note = f"scale {standard} (the 1-crop view's resize) added to the requested scales"
-    return ViewGrid(scales=tuple(values), grid=grid, crop=crop), note
-
-
-def guess_architecture(checkpoint: str | os.PathLike) -> str:
-    """'torchvision:NAME' for a checkpoint whose file name contains a torchvision classifier name
-    (the longest that matches: squeezenet1_0_deepcompression.pt -> torchvision:squeezenet1_0).
-
-    Only a guess from the name: loading is strict, so a wrong guess fails with the mismatching keys.
-    Raises ValueError when no name matches (then pass the model explicitly).
-    """
-    import re
-
-    import torchvision
-    from torchvision.models import list_models
-
-    stem = Path(checkpoint).name.lower()
-    names = list_models(module=torchvision.models)
-    # a name counts only as a whole token: resnet50 must not match resnet50_2's "resnet5"
-    hits = [n for n in names if re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![0-9])", stem)]
-    if not hits:
-        raise ValueError(f"cannot tell the architecture of {Path(checkpoint).name} from its name; "
-                         "pass --model (e.g. torchvision:resnet50) with --checkpoint")
-    return f"torchvision:{max(hits, key=len)}"
-
-
-def open_images(images, labels_csv: str | os.PathLike | None = None):
-    """A `zoomstudy.data` source from what a user has at hand.
-
-    images: a source object; a folder (with labels_csv: `CsvSource(folder, labels_csv)`; with a
-    labels.csv inside: `CsvSource`; else class sub-folders: `ImageFolderSource`, labels from synset
-    folder names, integer names or sorted order); or any spec `study.open_data` reads (csv:DIR,
-    folder:DIR, hf:REPO@REV:split, synthetic:N, a registry name).
-    """
-    from zoomstudy import data
-    from zoomstudy.study import open_data
-
-    if isinstance(images, data.Source) or (hasattr(images, "provenance") and hasattr(images, "shard")):  # e.g. WorldSource
-        if labels_csv is not None:
-            raise ValueError("profile: labels_csv applies to a folder of images, not to a source object")
-        return images
-    if images is None:
-        raise ValueError("profile: no images given")
-    text = str(images)
-    path = Path(text).expanduser()
-    if labels_csv is not None:
-        if not path.is_dir():
-            raise ValueError(f"profile: {text} is not a folder of images (needed with a labels CSV)")
-        return data.CsvSource(path, labels_csv)
-    if path.is_dir():
-        return data.open_source(str(path))
-    if isinstance(images, os.PathLike) or os.sep in text and ":" not in text:
-        raise ValueError(f"profile: image folder {text} does not exist")
-    return open_data(text)
-
-
-def resolve_model(model, checkpoint=None, *, pretrained: bool = True, device=None, label_space: str = "imagenet1k"):
-    """(LoadedModel, spec string): a loaded model as it is, or a spec (and/or checkpoint) loaded."""
-    from zoomstudy.models.loading import LoadedModel
-    from zoomstudy.study import open_model
-
-    if isinstance(model, LoadedModel):
-        if checkpoint is not None:
-            raise ValueError("profile: checkpoint applies to a model name, not to a loaded model")
-        return model, model.architecture or f"{model.source}:{model.name}"
-    if model is None:
-        if checkpoint is None:
-            raise ValueError("profile: give a model name, a checkpoint, or both")
-        model = guess_architecture(checkpoint)
-    if not isinstance(model, str):
-        raise ValueError(f"profile: model must be a name or a LoadedModel, got {type(model).__name__}")
-    return open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained), model
+    view_grid = make_grid(scales, grid, crop, default="compact")
+    standard = view_grid.standard_scale
+    if standard in view_grid.scales:
+        return view_grid, None
+    note = f"scale {standard} (the 1-crop view's resize) added to the requested scales"
+    return ViewGrid(scales=tuple(sorted(view_grid.scales + (standard,))), grid=view_grid.grid, crop=view_grid.crop), note
 
 
 # ================================================================================================
@@ -210,13 +124,11 @@ def _metrics(correct: np.ndarray, grid: ViewGrid, alpha: float) -> tuple[dict, p
     from zoomstudy.analysis import bounds as analysis
     from zoomstudy.analysis.stats import accuracy_with_ci
 
-    one = accuracy_with_ci(correct[:, grid.standard_view], alpha)
-    orc = accuracy_with_ci(correct.any(axis=1), alpha)
+    figures = analysis.bound_metrics(correct, grid, alpha=alpha, keys=("standard", "upper_all")).set_index("key")
+    one = tuple(float(v) for v in figures.loc["standard", ["accuracy", "lo", "hi"]])
+    orc = tuple(float(v) for v in figures.loc["upper_all", ["accuracy", "lo", "hi"]])
     bounds = analysis.anchor_bounds(correct, grid)  # [g, g]
-    c = grid.center
-    off = np.delete(bounds.ravel(), c * grid.grid + c)
-    centre = float(bounds[c, c])
-    center_bias = centre - float(off.mean()) if off.size else 0.0
+    centre, off_mean, center_bias = analysis.center_bias(bounds)
     table = analysis.accuracy_vs_scale(correct, grid, alpha)
     best = float(table["center"].max())
     best_scale = _nearest([int(s) for s in table.loc[table["center"] == best, "scale"]], grid.standard_scale)
@@ -239,7 +151,7 @@ def _metrics(correct: np.ndarray, grid: ViewGrid, alpha: float) -> tuple[dict, p
         "oracle_gap": orc[0] - one[0],
         "center_bias": center_bias,
         "center_anchor_bound": centre,
-        "off_center_anchor_bound_mean": float(off.mean()) if off.size else centre,
+        "off_center_anchor_bound_mean": off_mean,
         "best_scale": int(best_scale),
         "best_scale_accuracy": best,
         "zoom_out_bound": groups["zoom_out"], "zoom_224_bound": groups["zoom_224"], "zoom_in_bound": groups["zoom_in"],
@@ -308,20 +220,23 @@ def compute_profile(
     """The sweep (resumed from the store when it exists), the analyses and the resolution curve.
 
     model: a name ("torchvision:resnet50", "timm:NAME.TAG", a paper model), a `LoadedModel`, or None
-    with a checkpoint whose file name tells the architecture (`guess_architecture`). images: see
-    `open_images`. resolution_sizes: None = `resolution.RESOLUTION_SIZES`; () skips the curve.
+    with a checkpoint whose file name tells the architecture (`study.guess_architecture`). images:
+    anything `study.open_data` reads. resolution_sizes: None = `resolution.RESOLUTION_SIZES`; () skips the curve.
     resolution_center: where the curve's centre crop sits ('torchvision' CenterCrop, or 'anchor', SPEC 1's
     centre anchor, with which the curve passes through the 1-crop view at the training size).
     batch_size: views per forward pass (default 32 on CPU, 512 on CUDA). resolution_cache: a
     previous summary's "resolution" entry, reused when its key matches.
     """
     from zoomstudy.analysis.resolution import RESOLUTION_SIZES, resolution_curve
+    from zoomstudy.study import model_spec, open_data, open_model
     from zoomstudy.sweep.engine import sweep
 
     view_grid, grid_note = compact_grid(scales, grid, crop)  # bad grids fail before any loading
     sizes = RESOLUTION_SIZES if resolution_sizes is None else tuple(int(s) for s in resolution_sizes)
-    source = open_images(images, labels_csv)
-    loaded, spec = resolve_model(model, checkpoint, pretrained=pretrained, device=device, label_space=label_space)
+    source = open_data(images, labels_csv=labels_csv)
+    spec = model_spec(model, checkpoint)
+    loaded = open_model(spec if model is None else model, checkpoint, pretrained=pretrained, device=device,
+                        label_space=label_space)
     if batch_size is None:
         batch_size = 512 if loaded.device.type == "cuda" else 32
     timings = {}
@@ -738,12 +653,6 @@ def render_report(p: Profile, summary: Mapping, figures: Sequence[tuple[str, str
     return "\n".join(parts)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_report(p: Profile, out_dir: str | os.PathLike, *, thresholds: Mapping | None = None,
                  n_zoom_maps: int = 3) -> dict:
     """Write <out_dir>/profile.html and <out_dir>/profile.json; returns the summary (plus paths)."""
@@ -755,8 +664,8 @@ def write_report(p: Profile, out_dir: str | os.PathLike, *, thresholds: Mapping 
     page = render_report(p, summary, figs)
     summary["timings"]["report_s"] = time.perf_counter() - t0
     summary["html"] = HTML_NAME
-    _write_atomic(out_dir / HTML_NAME, page)
-    _write_atomic(out_dir / JSON_NAME, json.dumps(summary, indent=2, default=str, allow_nan=False))
+    atomic_write(out_dir / HTML_NAME, page)
+    atomic_write(out_dir / JSON_NAME, json.dumps(summary, indent=2, default=str, allow_nan=False))
     return {**summary, "html_path": str(out_dir / HTML_NAME), "json_path": str(out_dir / JSON_NAME)}
 
 
@@ -781,7 +690,7 @@ def profile(
 
     model: a name, a `LoadedModel`, or None with a checkpoint named after its architecture.
     images: a folder (labels.csv inside or class sub-folders), with labels_csv a folder + CSV
-    (file,label), or a source / source spec (see `open_images`). scales: None = `COMPACT_SCALES`
+    (file,label), or a source / source spec (see `study.open_data`). scales: None = `views.COMPACT_SCALES`
     (12 x 3 x 3 = 108 views), "paper" = the 36 of the paper, or a list. thresholds:
     {"max_oracle_gap": pp, "max_center_bias": pp}, checked into summary["regression"].
     results_dir: the sweep's store (default <out_dir>/results). Other keywords go to
@@ -807,7 +716,7 @@ def profile(
                         resolution_sizes=resolution_sizes, resolution_cache=previous, **kw)
     summary = write_report(p, out_dir, thresholds=thresholds, n_zoom_maps=n_zoom_maps)
     summary["timings"]["total_s"] = time.perf_counter() - t0
-    _write_atomic(out_dir / JSON_NAME, json.dumps({k: v for k, v in summary.items()
+    atomic_write(out_dir / JSON_NAME, json.dumps({k: v for k, v in summary.items()
                                                    if k not in ("html_path", "json_path")},
                                                   indent=2, default=str, allow_nan=False))
     return summary

@@ -40,12 +40,13 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from zoomstudy.provenance import git_commit
 
 #: Environment variable naming the running notebook inside its kernel (set by run_notebook).
 NOTEBOOK_ENV = "ZOOMSTUDY_NOTEBOOK"
@@ -447,10 +448,9 @@ def record_provenance(
     path.parent.mkdir(parents=True, exist_ok=True)
     merged = read_provenance(report_dir, name) or {}
     merged.update({str(k): v for k, v in info.items()})
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merged, indent=2, default=_jsonable), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from zoomstudy.sweep.store import atomic_write
+
+    return atomic_write(path, json.dumps(merged, indent=2, default=_jsonable))
 
 
 def read_provenance(report_dir: str | Path, notebook: str) -> dict | None:
@@ -534,24 +534,6 @@ def notebook_title(notebook: str | Path) -> str | None:
     return None
 
 
-def _git_commit(*dirs: Path) -> str | None:
-    """HEAD of the first git checkout among dirs, '-dirty' when tracked files changed (read-only git)."""
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take the index lock of a shared checkout
-    for d in dirs:
-        try:
-            head = subprocess.run(["git", "-C", str(d), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                  timeout=10, env=env)
-            if head.returncode != 0:
-                continue
-            status = subprocess.run(["git", "-C", str(d), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=30, env=env)
-            dirty = status.returncode == 0 and status.stdout.strip() != ""
-            return head.stdout.strip() + ("-dirty" if dirty else "")
-        except (OSError, subprocess.SubprocessError):
-            continue
-    return None
-
-
 def _versions() -> dict[str, str | None]:
     from importlib import metadata
 
@@ -570,7 +552,7 @@ def run_info(profile: str, notebooks_dir: str | Path | None = None, kernel: str 
     return {
         "profile": profile,
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(*dirs),
+        "git_commit": git_commit(*dirs, dirty=True),
         "versions": _versions(),
         "platform": platform.platform(),
         "executable": sys.executable,

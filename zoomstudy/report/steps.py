@@ -170,26 +170,27 @@ def memo_arguments(p: Mapping[str, Any]) -> dict:
 def run_memo(p: Mapping[str, Any], label_space: str):
     """Table 5: MEMO episodes (or the stored table of an earlier identical run); prints what ran.
 
-    Returns the per-image table (attrs: settings, reused, path); analysis.tta.memo_summary makes the rows.
+    Returns the per-image table (attrs: settings, reused, path); analysis.memo.memo_summary makes the rows.
     """
-    from zoomstudy.analysis import tta
+    from zoomstudy.analysis import memo
+    from zoomstudy.provenance import is_random_weights
 
     quiet_progress_warning()
     a = memo_arguments(p)
-    memo = tta.memo_table(a["model"], p["dataset"], a["checkpoint"], root=p["root"], pretrained=a["pretrained"],
-                          label_space=label_space, device=p["device"], results_dir=p["results_dir"],
+    table = memo.memo_table(a["model"], p["dataset"], a["checkpoint"], root=p["root"], pretrained=a["pretrained"],
+                            label_space=label_space, device=p["device"], results_dir=p["results_dir"],
                           methods=p["memo_methods"], k=p["memo_k"], seeds=p["memo_seeds"], max_images=a["max_images"],
                           resize=round(p["crop"] * 256 / 224), crop=p["crop"], progress=p.get("report_dir") is None)
-    settings = memo.attrs["settings"]
-    print(tta.memo_description(settings))
-    print(("Read back from " if memo.attrs["reused"] else "Computed and stored in ") + memo.attrs["path"])
-    if tta.is_random_weights(settings):
+    settings = table.attrs["settings"]
+    print(memo.memo_description(settings))
+    print(("Read back from " if table.attrs["reused"] else "Computed and stored in ") + table.attrs["path"])
+    if is_random_weights(settings):
         print("Random weights: MEMO's numbers here only show that the pipeline runs.")
-    return memo
+    return table
 
 
 def tta_findings(table: pd.DataFrame, memo_summary: pd.DataFrame | None, sweep: Sweep) -> list[str]:
-    """Headline sentences of notebook 03 from Table 4 (tta.tta_table) and Table 5 (tta.memo_summary)."""
+    """Headline sentences of notebook 03 from Table 4 (tta.tta_table) and Table 5 (memo.memo_summary)."""
     out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
     rows = table.dropna(subset=["delta"]) if "delta" in table.columns else table.iloc[0:0]
     if len(rows):

@@ -18,7 +18,7 @@ this module, which turn a result set into the tidy tables those calls draw:
   `find_companions` (the same model and grid swept on other data, e.g. ImageNet);
 * images: `load_sample`, `pick_example`, `example_rows`, `centre_views`, `thumbnails`, `class_name`.
 
-Every function takes plain arrays, DataFrames, settings dicts or a `store.ResultSet`; none draws
+Every function takes plain arrays, DataFrames, settings dicts or a `sweep.store.ResultSet`; none draws
 more than one figure, and figures are closed before they are returned (as in `plots`).
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ import pandas as pd
 from zoomstudy.analysis import bounds as analysis
 from zoomstudy.analysis import paper
 from zoomstudy.analysis.stats import accuracy_with_ci, clopper_pearson
+from zoomstudy.provenance import is_random_weights as is_random  # one implementation; the notebooks call figures.is_random
 from zoomstudy.views import GROUPS, ViewGrid
 
 #: Scheme of the offline ImageNet-Hard stand-in: "synthetic-hard:N" (see `make_hard_standin`).
@@ -57,6 +58,7 @@ def make_hard_standin(folder: str | Path, n: int = 24, seed: int = 0, size=(96, 
     fingerprint is resumed, not recomputed. Open it with `open_source("csv:FOLDER")`.
     """
     from zoomstudy.data import SyntheticSource
+    from zoomstudy.sweep.store import atomic_write
 
     if n < 1:
         raise ValueError(f"make_hard_standin: n must be >= 1, got {n}")
@@ -70,17 +72,13 @@ def make_hard_standin(folder: str | Path, n: int = 24, seed: int = 0, size=(96, 
         name = f"hard_{i:04d}.png"
         path = folder / name
         if not path.exists():
-            tmp = path.with_name(path.name + ".tmp.png")
-            pixels[i].image.save(tmp, format="PNG")
-            tmp.replace(path)
+            atomic_write(path, lambda tmp: pixels[i].image.save(tmp, format="PNG"))
         rows.append({"file": name, "label": ";".join(map(str, labels)),
                      "origin": STANDIN_ORIGINS[i % len(STANDIN_ORIGINS)], "english_label": class_name(labels[0])})
     text = _csv_text(rows)
     target = folder / "labels.csv"
     if not target.exists() or target.read_text(encoding="utf-8") != text:
-        tmp = target.with_name("labels.csv.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        atomic_write(target, text)
     return folder
 
 
@@ -165,7 +163,7 @@ def class_name(index: int, short: bool = True, names=None) -> str:
 def provenance_info(result_set, profile: str | None, checkpoint: str | None = None) -> dict:
     """What produced a result set: profile, model, weights, data and grid, JSON-serialisable.
 
-    result_set: a `store.ResultSet` (then the number of images it holds is reported too, e.g. the
+    result_set: a `sweep.store.ResultSet` (then the number of images it holds is reported too, e.g. the
     first 300 of 10,980) or its settings dict. checkpoint: the file the weights came from (the
     settings keep only its sha256).
     """
@@ -248,16 +246,9 @@ def provenance_statement(info: Mapping) -> str:
             f"on data {info.get('data')}{grid}.")
 
 
-def is_random(settings: Mapping) -> bool:
-    return str(settings["key"]["model"].get("weights_id")).startswith("random")
-
-
 # ================================================================================================
 # Table 1
 # ================================================================================================
-_METRIC_ORDER = ("standard", "upper_all", "upper_topn", "upper_topn_cv", "random_topn", "random_all")
-
-
 def bounds_frame(
     correct: np.ndarray,
     grid: ViewGrid,
@@ -268,7 +259,7 @@ def bounds_frame(
     folds: int = 2,
     seed: int = 0,
     alpha: float = 0.05,
-    n_classes: int = 1000,
+    n_classes: int = analysis.N_IMAGENET_CLASSES,
     random_rows: bool = True,
 ) -> pd.DataFrame:
     """Table 1 for one (model, dataset), tidy: one row per metric with a Clopper-Pearson interval.
@@ -281,32 +272,16 @@ def bounds_frame(
     """
     correct = analysis._as_matrix(correct, grid)
     n = correct.shape[0]
-    rows = []
-
-    def add(key, label, views, hits=None, value=None):
-        if hits is not None:
-            acc, lo, hi = accuracy_with_ci(hits, alpha)
-        else:
-            acc, lo, hi = value, math.nan, math.nan
-        rows.append({"model": model, "dataset": dataset, "n_images": n, "key": key, "metric": label,
-                     "views": views, "accuracy": acc, "ci_low": lo, "ci_high": hi})
-
-    sv = grid.standard_view
-    if sv is not None:
-        add("standard", f"1-crop ({grid.view_name(sv)})", 1, correct[:, sv])
-    add("upper_all", f"any of {grid.n_views} views", grid.n_views, correct.any(axis=1))
-    k = min(top_n, grid.n_views)
-    add("upper_topn", f"greedy top-{top_n}, selected on these images", k,
-        analysis.covered(correct, analysis.greedy_cover(correct, top_n)))
     f = min(folds, n)
-    if f >= 2:
-        add("upper_topn_cv", f"greedy top-{top_n}, {f}-fold cross-validated", k,
-            analysis._cv_hits(correct, top_n, f, seed))
-    if random_rows:
-        add("random_topn", f"random guess, {k} tries", k, value=analysis.random_bound(k, n_classes))
-        add("random_all", f"random guess, {grid.n_views} tries", grid.n_views,
-            value=analysis.random_bound(grid.n_views, n_classes))
-    return pd.DataFrame(rows)
+    keys = [k for k in analysis.BOUND_KEYS
+            if (k != "upper_topn_cv" or f >= 2) and (random_rows or not k.startswith("random"))]
+    t = analysis.bound_metrics(correct, grid, n_classes=n_classes, top_n=top_n, alpha=alpha, folds=f, seed=seed,
+                               keys=keys)
+    t = t.rename(columns={"lo": "ci_low", "hi": "ci_high"})
+    t.insert(0, "n_images", n)
+    t.insert(0, "dataset", dataset)
+    t.insert(0, "model", model)
+    return t
 
 
 def _is_realdata(settings: Mapping) -> bool:
@@ -353,7 +328,7 @@ def reference_comparison(settings: Mapping, frame: pd.DataFrame, top_n: int = 36
         return {"ours": mine, "paper": ref, "on": ["metric"], "value_cols": ["value"], "caption": caption}
     if is_random(settings):
         return None
-    pm, pdn = _paper_names(settings)
+    pm, pdn = paper.paper_names(settings)
     ref = paper.TABLE1[(paper.TABLE1["model"] == pm) & (paper.TABLE1["dataset"] == pdn)]
     if ref.empty or not ours:
         return None
@@ -465,18 +440,11 @@ def mcnemar_table(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return out
 
 
-def _paper_names(settings: Mapping) -> tuple[str, str]:
-    key = settings["key"]
-    names = paper.to_paper_names(pd.DataFrame({"model": [key["model"].get("name")],
-                                               "dataset": [key["dataset"].get("name")]}))
-    return str(names.loc[0, "model"]), str(names.loc[0, "dataset"])
-
-
 def anchor_references(settings: Mapping) -> dict[str, np.ndarray]:
     """Published per-anchor bounds to show next to a run: the paper's ResNet-50 grid on the run's
     dataset when the paper has it (ImageNet, ImageNet-A, ObjectNet), else on ImageNet; and the
     real-data kit's reference grid when the run is the kit's."""
-    _, pdn = _paper_names(settings)
+    _, pdn = paper.paper_names(settings)
     have = set(paper.PER_ANCHOR["dataset"])
     d = pdn if pdn in have else "IN"
     label = {"IN": "ImageNet", "IN-A": "ImageNet-A", "ObjectNet": "ObjectNet"}.get(d, d)
@@ -501,7 +469,7 @@ def anchor_comparison(settings: Mapping, bounds: np.ndarray) -> dict | None:
         ref = pd.DataFrame({"row": ref["row"].astype(int), "col": ref["col"].astype(int), "bound": ref["value"]})
         caption = f"per-anchor bound: ours vs the kit's reference ({paper.REALDATA_MODEL}); diff = ours - reference"
     else:
-        pm, pdn = _paper_names(settings)
+        pm, pdn = paper.paper_names(settings)
         ref = paper.PER_ANCHOR[(paper.PER_ANCHOR["model"] == pm) & (paper.PER_ANCHOR["dataset"] == pdn)]
         if ref.empty or is_random(settings):
             return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from zoomstudy import __version__
+from zoomstudy.provenance import git_commit
 from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet
 from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_views, tta_crops
 
@@ -78,19 +78,6 @@ class _Streamed(torch.utils.data.IterableDataset):
                 k += 1
 
 
-def _collate(batch):
-    return batch
-
-
-def _git_commit() -> str | None:
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_dtype: torch.dtype, tta: bool) -> dict:
     """The provenance saved next to the results; `key` holds what can change a stored number."""
     model_prov = dict(model.provenance())
@@ -114,7 +101,7 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
             "topk": TOPK,
         },
         "dataset_rows": rows,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "host": {"platform": platform.platform(), "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -233,9 +220,8 @@ def sweep(
     if n_todo == 0:
         return store
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, num_workers=workers, collate_fn=None if False else None,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-        prefetch_factor=4 if workers else None,
+        dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
+        persistent_workers=False, prefetch_factor=4 if workers else None,
     )
     groups = _Groups(grid, tta)
     state = {"batch_size": batch_size}

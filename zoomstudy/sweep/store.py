@@ -24,6 +24,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -44,14 +46,32 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _write_atomic(table, path: Path) -> None:
-    import pyarrow.parquet as pq
+def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[Path], object], *, fsync: bool = False) -> Path:
+    """Replace the file at `path` all at once: a reader, or a run killed midway, sees the old file or the
+    whole new one, never a part of it. The one way the package writes a file that others may read.
 
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    data: text (written as UTF-8), bytes, or a function that writes a file at the path it is given
+    (``lambda tmp: df.to_parquet(tmp)``). The temporary file sits next to `path` (one folder, so the
+    rename is atomic), is named ``.<name>.<pid>-<random>.tmp`` (concurrent writers never share one;
+    `ResultSet.clean_uncommitted` removes leftovers) and is removed when the write fails.
+    fsync: flush the file to disk before the rename (the store's parts, which commit a sweep).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        elif isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            data(tmp)
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 @dataclass
@@ -77,9 +97,7 @@ class ResultSet:
             if old.get("key") != json.loads(json.dumps(settings["key"], default=str)):
                 raise ValueError(f"result set {path} holds other settings (hash collision?); remove it")
         else:
-            tmp = target.with_name("settings.json.tmp")
-            tmp.write_text(json.dumps(settings, indent=2, sort_keys=True, default=str))
-            os.replace(tmp, target)
+            atomic_write(target, json.dumps(settings, indent=2, sort_keys=True, default=str))
         return cls(path)
 
     @cached_property
@@ -126,11 +144,12 @@ class ResultSet:
     def write_part(self, part: str, tables: dict) -> None:
         """Write one part: every table but `images` first, `images` last (the commit)."""
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
         for name in ("views", "groups", "errors", "images"):
             frame = tables[name]
             table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
-            _write_atomic(table, self._file(part, name))
+            atomic_write(self._file(part, name), lambda tmp: pq.write_table(table, tmp), fsync=True)
 
     def _file(self, part: str, table: str) -> Path:
         return self.path / "parts" / f"{part}.{table}.parquet"
