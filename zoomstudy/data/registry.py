@@ -10,11 +10,16 @@ published there.
 """
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from .sources import (
     CsvSource,
