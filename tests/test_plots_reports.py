@@ -315,7 +315,7 @@ def site(tmp_path_factory):
     _write_notebook(
         src / "02_figure.ipynb",
         "scale = 1.0\nreport_dir = None",
-        "import numpy as np\nfrom zoomstudy import plots\nvalues = np.arange(9.0).reshape(3, 3) * scale\n"
+        "import numpy as np\nfrom zoomstudy.report import plots\nvalues = np.arange(9.0).reshape(3, 3) * scale\n"
         "print('largest value', values.max())\nplots.anchor_grid(values, title='grid')",
         "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('plain pyplot');",
     )
