@@ -393,3 +393,69 @@ def test_plain_transform_sizes():
         hard.plain_transform({"crop_pct": 1.5})
     with pytest.raises(ValueError, match="interpolation"):
         hard.plain_transform({"interpolation": "cubic-ish"})
+
+
+# ================================================================================================
+# CLIP through load_model / the sweep; the ImageNet-Hard pin
+# ================================================================================================
+@pytest.fixture()
+def tiny_clip_arch(tmp_path, monkeypatch):
+    """A registered tiny open_clip config (random weights), 1 prompt template, no network."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ZOOMSTUDY_CLIP_TEMPLATES", "1")
+    cfg_file = tmp_path / "zoomstudy-tiny-sweep.json"
+    cfg_file.write_text(json.dumps({**TINY_CFG, "vision_cfg": {**TINY_CFG["vision_cfg"], "image_size": 48}}))
+    open_clip.add_model_config(cfg_file)
+    return "zoomstudy-tiny-sweep"
+
+
+@needs_clip
+def test_clip_source_in_load_model_and_sweep(tiny_clip_arch, tmp_path, monkeypatch):
+    from zoomstudy.models.loading import load_model
+    from zoomstudy.study import ensure_results
+
+    m = load_model(f"clip:{tiny_clip_arch}", pretrained=False, device="cpu")
+    assert m.source == "clip" and m.architecture == f"clip:{tiny_clip_arch}"
+    cfg = m.data_config()  # CLIP's own preprocessing travels with the model (used by ImageNet-Hard)
+    assert cfg["mean"] == pytest.approx(clip.OPENAI_MEAN) and cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == 1.0
+    assert m.logits(torch.zeros(2, 3, 48, 48)).shape == (2, 1000)
+    rs = ensure_results(f"clip:{tiny_clip_arch}", "synthetic:2", scales=[48, 64], crop=48, results_dir=tmp_path / "r",
+                        pretrained=False, device="cpu", batch_size=64, workers=0, progress=False)
+    render = rs.settings["key"]["render"]
+    assert render["normalization"] == "imagenet"  # SPEC 1.4: the authors fed CLIP ImageNet-normalised views
+    assert render["mean"] == pytest.approx(list(hard.IMAGENET_MEAN))
+    assert len(rs.views()) == 2 * rs.grid.n_views
+    # another number of templates is another classifier: another result set, never a stale one
+    monkeypatch.setenv("ZOOMSTUDY_CLIP_TEMPLATES", "2")
+    rs2 = ensure_results(f"clip:{tiny_clip_arch}", "synthetic:2", scales=[48, 64], crop=48, results_dir=tmp_path / "r",
+                         pretrained=False, device="cpu", batch_size=64, workers=0, progress=False)
+    assert rs2.path != rs.path
+
+
+def test_imagenet_hard_pin(tmp_path, monkeypatch):
+    from zoomstudy import data
+    from zoomstudy.data.registry import IMAGENET_HARD_PIN, is_commit_sha
+    from zoomstudy.study import ensure_results
+
+    monkeypatch.delenv("ZOOMSTUDY_IMAGENET_HARD", raising=False)
+    assert not is_commit_sha("main") and is_commit_sha("0" * 40)
+    assert IMAGENET_HARD_PIN.rows == 10980 and not IMAGENET_HARD_PIN.pinned  # no sha known offline (see registry)
+    for kw in ({}, {"revision": "main"}):
+        with pytest.raises(ValueError, match="not pinned"):
+            data.open_dataset("imagenet-hard", **kw)
+    with pytest.raises(ValueError, match="expected_rows"):
+        data.open_dataset("imagenet-hard", revision="a" * 40)
+    monkeypatch.setenv("ZOOMSTUDY_IMAGENET_HARD_REVISION", "main")  # the environment's pin is checked the same way
+    with pytest.raises(ValueError, match="not pinned"):
+        data.open_dataset("imagenet-hard")
+    monkeypatch.delenv("ZOOMSTUDY_IMAGENET_HARD_REVISION")
+    path = tmp_path / "validation-00000-of-00001.parquet"
+    _hub_parquet(path)
+    # the wrong row count stops before any model is built (resnet50 pretrained would need a download)
+    with pytest.raises(ValueError) as e:
+        ensure_results("resnet50", "imagenet-hard", root=str(path), results_dir=tmp_path / "r", device="cpu",
+                       data_kw={"cache_dir": str(tmp_path / "hf")})
+    msg = str(e.value)
+    assert "5 rows, expected 10980" in msg and "23,845, 13,630, 11,350, 10,980" in msg
+    assert "revision=" in msg and "expected_rows=" in msg and "\n" not in msg
+    assert not (tmp_path / "r").exists()

@@ -145,7 +145,7 @@ def test_timm_random_model_carries_timm_preprocessing():
 def test_torchvision_registry_model_uses_paper_weights_metadata():
     source, name, tag = resolve_spec("resnet50")
     assert (source, name, tag) == ("torchvision", "resnet50", "IMAGENET1K_V1")  # not torchvision's DEFAULT (V2)
-    assert all(e.source in ("timm", "torchvision") for e in MODELS.values())
+    assert all(e.source in ("timm", "torchvision", "clip") for e in MODELS.values())
     m = load_model("squeezenet1_0", pretrained=False)
     assert (m.source, m.name) == ("torchvision", "squeezenet1_0") and m.weights_id.startswith("random-")
     assert m.input_size == (3, 224, 224) and m.interpolation == "bilinear" and m.crop_pct == pytest.approx(224 / 256)
@@ -333,3 +333,133 @@ def test_real_squeezenet_accuracy(realdata):
     assert 58.0 <= acc <= 64.0, acc  # kit README: 61.00% on the protocol's 1-crop view
     top5 = (idx == labels[:, None]).any(1).float().mean().item() * 100
     assert top5 > acc
+
+
+# ================================================================================================
+# The dataset's label space is the default everywhere; ReaL / IN+ReaL relabel the val result set
+# ================================================================================================
+def _synset_folders(root: Path, indices, per_class: int = 1, size=(40, 30)) -> Path:
+    """A replica of ImageNet-A/-R/-Sketch: one synset folder per class, small random JPEGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    synsets = imagenet_synsets()
+    for i in indices:
+        d = root / synsets[int(i)]
+        d.mkdir(parents=True)
+        for k in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(d / f"{k}.jpg")
+    return root
+
+
+def test_label_space_default_is_the_datasets():
+    from zoomstudy.study import resolve_label_space
+
+    assert resolve_label_space("imagenet-a") == "imagenet-a"
+    assert resolve_label_space("imagenet-r") == "imagenet-r"
+    assert resolve_label_space("objectnet") == "objectnet"
+    assert resolve_label_space("imagenet-real") == resolve_label_space("imagenet-plus-real") == "imagenet1k"
+    assert resolve_label_space("csv:/tmp/x") == resolve_label_space("folder:/x") == "imagenet1k"
+    assert resolve_label_space("imagenet-a", "imagenet1k") == "imagenet1k"  # explicit wins
+    # the CLI's default is the dataset's too (no --label-space default of its own)
+    from zoomstudy.cli import build_parser
+
+    a = build_parser().parse_args(["sweep", "--model", "resnet18", "--dataset", "imagenet-a"])
+    assert a.label_space is None
+
+
+def test_restricted_dataset_stores_only_its_classes(tmp_path):
+    """ImageNet-A swept with no label space given: every stored top-1 (all 5 per view) is one of its 200."""
+    from zoomstudy.study import ensure_results, label_space_note
+
+    space = get_label_space("imagenet-a")
+    root = _synset_folders(tmp_path / "imagenet-a", space.indices[[0, 57, 199]])
+    kw = dict(root=str(root), scales=[48, 64], crop=48, results_dir=tmp_path / "r", pretrained=False,
+              device="cpu", batch_size=64, workers=0, progress=False, data_kw={"expected_rows": None})
+    rs = ensure_results("torchvision:squeezenet1_0", "imagenet-a", **kw)
+    views = rs.views()
+    preds = views[[f"pred{k}" for k in range(5)]].to_numpy()
+    assert len(views) == 3 * rs.grid.n_views and space.contains(preds.astype(np.int64)).all()
+    assert rs.settings["key"]["model"]["label_space"]["name"] == "imagenet-a"
+    assert label_space_note(rs.settings) is None
+    # notebook 03 passes the dataset's space explicitly: the same result set as notebook 01's default
+    from zoomstudy.data.registry import dataset_label_space
+
+    assert ensure_results("torchvision:squeezenet1_0", "imagenet-a", label_space=dataset_label_space("imagenet-a"),
+                          **kw).path == rs.path
+    # an explicit other space: allowed, a different result set, recorded and named
+    rs1k = ensure_results("torchvision:squeezenet1_0", "imagenet-a", label_space="imagenet1k", **kw)
+    assert rs1k.path != rs.path
+    assert "imagenet1k" in label_space_note(rs1k.settings) and "imagenet-a" in label_space_note(rs1k.settings)
+    preds1k = rs1k.views()[[f"pred{k}" for k in range(5)]].to_numpy().astype(np.int64)
+    assert not space.contains(preds1k).all()  # 1000 classes: random weights leave the subset
+
+
+def test_real_and_plus_real_come_from_the_val_result_set(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from zoomstudy.data.registry import analysis_labels
+    from zoomstudy.study import ensure_results
+
+    val = tmp_path / "val"
+    val.mkdir()
+    rows = []
+    for n, label in ((1, 5), (2, 7), (3, 9)):
+        f = f"ILSVRC2012_val_{n:08d}.JPEG"
+        Image.new("RGB", (40, 30), (n * 40, 0, 0)).save(val / f, format="JPEG")
+        rows.append(f"{f},{label}")
+    (val / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps([[5, 6], [], [1]]))  # timm's format: one list per val number
+    monkeypatch.setenv("ZOOMSTUDY_REAL_LABELS", str(real))
+    kw = dict(root=str(val), scales=[48, 64], crop=48, results_dir=tmp_path / "r", pretrained=False, device="cpu",
+              batch_size=64, workers=0, progress=False, data_kw={"expected_rows": None})
+    rs_val = ensure_results("torchvision:squeezenet1_0", "imagenet-val", **kw)
+    rs_real = ensure_results("torchvision:squeezenet1_0", "imagenet-real", **kw)
+    rs_plus = ensure_results("torchvision:squeezenet1_0", "imagenet-plus-real", **kw)
+    assert rs_val.path == rs_real.path == rs_plus.path  # one sweep, three scorings
+    assert len(list((tmp_path / "r").iterdir())) == 1
+    assert rs_val.labels() == [(5,), (7,), (9,)]
+    assert rs_real.labels() == [(5, 6), (1,)]  # the empty ReaL set is left out
+    assert rs_plus.labels() == [(5, 6), (7,), (1, 9)]
+    assert rs_real.predictions()[1].shape == (2, rs_val.grid.n_views)
+    assert rs_real.settings["key"]["dataset"]["name"] == "imagenet-real"
+    assert rs_real.settings["analysis_relabel"]["images_kept"] == 2
+    _, top1, _ = rs_val.predictions()
+    np.testing.assert_array_equal(rs_plus.correct(), rs_val.correct(labels=[(5, 6), (7,), (1, 9)]))
+    with pytest.raises(ValueError, match="ILSVRC2012_val"):
+        analysis_labels("imagenet-real", ["img.jpg"], [(1,)], real=((1,),))
+    # `zoomstudy summary --dataset imagenet-real` scores the val result set against ReaL
+    from zoomstudy.cli import main
+
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["summary", str(tmp_path / "r"), "--dataset", "imagenet-real"]) == 0
+    line = [row for row in buf.getvalue().splitlines() if "imagenet-real" in row]
+    assert len(line) == 1 and line[0].split()[2] == "2"  # model, dataset, n_images
+
+
+# ================================================================================================
+# CLIP as a model source
+# ================================================================================================
+def test_clip_spec_resolution():
+    pytest.importorskip("open_clip")
+    assert MODELS["clip-vit-l-14"].source == "clip"
+    assert resolve_spec("ViT-L-14") == ("clip", "ViT-L-14", None)
+    assert resolve_spec("clip:ViT-L-14@openai") == ("clip", "ViT-L-14@openai", None)
+    assert resolve_spec("clip-vit-l-14") == ("clip", "ViT-L-14", "openai")
+    with pytest.raises(ValueError, match="unknown open_clip model"):
+        resolve_spec("clip:no-such-arch@openai")
+    with pytest.raises(ValueError, match="has no weights"):
+        resolve_spec("clip:ViT-L-14@no-such-tag")
+
+
+def test_clip_missing_gives_one_line(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    with pytest.raises(ValueError, match=r"pip install 'zoomstudy\[clip\]'"):
+        resolve_spec("clip:ViT-L-14@openai")

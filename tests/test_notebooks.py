@@ -25,10 +25,10 @@ from zoomstudy.views import ViewGrid
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-STUDY = ("01_oracle_accuracy", "02_center_bias", "04_imagenet_hard")
+STUDY = ("01_oracle_accuracy", "02_center_bias", "04_imagenet_hard", "06_the_paper")
 #: Minimum number of embedded PNG figures per report (the offline data make every figure, even at 0%).
 MIN_FIGURES = {"01_oracle_accuracy": 5, "02_center_bias": 4, "04_imagenet_hard": 5}
-TINY = {"model": "torchvision:squeezenet1_0", "dataset": "synthetic:6", "scales": [48, 96, 110, 160], "crop": 96}  # squeezenet needs >= ~64 px
+from conftest import TINY  # noqa: E402  (the offline profile shrunk for tests)
 IMG = re.compile(r'<img[^>]+src="data:image/png;base64,')
 
 
@@ -60,6 +60,62 @@ def test_notebook_is_committed_clean(path):
             assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
 
 
+def _profile_keys(name):
+    """Every parameter some profile sets for this notebook (besides profile itself)."""
+    keys = set()
+    for profile in reports.PROFILES:
+        keys |= set(reports.resolve_parameters(profile, name))
+    return keys - {"profile"}
+
+
+OWN_NOTEBOOKS = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("name", OWN_NOTEBOOKS)
+def test_parameters_cell_leaves_profile_values_to_the_profile(name):
+    """A parameter a profile sets is None in the cell (None: from the profile), and the next cell
+    resolves them with one package call; so a notebook run by hand gets its profile's values."""
+    from papermill.translators import PythonTranslator
+
+    nb = _read(NOTEBOOKS / f"{name}.ipynb")
+    i = next(k for k, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    ns = {}
+    exec(nb.cells[i].source, ns)  # plain assignments only
+    declared = {prm.name for prm in PythonTranslator.inspect(nb.cells[i])}
+    assert ns["profile"] == reports.DEFAULT_PROFILE
+    for key in _profile_keys(name) & declared:
+        assert ns[key] is None, f"{name}: {key} = {ns[key]!r} in the parameters cell would override every profile"
+    resolve = nb.cells[i + 1].source
+    assert f'notebook_parameters(profile, "{name}", globals())' in resolve
+    code = "".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "._" not in code.replace("_, ", ""), f"{name} calls a private name"
+    assert "warnings.filterwarnings" not in code
+
+
+def test_notebook_parameters_resolve_the_profile_with_overrides():
+    import types
+
+    params_cell = {"profile": "local", "model": None, "checkpoint": None, "dataset": None, "scales": None,
+                   "crop": None, "top_n": 36, "report_dir": None, "alpha": 0.05, "In": ["x"], "_hidden": 1,
+                   "np": types.ModuleType("np"), "f": lambda: 0}
+    p = reports.notebook_parameters("local", "01_oracle_accuracy", params_cell)
+    local = reports.resolve_parameters("local", "01_oracle_accuracy")
+    assert {k: p[k] for k in local} == local  # no overrides: exactly the local profile's values
+    assert p.model == local["model"] and p.checkpoint.endswith("squeezenet1_0_deepcompression.pt")
+    assert p.top_n == 36 and p.alpha == 0.05 and p.report_dir is None and p.profile == "local"
+    assert not {"In", "_hidden", "np", "f"} & set(p)
+    over = reports.notebook_parameters("local", "01_oracle_accuracy", {**params_cell, "crop": 96, "model": "m"})
+    assert over.crop == 96 and over.model == "m" and over.dataset == local["dataset"]
+    assert reports.notebook_parameters("offline", "04_imagenet_hard", {"plain_protocol": None}).plain_protocol == "sweep"
+    # the same values as a reproduce run, which injects the resolved parameters into the same cell
+    injected = {**params_cell, **reports.resolve_parameters("local", "01_oracle_accuracy")}
+    assert reports.notebook_parameters("local", "01_oracle_accuracy", injected) == p
+    with pytest.raises(AttributeError, match="no parameter 'modle'"):
+        p.modle
+    with pytest.raises(ValueError, match="unknown profile"):
+        reports.notebook_parameters("nope", "01_oracle_accuracy", {})
+
+
 @pytest.mark.parametrize("name", STUDY)
 def test_study_notebook_shape_and_profile_parameters(name):
     from papermill.translators import PythonTranslator
@@ -67,8 +123,9 @@ def test_study_notebook_shape_and_profile_parameters(name):
     nb = _read(NOTEBOOKS / f"{name}.ipynb")
     title = nb.cells[0]
     assert title.cell_type == "markdown" and title.source.startswith("# ")
-    badge = f"https://colab.research.google.com/github/zoomstudy/zoomstudy/blob/main/notebooks/{name}.ipynb"
-    assert badge in title.source
+    from zoomstudy.report import colab
+
+    assert colab.badge_url(name) in title.source
     assert "import zoomstudy" in nb.cells[1].source and "subprocess" in nb.cells[1].source  # installs when missing
     assert "%pip" not in "".join(c.source for c in nb.cells)  # no magics: runs headless as well
     assert nb.cells[2] is _parameters_cell(nb)
@@ -84,11 +141,11 @@ def test_study_notebook_shape_and_profile_parameters(name):
 
 def test_profiles_hold_plain_parameters():
     offline = reports.resolve_parameters("offline", "01_oracle_accuracy")
-    # the offline default is the controlled experiment: the centre-trained world model on world images
-    assert offline["dataset"] == "world:centered" and offline["model"] == "world:centered"
+    # the offline default is the paper in miniature: the RandomResizedCrop world model on photo-like images
+    assert offline["dataset"].startswith("world-photo") and offline["model"] == "world:rrc"
     assert offline["crop"] == 56 and offline["scales"] is None and offline["pretrained"] is False
     hard = reports.resolve_parameters("offline", "04_imagenet_hard")
-    assert hard["dataset"].startswith("synthetic-hard:") and hard["crop"] == 224
+    assert hard["dataset"].startswith("world-hard:") and hard["crop"] == 56
     local = reports.resolve_parameters("local", "02_center_bias")
     assert local["checkpoint"].endswith("weights/squeezenet1_0_deepcompression.pt")
     assert local["dataset"].startswith("csv:") and local["dataset"].endswith("imagenet-sample")
@@ -106,23 +163,14 @@ def test_profiles_hold_plain_parameters():
 # headless runs
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """run(name) executes a study notebook once per module (offline profile, tiny data) -> report dir."""
-    base = tmp_path_factory.mktemp("notebooks")
-    results, out = base / "results", base / "reports"
-    done: dict[str, Path] = {}
+def run(report_site):
+    """run(name) -> the report folder where reproduce ran that study notebook (conftest's report_site:
+    offline profile, tiny data; 02 and 04 reuse 01's result store, as in a real reproduce run)."""
+    out, _, names = report_site
 
     def _run(name: str) -> Path:
-        if name not in done:
-            overrides = {**TINY, "results_dir": str(results), "report_dir": str(out)}
-            if name == "04_imagenet_hard":
-                overrides["dataset"] = "synthetic-hard:6"
-                overrides["compare_with"] = ["synthetic-6"]
-            params = reports.resolve_parameters("offline", name, overrides)
-            html = reports.run_notebook(NOTEBOOKS / f"{name}.ipynb", out, params, cwd=base, timeout=300)
-            assert html == out / f"{name}.html"
-            done[name] = out
-        return done[name]
+        assert name in names and (out / f"{name}.html").is_file()
+        return out
 
     return _run
 
@@ -471,3 +519,126 @@ def test_plain_from_model_scores_multilabel_and_fills_origin():
     df = figures.plain_from_model(Model(), src, max_images=4, batch_size=3)
     assert len(df) == 4 and (df["pred"] == 5).all() and (df["origin"] == "all").all()
     assert list(df["correct"]) == [5 in lab for lab in labels[:4]] == [False, True, False, True]
+
+
+# ------------------------------------------------------------------------------------------------
+# the notebook steps (zoomstudy.report.steps) and the install source (zoomstudy.report.colab)
+# ------------------------------------------------------------------------------------------------
+def test_memo_arguments_follow_the_sweep_unless_set():
+    from zoomstudy.report import steps
+
+    base = {"model": "m", "checkpoint": "m.pt", "pretrained": False, "max_images": 10, "memo_model": None,
+            "memo_checkpoint": None, "memo_pretrained": None, "memo_max_images": None}
+    assert steps.memo_arguments(base) == {"model": "m", "checkpoint": "m.pt", "pretrained": False, "max_images": 10}
+    other = steps.memo_arguments({**base, "memo_model": "resnet50", "memo_pretrained": True, "memo_max_images": 3})
+    assert other == {"model": "resnet50", "checkpoint": None, "pretrained": True, "max_images": 3}  # m.pt is m's
+    assert steps.memo_arguments({**base, "memo_checkpoint": "robust.pt"})["checkpoint"] == "robust.pt"
+
+
+def test_model_runs_put_the_profile_model_first():
+    from zoomstudy.report import steps
+
+    assert steps.model_runs(None, None, "a", "a.pt") == [("a", "a.pt")]
+    assert steps.model_runs(["b", "a"], ["b.pt", None], "a", "a.pt") == [("a", "a.pt"), ("b", "b.pt")]
+    assert steps.model_runs(["b", "c"], None) == [("b", None), ("c", None)]
+    with pytest.raises(ValueError, match="one entry .* per model"):
+        steps.model_runs(["b", "c"], [None])
+    with pytest.raises(ValueError, match="no model"):
+        steps.model_runs([], [], None)
+
+
+def test_plain_top1_rejects_unknown_protocols():
+    from zoomstudy.report import steps
+
+    with pytest.raises(ValueError, match="plain_protocol"):
+        steps.plain_top1({"plain_protocol": "both"}, None, "x", None)
+
+
+def test_per_origin_table_and_example_labels():
+    from zoomstudy.report import steps
+
+    images = pd.DataFrame({"origin": ["a", "b", "a"], "labels": [(0, 1), (2,), (3,)]})
+    c = np.zeros((3, 4), bool)
+    c[0, 1] = c[2, 3] = True
+    plain = pd.DataFrame({"origin": ["a", "b", "a"], "correct": [True, False, False]})
+    t = steps.per_origin_table(images, c, plain).set_index(["measure", "origin"])["accuracy"]
+    assert t[("1-crop", "a")] == 50.0 and t[("any of 4 views", "a")] == 100.0 and t[("any of 4 views", "b")] == 0.0
+    assert steps.per_origin_table(images.drop(columns="origin"), c, plain) is None
+    top1 = np.array([[0, 2, 0, 0], [2, 2, 2, 2], [1, 1, 1, 3]])
+    assert steps.example_labels(images, [0, 2], top1, 1) == ["[a] tench (+1)\n1-crop: great white shark",
+                                                             "[a] tiger shark\n1-crop: goldfish"]
+
+
+class _Sweep:
+    """What the findings functions read of a steps.Sweep."""
+
+    def __init__(self, correct, grid, random_weights=False):
+        self.correct, self.grid, self.random_weights = correct, grid, random_weights
+        self.info = {"model": "m", "dataset": "d"}
+
+
+def test_findings_are_sentences_with_the_run_numbers():
+    from zoomstudy.analysis import bounds
+    from zoomstudy.report import steps
+
+    c = _matrix()
+    table = figures.bounds_frame(c, GRID, top_n=2, folds=2, n_classes=10)
+    found = steps.oracle_findings(table, _Sweep(c, GRID), cover_length=3, top_n=2)
+    assert found[0] == ("m on d (4 images, 36 views each): 1-crop accuracy is 25.0%; the right framing among the "
+                        "36 views would reach 75.0% (+50.0 points).")
+    assert found[1].startswith("The greedy top-2 views reach 50.0%") and "3 views together" in found[1]
+    assert steps.oracle_findings(table, _Sweep(c, GRID, True), 3, 2)[0].startswith("Random weights")
+    summary = bounds.summarize(c, GRID, top_n=2)
+    centre = steps.centre_findings(summary, _Sweep(c, GRID), top_n=2)
+    assert centre[0].startswith("m on d: the per-anchor bound is 50.0% at the centre against 28.1% on average off-centre (+21.9 points).")
+    assert "% of the greedy top-2 views (2 views) sit at the centre, against 11.1% if uniform" in centre[1]
+    comparison = pd.DataFrame([{"model": "m", "n_images": 4, "one_crop": 25.0, "oracle": 75.0, "oracle_gap": 50.0,
+                                "center_bias": 12.5, "best_scale": 110, "best_scale_accuracy": 50.0}])
+    assert steps.sensitivity_findings(comparison) == [
+        "m (4 images): 1-crop 25.0%, oracle 75.0% (gap +50.0 points), centre bias +12.5 points, best scale 110 px (50.0%)."]
+
+
+def test_install_source_is_named_once_and_the_notebooks_agree(monkeypatch):
+    import tomllib
+
+    from zoomstudy.report import colab
+
+    url = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    assert colab.repository_url() == url.rstrip("/")
+    monkeypatch.delenv(colab.PIP_SPEC_ENV, raising=False)
+    assert colab.pip_spec() == f"zoomstudy[notebooks] @ git+{url}"
+    monkeypatch.setenv(colab.PIP_SPEC_ENV, "/content/zoomstudy")
+    assert colab.pip_spec() == "/content/zoomstudy"
+    assert colab.badge_url("01_x", "https://github.com/me/zs") == (
+        "https://colab.research.google.com/github/me/zs/blob/main/notebooks/01_x.ipynb")
+    with pytest.raises(ValueError, match="github.com/OWNER/NAME"):
+        colab.badge_url("01_x", "https://gitlab.com/me/zs")
+    for name in OWN_NOTEBOOKS:
+        nb = _read(NOTEBOOKS / f"{name}.ipynb")
+        synced = colab.synced_notebook(_read(NOTEBOOKS / f"{name}.ipynb"), name)
+        assert [c.source for c in nb.cells] == [c.source for c in synced.cells], \
+            f"{name}: badge or install cell out of date; run python -m zoomstudy.report.colab"
+        assert colab.badge_url(name) in nb.cells[0].source and "install" in nb.cells[1].metadata["tags"]
+    ns = {}
+    exec(colab.install_cell_source(url), ns)  # zoomstudy is importable here: a no-op
+    assert "_spec" not in ns
+
+
+def test_sync_notebooks_rewrites_badge_and_install_cell(tmp_path):
+    import shutil
+
+    from zoomstudy.report import colab
+
+    shutil.copy(NOTEBOOKS / "02_center_bias.ipynb", tmp_path)
+    assert colab.sync_notebooks(tmp_path, "https://github.com/me/zs") == [tmp_path / "02_center_bias.ipynb"]
+    nb = _read(tmp_path / "02_center_bias.ipynb")
+    assert "github/me/zs/blob/main/notebooks/02_center_bias.ipynb" in nb.cells[0].source
+    assert "git+https://github.com/me/zs" in nb.cells[1].source
+    assert colab.sync_notebooks(tmp_path, "https://github.com/me/zs") == []  # idempotent
+
+
+def test_local_profile_points_at_the_real_data_kit(realdata):
+    """The local profile's default checkpoint and images are the kit's (found from the checkout)."""
+    local = reports.resolve_parameters("local", "01_oracle_accuracy")
+    assert Path(local["checkpoint"]).is_file()
+    assert (Path(local["dataset"].removeprefix("csv:")) / "labels.csv").is_file()

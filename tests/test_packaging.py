@@ -82,3 +82,16 @@ def test_every_core_dependency_is_imported():
         name = _name(req)
         module = _IMPORT_NAMES.get(name, name.replace("-", "_"))
         assert re.search(rf"^\s*(import|from) {re.escape(module)}\b", source, flags=re.M), f"{name} is never imported"
+
+
+def test_ci_installs_what_the_readme_installs():
+    """The README's install command, run on a fresh machine, is enough for its test command: CI
+    installs exactly those extras (plus clip, for the CLIP tests), and they include pytest."""
+    import tomllib
+
+    readme = (REPO / "README.md").read_text()
+    extras = re.search(r'pip install -e "\.\[([a-z,]+)\]"', readme).group(1).split(",")
+    ci = re.search(r'pip install -q -e "\.\[([a-z,]+)\]"', (REPO / ".ci" / "run").read_text()).group(1).split(",")
+    assert sorted(ci) == sorted(extras + ["clip"])
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(_name(r) == "pytest" for e in extras for r in optional[e])

@@ -107,6 +107,23 @@ def test_accuracy_vs_scale_facets_series_bands_and_crop_line():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["centre", "any of 9"]
 
 
+def test_accuracy_vs_scale_legend_clear_of_titles_and_labels():
+    """The legend sits below the panels (it used to sit level with the titles), and the curves leave
+    headroom for the "zoom out | zoom in" labels at the top of each panel."""
+    for table in (_scale_table(), _scale_table(models=("m",)).drop(columns="facet")):
+        fig = plots.accuracy_vs_scale(table, title="a long title for the whole figure")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)  # lays the figure out (constrained layout) as savefig does
+        legend = fig.legends[0].get_window_extent(renderer)
+        for ax in fig.axes:
+            assert legend.y1 <= ax.get_window_extent(renderer).y0  # below every panel
+            assert not legend.overlaps(ax.title.get_window_extent(renderer))
+            top = max(line.get_ydata().max() for line in ax.get_lines() if len(line.get_xdata()) > 2)
+            assert ax.get_ylim()[1] >= top * 1.1
+
+
 def test_accuracy_vs_scale_minimal_table_and_errors():
     df = _scale_table(models=("m",), series=("centre",))[["scale", "accuracy"]]
     fig = plots.accuracy_vs_scale(df, title="one")
@@ -234,6 +251,11 @@ def test_bar_with_ci_bars_and_error_bars():
     segs = err.lines[2][0].get_segments()
     assert [(s[0][1], s[1][1]) for s in segs] == [(7.0, 14.0), (17.0, 24.0), (27.0, 34.0)]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["R50", "ViT"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # beside the bars
     single = plots.bar_with_ci(df[df.model == "R50"], "origin", "acc", "lo", "hi")
     assert len(single.axes[0].patches) == 3
     with pytest.raises(ValueError, match="lo <= acc <= hi"):
@@ -290,12 +312,16 @@ def test_notebook_failed_message_is_one_line():
 # ------------------------------------------------------------------------------------------------
 # running notebooks (real kernels)
 # ------------------------------------------------------------------------------------------------
-def _write_notebook(path, params_src: str, *cells: str):
+def _write_notebook(path, params_src: str, *cells: str, install: bool = False):
     import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+    from zoomstudy.report import colab
+
+    head = [new_markdown_cell(f"# The {path.stem} notebook\n\n{colab.badge_markdown(path.stem)}\n\nWhat it shows."),
+            new_code_cell(colab.install_cell_source(), metadata={"tags": ["install"]})] if install else []
     nb = new_notebook(
-        cells=[new_code_cell(params_src, metadata={"tags": ["parameters"]})] + [new_code_cell(c) for c in cells],
+        cells=head + [new_code_cell(params_src, metadata={"tags": ["parameters"]})] + [new_code_cell(c) for c in cells],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     )
     nbformat.write(nb, str(path))
@@ -311,6 +337,11 @@ def site(tmp_path_factory):
         "greeting = 'default'\nprofile = None\nreport_dir = None",
         "from zoomstudy.report.notebooks import record_provenance\n"
         "record_provenance(report_dir, {'n_images': 3, 'source': greeting})\nprint('greeting:', greeting, profile)",
+        "import sys, warnings\nprint('a warning for ' + 'stderr', file=sys.stderr)\nwarnings.warn('IProg' + 'ress not found')",
+        "import matplotlib.pyplot as plt\nfrom zoomstudy.report.notebooks import record_findings\n"
+        "fig, ax = plt.subplots()\nax.plot([1, 2])\nplt.close(fig)\n"
+        "record_findings(report_dir, ['1-crop accuracy is 61.0% <b>here</b>.', 'The bound is 94.0%.'], figure=fig)",
+        install=True,
     )
     _write_notebook(
         src / "02_figure.ipynb",
@@ -343,6 +374,58 @@ def test_reproduce_renders_self_contained_reports(site):
     grid_cell = next(c for c in nb.cells if "anchor_grid" in c.source)
     assert sum("image/png" in o.get("data", {}) for o in grid_cell.outputs) == 1
     assert "largest value 20.0" in fig_html  # 8 * 2.5: the notebook-specific profile parameter arrived
+
+
+def test_reports_are_rendered_for_reading(site):
+    """Code folded (one <details> per code cell), no install cell, no injected parameters cell, no
+    stderr (warnings, progress bars), no Colab badge; the outputs and the findings stay."""
+    out, _ = site
+    text = (out / "01_numbers.html").read_text()
+    assert text.count("<details class=\"zs-code\">") == 4  # parameters, 3 code cells
+    assert "<summary>parameters</summary>" in text
+    assert "Install zoomstudy" not in text and "ZOOMSTUDY_PIP_SPEC" not in text and "Open In Colab" not in text
+    assert "injected-parameters" not in text and "hello-from-profile" not in text.split("greeting:")[0]
+    assert "a warning for stderr" not in text and "IProgress" not in text
+    assert "greeting: hello-from-profile testprofile" in text and "Headline findings" in text
+    assert "<script src=\"http" not in text and "cdn" not in text.lower()  # opens offline
+    executed = (out / "01_numbers.ipynb").read_text()
+    assert "a warning for stderr" in executed  # the executed notebook keeps everything
+
+
+def test_record_findings_for_the_index(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    shown = reports.record_findings(None, ["A is 1.0%.", "B is  2.0%."])  # interactive: nothing written
+    assert shown == ["A is 1.0%.", "B is 2.0%."] and "- B is 2.0%." in shown._repr_markdown_()
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv(reports.NOTEBOOK_ENV, "07_nb")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plt.close(fig)
+    reports.record_findings(tmp_path, ["A is 1.0%."], figure=fig)
+    assert reports.read_findings(tmp_path, "07_nb") == {"findings": ["A is 1.0%."], "thumbnail": "07_nb.thumb.png"}
+    from PIL import Image
+
+    assert abs(Image.open(tmp_path / "07_nb.thumb.png").width - reports.THUMBNAIL_WIDTH) <= 40
+    reports.record_findings(tmp_path, ["only words"])
+    assert reports.read_findings(tmp_path, "07_nb")["thumbnail"] is None
+    assert not (tmp_path / "07_nb.thumb.png").exists()  # no stale thumbnail
+    for bad in ("one string", ["ok", ""], [3]):
+        with pytest.raises(ValueError, match="sentences"):
+            reports.record_findings(tmp_path, bad)
+    with pytest.raises(ValueError, match="Figure"):
+        reports.record_findings(tmp_path, ["x"], figure="fig")
+
+
+def test_index_leads_with_findings_and_folds_provenance(site):
+    out, index = site
+    text = index.read_text()
+    findings = text.index("1-crop accuracy is 61.0% &lt;b&gt;here&lt;/b&gt;.")  # escaped, as written
+    assert "<img src='01_numbers.thumb.png'" in text and (out / "01_numbers.thumb.png").is_file()
+    assert findings < text.index("Provenance") < text.index("<h3>Parameters</h3>")
+    assert "<h2 id='01_numbers'>The 01_numbers notebook</h2>" in text  # the notebook's own title
+    assert "records no headline findings" in text  # 02_figure states none
+    before = text.split("</style>")[1].split("Provenance")[0]
+    assert "{" not in before and "<table>" not in before  # no parameter tables or JSON above the provenance
 
 
 def test_reproduce_index_links_reports_with_parameters_and_provenance(site):

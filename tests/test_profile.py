@@ -369,8 +369,8 @@ def test_notebook_runs_headless_and_compares_models(tmp_path):
     from zoomstudy.report import notebooks as reports
 
     out = tmp_path / "reports"
-    params = {"profile": "offline", "models": ["torchvision:squeezenet1_0", "timm:test_resnet"],
-              "checkpoints": [None, None], "pretrained": False, "dataset": "synthetic:4", "sizes": [64, 96],
+    params = {"profile": "offline", "model": "torchvision:squeezenet1_0", "models": ["timm:test_resnet"],
+              "checkpoints": [None], "pretrained": False, "dataset": "synthetic:4", "sizes": [64, 96],
               "zoom_maps": 1, "results_dir": str(tmp_path / "results"), "report_dir": str(out),
               "max_oracle_gap": 100.0, **TINY}
     html_path = reports.run_notebook(NOTEBOOK, out, params, cwd=tmp_path, timeout=300)

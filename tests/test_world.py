@@ -164,6 +164,38 @@ def test_multiscale_sizes_and_rrc_windows():
     assert ratio.min() >= 3 / 4 * 0.85 and ratio.max() <= 4 / 3 / 0.85  # whole-pixel rounding
 
 
+def test_photo_left_and_context_worlds():
+    g = torch.Generator().manual_seed(0)
+    photo = sample_scenes(SPEC, 2000, g, regime="photo")
+    side, half = SPEC.source_size, SPEC.source_size / 2
+    off = (photo.obj[:, :2] - half) / side
+    assert off.abs().max() <= 0.35 + 1e-6 and 0.1 < off.std() < 0.2  # centre preference, not centred
+    assert (off.abs() < 0.15).float().mean() > 0.5
+    size = photo.obj[:, 2] / SPEC.base_size
+    assert size.min() >= 0.4 - 1e-6 and size.max() <= 2.0 + 1e-6 and size.log().std() > 0.3
+    assert torch.equal(photo.view[0], torch.tensor([0.0, 0.0, side, side]))
+    left = sample_scenes(SPEC.replace(regime="left"), 2000, g)
+    assert (left.obj[:, 0] <= half + 1e-6).all() and (left.obj[:, 0] < half - 10).any()
+    assert left.obj[:, 1].min() < half - 10 < half + 10 < left.obj[:, 1].max()  # any height
+    ctx = SPEC.replace(context="decides")
+    assert ctx.n_shapes == 6 and ctx.class_names[0] == "disc+sun" and ctx.class_names[6] == "disc+bars"
+    scenes = sample_scenes(ctx, 500, g, regime="test")
+    k = ctx.n_shapes
+    assert torch.equal(scenes.shape, scenes.cls % k) and torch.equal(scenes.comp[:, 0].long(), scenes.cls // k)
+    dist = (scenes.comp[:, 1:3] - scenes.obj[:, :2]).norm(dim=1) / scenes.obj[:, 2]
+    assert torch.allclose(dist, torch.full_like(dist, 0.9), atol=1e-4)
+    free = sample_scenes(SPEC.replace(context="present"), 500, g, regime="test")
+    assert torch.equal(free.shape, free.cls) and set(free.comp[:, 0].long().tolist()) == {0, 1}
+    # the default world draws no companion and keeps its cache keys (context absent from the dict)
+    assert sample_scenes(SPEC, 4, g).comp is None and "context" not in SPEC.to_dict()
+    assert WorldSpec.from_dict(ctx.to_dict()) == ctx
+    with pytest.raises(ValueError):
+        WorldSpec(context="decides", n_classes=11)
+    names = [s.meta["class_name"] for s in WorldSource(ctx, 4, "test")]
+    assert all("+" in n for n in names)
+    assert WorldSource(SPEC, 2, "photo").name == "world-photo"
+
+
 def test_render_batch_is_seeded_and_labelled():
     a, ya = render_batch(SPEC, 8, torch.Generator().manual_seed(7))
     b, yb = render_batch(SPEC, 8, torch.Generator().manual_seed(7))

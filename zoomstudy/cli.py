@@ -1,4 +1,4 @@
-"""`zoomstudy` command line: sweep, merge, summary, reproduce.
+"""`zoomstudy` command line: sweep, merge, summary, reproduce, profile, paper.
 
 Bad parameters end with one line on stderr (exit 2) before any compute; the rest is the package's.
 """
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,11 +49,18 @@ def cmd_summary(a) -> int:
     from zoomstudy.analysis.bounds import table1_row
     from zoomstudy.sweep.store import find_results
 
+    from zoomstudy.data.registry import relabel_results, swept_dataset
+    from zoomstudy.study import label_space_note
+
     rows = []
-    for rs in find_results(a.results_dir, model=a.model, dataset=a.dataset):
+    for rs in find_results(a.results_dir, model=a.model, dataset=a.dataset and swept_dataset(a.dataset)):
+        rs = relabel_results(rs, a.dataset) if a.dataset else rs
         s = rs.summary()
         correct = rs.correct(keep=None)
-        rows.append(table1_row(correct, rs.grid, s["model"], s["dataset"]))
+        row = table1_row(correct, rs.grid, s["model"], rs.settings["key"]["dataset"].get("name"))
+        row["label_space"] = rs.settings["key"]["model"]["label_space"]["name"]
+        row["note"] = label_space_note(rs.settings) or ""
+        rows.append(row)
     if not rows:
         raise ValueError(f"no result sets under {a.results_dir}")
     print(pd.DataFrame(rows).round(2).to_string(index=False))
@@ -80,6 +88,7 @@ def cmd_reproduce(a) -> int:
 def cmd_profile(a) -> int:
     """Run a profile (or, with --check, only check an existing profile.json); exit 1 on a regression."""
     from zoomstudy.report.model_profile import check_regression, profile
+    from zoomstudy.study import resolve_label_space
 
     thresholds = {"max_oracle_gap": a.max_oracle_gap, "max_center_bias": a.max_center_bias}
     if a.check:
@@ -101,7 +110,8 @@ def cmd_profile(a) -> int:
             scales="paper" if a.scales == "paper" else _scales(a.scales), grid=a.grid, crop=a.crop,
             max_images=a.max_images, thresholds=thresholds, results_dir=a.results_dir,
             resolution_sizes=sizes, n_zoom_maps=a.zoom_maps,
-            pretrained=not a.no_pretrained, device=a.device, label_space=a.label_space,
+            pretrained=not a.no_pretrained, device=a.device,
+            label_space=resolve_label_space(a.images if a.labels is None else None, a.label_space),
             batch_size=a.batch_size, workers=a.workers, progress=not a.quiet,
         )
         m = summary["metrics"]
@@ -120,6 +130,41 @@ def cmd_profile(a) -> int:
     return 1 if failures else 0
 
 
+def cmd_paper(a) -> int:
+    """The paper as a matrix: preflight (data found / missing / cost), then every runnable sweep."""
+    from zoomstudy import matrix
+    from zoomstudy.study import make_grid
+    from zoomstudy.sweep.engine import parse_shard
+
+    grid = make_grid(_scales(a.scales), a.grid, a.crop)  # bad parameters fail here, before anything loads
+    shard = parse_shard(a.shard)
+    if a.device is None and os.environ.get("LOCAL_RANK") is not None:  # torchrun: one GPU per process
+        import torch
+
+        if torch.cuda.is_available():
+            a.device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    roots = matrix.parse_assignments(a.root, "--root")
+    checkpoints = matrix.parse_assignments(a.checkpoint, "--checkpoint")
+    rows = {k: None if v == "none" else int(v) for k, v in matrix.parse_assignments(a.expected_rows, "--expected-rows").items()}
+    if a.hard_rows is not None:
+        rows["imagenet-hard"] = a.hard_rows
+    jobs = matrix.plan(a.models, a.datasets, [] if a.no_hard else a.hard_models)
+    pre = matrix.preflight(jobs, roots=roots, data_dir=a.data_dir, grid=grid, probe=not a.no_probe, device=a.device,
+                           batch_size=a.batch_size, hard_revision=a.hard_revision, expected_rows=rows,
+                           max_images=a.max_images)
+    print(pre.text(), flush=True)
+    if a.dry_run:
+        return 0
+    if not pre.runnable:
+        raise ValueError("no dataset of the plan was found; see the preflight above for how to provide each")
+    done = matrix.run(pre, results_dir=a.results_dir, grid=grid, checkpoints=checkpoints, pretrained=not a.no_pretrained,
+                      device=a.device, batch_size=a.batch_size, workers=a.workers, shard=shard,
+                      max_images=a.max_images, tta=not a.no_tta, progress=not a.quiet)
+    print(done.drop(columns=["path"]).to_string(index=False))
+    print(f"render the tables: zoomstudy reproduce --profile paper --only 06_the_paper -p results_dir={a.results_dir}")
+    return 1 if done["status"].str.startswith("failed").any() else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoomstudy", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -131,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-pretrained", action="store_true", help="random weights (speed tests)")
     s.add_argument("--dataset", required=True, help="registry name (imagenet-val, imagenet-hard, ...) or csv:DIR, folder:DIR, hf:REPO@REV:split, synthetic:N")
     s.add_argument("--root", help="local copy of a registry dataset")
-    s.add_argument("--label-space", default="imagenet1k")
+    s.add_argument("--label-space", help="default: the dataset's own (imagenet-a/-r: 200 classes, objectnet: 113; "
+                   "csv:/folder: specs: imagenet1k); a different one is recorded in settings.json")
     s.add_argument("--scales", help="comma-separated scales (default: the paper's 36)")
     s.add_argument("--grid", type=int, default=3)
     s.add_argument("--crop", type=int, default=224)
@@ -183,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or 'none' to skip it")
     f.add_argument("--zoom-maps", type=int, default=3, help="example images shown as zoom maps")
     f.add_argument("--max-images", type=int)
-    f.add_argument("--label-space", default="imagenet1k")
+    f.add_argument("--label-space", help="default: the dataset's own when --images is a registry name, else imagenet1k")
     f.add_argument("--batch-size", type=int, help="views per forward pass (default 32 on CPU, 512 on CUDA)")
     f.add_argument("--workers", type=int, help="decoding processes (default 4 on CUDA, 1 on CPU)")
     f.add_argument("--device", help="cuda, cpu (default: CUDA when present)")
@@ -192,6 +238,34 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--check", metavar="JSON", help="check an existing profile.json against the thresholds, run nothing")
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_profile)
+
+    q = sub.add_parser("paper", help="the paper as a matrix: preflight, then every (model, dataset) sweep of "
+                       "Table 1 and the ImageNet-Hard runs that this machine has data for")
+    q.add_argument("--results-dir", default="results/paper")
+    q.add_argument("--root", action="append", metavar="DATASET=PATH", help="a dataset's local copy (repeatable)")
+    q.add_argument("--data-dir", default="data", help="folder of <dataset>/ copies (default ./data)")
+    q.add_argument("--checkpoint", action="append", metavar="MODEL=FILE", help="local weights for a model (repeatable)")
+    q.add_argument("--models", nargs="*", help="paper names or specs of Table 1's rows to run (default: all six)")
+    q.add_argument("--datasets", nargs="*", help="paper or registry names of the columns (default: all seven)")
+    q.add_argument("--hard-models", nargs="*", help="ImageNet-Hard leaderboard models (default: all nine)")
+    q.add_argument("--no-hard", action="store_true", help="skip ImageNet-Hard")
+    q.add_argument("--hard-revision", help="40-hex commit sha of taesiri/imagenet-hard (with --hard-rows)")
+    q.add_argument("--hard-rows", type=int, help="row count of that revision")
+    q.add_argument("--expected-rows", action="append", metavar="DATASET=N", help="row count of a copy ('none': partial)")
+    q.add_argument("--scales", help="comma-separated scales (default: the paper's 36)")
+    q.add_argument("--grid", type=int, default=3)
+    q.add_argument("--crop", type=int, default=224)
+    q.add_argument("--max-images", type=int)
+    q.add_argument("--batch-size", type=int, default=512, help="views per forward pass")
+    q.add_argument("--workers", type=int)
+    q.add_argument("--device")
+    q.add_argument("--shard", help="i/n: this process's share of every sweep (default: the torchrun rank)")
+    q.add_argument("--no-tta", action="store_true", help="skip the 5/10-crop views (Table 4 then lacks them)")
+    q.add_argument("--no-pretrained", action="store_true", help="random weights (pipeline checks)")
+    q.add_argument("--no-probe", action="store_true", help="skip the one-batch speed probe")
+    q.add_argument("--dry-run", action="store_true", help="print the preflight only")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_paper)
     return p
 
 

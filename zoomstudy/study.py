@@ -88,14 +88,16 @@ def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str
         if not path.is_dir():
             raise ValueError(f"{text} is not a folder of images (needed with a labels CSV)")
         return data.CsvSource(path, labels_csv, **kw)
-    if text.startswith("world:"):
-        from zoomstudy.experiment.world import WorldSource, WorldSpec
+    if text.startswith("world"):  # the controlled experiment's data (world:REGIME, world-photo:N, ...)
+        from zoomstudy.experiment.runs import open_world_data
 
-        regime = text.split(":", 1)[1] or "centered"
-        n = int(kw.pop("n", 48))
-        return WorldSource(WorldSpec(regime=regime, **kw), n=n, split="test")
-    if text in data.DATASETS:
-        return data.open_dataset(text, root=root, **kw)
+        world = open_world_data(text, root, **kw)
+        if world is not None:
+            return world
+    from zoomstudy.data.registry import dataset_spec, swept_dataset
+
+    if dataset_spec(text) is not None:  # ReaL / IN+ReaL open the val images they relabel
+        return data.open_dataset(swept_dataset(text), root=root, **kw)
     if path.is_dir():
         return data.open_source(str(path), **kw)
     if isinstance(dataset, os.PathLike) or (os.sep in text and ":" not in text):
@@ -103,13 +105,19 @@ def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str
     return data.open_source(text, **kw)
 
 
-def dataset_label_space(dataset: str) -> str:
-    """The label space a dataset is scored in (SPEC section 2): the registry's for its names
-    (imagenet-a -> 'imagenet-a', objectnet -> 'objectnet'), 'imagenet1k' for anything else."""
-    from zoomstudy.data import DATASETS
+from zoomstudy.data.registry import dataset_label_space  # noqa: E402  (one home: the registry)
 
-    spec = DATASETS.get(str(dataset))
-    return spec.label_space if spec is not None else "imagenet1k"
+
+def resolve_label_space(dataset: str | None, label_space: str | None = None) -> str:
+    """The label space to score `dataset` in: the explicit one when given, else the dataset's own
+    (SPEC section 2: imagenet-a / imagenet-r -> their 200 classes, objectnet -> its 113 classes,
+    everything else and csv:/folder: specs -> imagenet1k). One default for the CLI, the notebooks and
+    the matrix, so that the same (model, dataset) always lands in the same result set."""
+    from zoomstudy.data.registry import dataset_label_space
+
+    if label_space:
+        return label_space
+    return dataset_label_space(dataset) if dataset else "imagenet1k"
 
 
 # ================================================================================================
@@ -151,31 +159,37 @@ def model_spec(model, checkpoint: str | os.PathLike | None = None) -> str:
     return model
 
 
-def open_model(model, checkpoint: str | os.PathLike | None = None, *, label_space: str = "imagenet1k",
-               device: str | None = None, amp: str | None = None, pretrained: bool = True, **world_kw):
+def open_model(model, checkpoint: str | os.PathLike | None = None, *, label_space: str | None = None,
+               device: str | None = None, amp: str | None = None, pretrained: bool = True,
+               dataset: str | None = None, **world_kw):
     """A `LoadedModel` from a name, a checkpoint or both, or a loaded model as it is.
 
     model: "torchvision:NAME", "timm:NAME.TAG", a paper model ("resnet50"), "world:REGIME" (a model of
     the controlled experiment, trained here and cached; world_kw: seed, training, cache, spec_kw of
     `experiment.runs.world_model`), a `LoadedModel` (returned unchanged), or None with a checkpoint
     whose file name tells the architecture (`guess_architecture`). pretrained=False (and no
-    checkpoint) builds random weights.
+    checkpoint) builds random weights. label_space None: the dataset's own (`resolve_label_space`),
+    imagenet1k without a dataset. World models carry the world's class names, which the reports use.
     """
     from zoomstudy.models.loading import LoadedModel, load_model
+    from zoomstudy.report.tables import use_class_names
 
     if isinstance(model, LoadedModel):
         if checkpoint is not None:
             raise ValueError("checkpoint applies to a model name, not to a loaded model")
         return model
     spec = model_spec(model, checkpoint)
-    if spec.startswith("world:"):
-        from zoomstudy.experiment.runs import world_model
+    if spec.startswith("world:"):  # a model of the controlled experiment, trained here (cached)
+        from zoomstudy.experiment.runs import open_world_model
 
-        return world_model(spec.split(":", 1)[1] or "centered", device=device, **world_kw)
-    if world_kw:
-        raise ValueError(f"{sorted(world_kw)} apply to world:REGIME models only")
-    return load_model(spec, checkpoint=checkpoint, label_space=label_space, device=device, amp=amp,
-                      pretrained=pretrained and checkpoint is None)
+        m = open_world_model(spec, device=device, **world_kw)
+    else:
+        if world_kw:
+            raise ValueError(f"{sorted(world_kw)} apply to world:REGIME models only")
+        m = load_model(spec, checkpoint=checkpoint, label_space=resolve_label_space(dataset, label_space),
+                       device=device, amp=amp, pretrained=pretrained and checkpoint is None)
+    use_class_names(m)  # reports name the classes of the model they analyse (the world's: "disc", ...)
+    return m
 
 
 # ================================================================================================
@@ -183,14 +197,35 @@ def open_model(model, checkpoint: str | os.PathLike | None = None, *, label_spac
 # ================================================================================================
 def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, root: str | None = None,
                    scales=None, grid: int = 3, crop: int = 224, results_dir: str | Path = "results",
-                   label_space: str = "imagenet1k", max_images: int | None = None, pretrained: bool = True,
+                   label_space: str | None = None, max_images: int | None = None, pretrained: bool = True,
                    device: str | None = None, batch_size: int = 512, workers: int | None = None,
-                   progress: bool = True, **sweep_kw):
-    """Load the model and the data, then run the sweep or resume it (a finished one computes nothing)."""
+                   progress: bool = True, data_kw: dict | None = None, **sweep_kw):
+    """Load the model and the data, then run the sweep or resume it (a finished one computes nothing).
+
+    label_space None: the dataset's own. An explicit different one is allowed: the model's label
+    space is part of the result set's key and of settings.json, next to the dataset's, so the two can
+    be told apart (`label_space_note`). ReaL and IN+ReaL return the val sweep, relabelled at analysis
+    time: the 50,000 images are swept once for the three columns.
+    data_kw: keywords for the dataset (expected_rows=, revision=, cache_dir=, ...).
+    """
+    from zoomstudy.data.registry import relabel_results
     from zoomstudy.sweep.engine import sweep
 
     view_grid = make_grid(scales, grid, crop)  # bad grids fail here, before any loading
-    m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained)
-    src = open_data(dataset, root)
-    return sweep(m, src, view_grid, results_dir, max_images=max_images, batch_size=batch_size,
-                 workers=workers, progress=progress, **sweep_kw)
+    src = open_data(dataset, root, **(data_kw or {}))  # row counts and pins are checked before the model loads
+    m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained, dataset=dataset)
+    rs = sweep(m, src, view_grid, results_dir, max_images=max_images, batch_size=batch_size,
+               workers=workers, progress=progress, **sweep_kw)
+    return relabel_results(rs, dataset)
+
+
+def label_space_note(settings: dict) -> str | None:
+    """One line when a result set was scored in a label space other than its dataset's default, else None."""
+    key = settings.get("key", settings)
+    used = (key.get("model", {}).get("label_space") or {}).get("name")
+    ds = key.get("dataset", {})
+    name = ds.get("swept_as") or ds.get("name")
+    default = (ds.get("dataset") or {}).get("label_space") or resolve_label_space(name)
+    if used and used != default:
+        return f"scored in label space {used!r}, not the dataset's own {default!r} (given explicitly)"
+    return None

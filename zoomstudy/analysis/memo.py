@@ -832,7 +832,7 @@ def memo_table(
     """MEMO over the first `max_images` images of a dataset, one row per (image, method, seed), stored.
 
     model_spec, checkpoint, pretrained, device: as `study.open_model`; dataset, root: as
-    `study.open_data`. label_space None: the dataset's own (`study.dataset_label_space`); the logits are
+    `study.open_data`. label_space None: the dataset's own (`data.registry.dataset_label_space`); the logits are
     restricted to it for the loss and the prediction, as MEMO does for ImageNet-A/R.
     methods: view kinds ('rrc' = the paper's zoom-in RandomResizedCrop, 'augmix' = MEMO's AugMix);
     k: augmented views per image (16 in the paper's text, 64 in MEMO's code default); seeds: base seeds

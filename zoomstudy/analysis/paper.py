@@ -35,8 +35,10 @@ MODEL_ALIASES: dict[str, tuple[str, ...]] = {
     "ViT-B/32": ("vit_b_32",),
     "EfficientNet-B0": ("efficientnet_b0", "tf_efficientnet_b0"),
     "EfficientNet-L2-NS": ("tf_efficientnet_l2_ns", "tf_efficientnet_l2.ns_jft_in1k", "efficientnet-l2-ns (800 px)"),
-    "CLIP ViT-L/14": ("ViT-L-14", "ViT-L-14/openai", "openai/ViT-L-14", "clip_vit_l_14"),
-    "OpenCLIP ViT-bigG-14": ("ViT-bigG-14", "ViT-bigG-14/laion2b_s39b_b160k"),
+    "CLIP ViT-L/14": ("clip-vit-l-14", "ViT-L-14", "ViT-L-14/openai", "openai/ViT-L-14", "clip_vit_l_14",
+                      "ViT-L-14@openai", "clip:ViT-L-14@openai"),
+    "OpenCLIP ViT-bigG-14": ("openclip-vit-bigg-14", "ViT-bigG-14", "ViT-bigG-14/laion2b_s39b_b160k",
+                             "ViT-bigG-14@laion2b_s39b_b160k", "clip:ViT-bigG-14@laion2b_s39b_b160k"),
 }
 #: Paper name -> this package's model key, for the models of Table 1 (`MODELS`).
 MODEL_KEYS: dict[str, str] = {m: MODEL_ALIASES[m][0] for m in MODELS}

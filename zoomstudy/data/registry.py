@@ -10,11 +10,16 @@ published there.
 """
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from .sources import (
     CsvSource,
@@ -60,6 +65,11 @@ class DatasetSpec:
     crop_border: int = 0
     env: str = ""
     notes: str = ""
+    #: Row counts this dataset has had (hub datasets that changed size): named when a count differs.
+    history: tuple[int, ...] = ()
+    #: The revision whose rows `expected_rows` counts (see `HubPin`); None for local-only datasets.
+    pin: "HubPin | None" = None
+    #: Folder name under data/ (or $ZOOMSTUDY_DATA) where a local copy is looked for first; default: the name.
     folder: str = ""
 
     def __post_init__(self):
@@ -69,6 +79,52 @@ class DatasetSpec:
             raise ValueError(f"DatasetSpec {self.name}: label_space must be one of {LABEL_SPACE_NAMES}")
         if self.labels not in _RELABELS:
             raise ValueError(f"DatasetSpec {self.name}: labels must be one of {sorted(_RELABELS)}")
+
+    @property
+    def swept_as(self) -> str:
+        """The registry name whose result set holds this dataset's predictions.
+
+        ReaL and IN+ReaL relabel the same 50,000 val images: their predictions are the val sweep's,
+        and only the scoring differs, so they are relabelled at analysis time (`relabel_results`)
+        instead of being swept three times.
+        """
+        return "imagenet-val" if self.labels != "original" else self.name
+
+
+@dataclass(frozen=True)
+class HubPin:
+    """A hub dataset revision and the number of rows it holds: the two travel together, since a
+    row count only means something for one revision.
+
+    revision: a 40-hex commit sha, or None when no sha is known (then the hub path refuses to load
+    until the caller passes revision=<sha> with expected_rows=<its row count>). A branch name such as
+    "main" is never a pin: it moves.
+    """
+
+    repo: str
+    revision: str | None
+    rows: int
+
+    @property
+    def pinned(self) -> bool:
+        return is_commit_sha(self.revision)
+
+
+def is_commit_sha(revision) -> bool:
+    """A 40-hex commit sha: the only kind of revision that names fixed content ("main" moves)."""
+    return isinstance(revision, str) and re.fullmatch(r"[0-9a-f]{40}", revision) is not None
+
+
+#: Sizes ImageNet-Hard's hub repository has had, oldest first (SPEC section 5).
+IMAGENET_HARD_SIZES: tuple[int, ...] = (23845, 13630, 11350, 10980)
+#: The ImageNet-Hard revision this package expects: the final release of 10,980 rows, the paper's.
+#: No commit sha of taesiri/imagenet-hard was available offline when this pin was written, so its
+#: revision is None ("not pinned"): loading from the hub then needs revision=<40-hex sha> and
+#: expected_rows=<the rows of that revision> (a local parquet snapshot, root=DIR, is checked against
+#: the 10,980 rows). Replace None by the sha of the 10,980-row commit once it is known; the row count
+#: stays tied to it.
+IMAGENET_HARD_PIN = HubPin("taesiri/imagenet-hard", None, 10980)
+IMAGENET_HARD_4K_PIN = HubPin("taesiri/imagenet-hard-4K", None, 10980)
 
 
 _VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})")
@@ -111,10 +167,11 @@ _VAL_HOWTO = (
     "ILSVRC2012_val_XXXXXXXX file names (ReaL is indexed by them)"
 )
 _HARD_HOWTO = (
-    "loaded from the Hugging Face hub (MIT licence); revision 'main' is not pinned, so the row count is the "
-    "guard: pin a commit sha with revision=SHA once you know it. Offline: `huggingface-cli download {repo} "
-    "--repo-type dataset --revision SHA --local-dir data/{folder}` (read before the hub), or pass root=DIR "
-    "(its parquet files are read) or set {env}"
+    "loaded from the Hugging Face hub (MIT licence) at a pinned commit: pass revision=<40-hex sha> with "
+    "expected_rows=<its row count>, or set {env}_REVISION and {env}_ROWS (the final release has 10,980 rows; "
+    "'main' is a branch, not a pin). "
+    "Offline: `huggingface-cli download {repo} --repo-type dataset --revision SHA --local-dir data/{folder}` "
+    "(read before the hub), or pass root=DIR (its parquet files are read) or set {env}"
 )
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -170,7 +227,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "imagenet-hard", "imagenet1k", 10980,
             _HARD_HOWTO.format(repo="taesiri/imagenet-hard", env="ZOOMSTUDY_IMAGENET_HARD", folder="imagenet-hard"),
             hub_repo="taesiri/imagenet-hard", hub_revision="main", hub_split="validation",
-            env="ZOOMSTUDY_IMAGENET_HARD",
+            env="ZOOMSTUDY_IMAGENET_HARD", history=IMAGENET_HARD_SIZES, pin=IMAGENET_HARD_PIN,
             notes="labels are lists of ImageNet-1k indices (up to 10), extra columns origin and english_label; "
             "earlier revisions had 23,845, 13,630 and 11,350 rows",
         ),
@@ -179,7 +236,7 @@ DATASETS: dict[str, DatasetSpec] = {
             _HARD_HOWTO.format(repo="taesiri/imagenet-hard-4K", env="ZOOMSTUDY_IMAGENET_HARD_4K",
                                folder="imagenet-hard-4k"),
             hub_repo="taesiri/imagenet-hard-4K", hub_revision="main", hub_split="validation",
-            env="ZOOMSTUDY_IMAGENET_HARD_4K",
+            env="ZOOMSTUDY_IMAGENET_HARD_4K", history=IMAGENET_HARD_SIZES, pin=IMAGENET_HARD_4K_PIN,
             notes="the ImageNet-Hard images upscaled to 4K; "
             "raise max_pixels with with_decoding() if an image is refused",
         ),
@@ -235,9 +292,12 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
     and the source constructor's keywords (e.g. revision= for hub datasets, classes=, cache_dir=).
     Raises a one-line ValueError with the spec's instructions when the data is not available.
     """
+    name = DATASET_ALIASES.get(name, name)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     spec = DATASETS[name]
+    if spec.pin is not None:
+        return _open_pinned(spec, root, kw)
     expected = kw.pop("expected_rows", spec.expected_rows)
     crop_border = kw.pop("crop_border", spec.crop_border)
     if root is None:
@@ -286,6 +346,222 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
         }
     }
     return src
+
+
+def check_pinned_rows(spec: DatasetSpec, rows: int | None, expected: int | None, where: str) -> None:
+    """The row-count guard of a pinned hub dataset; the error names the sizes the dataset has had and
+    how to read another revision, so that a moved repository stops the run instead of changing it."""
+    if expected is None or rows == expected:
+        return
+    sizes = ", ".join(f"{n:,}" for n in spec.history)
+    raise ValueError(
+        f"{spec.name}: {where} has {rows} rows, expected {expected} (the sizes {spec.hub_repo} has had: {sizes}; "
+        f"the paper's is {spec.pin.rows:,}): to use another revision pass revision=<40-hex sha> together with "
+        f"expected_rows=<its row count> (CLI: --revision SHA --expected-rows N), or expected_rows=None for a partial local copy"
+    )
+
+
+def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
+    """A pinned hub dataset (ImageNet-Hard): the revision and its row count are checked before anything
+    else happens: no image is decoded and no model is run before this returns.
+
+    From the hub: revision (default $<env>_REVISION, with $<env>_ROWS its row count, e.g.
+    ZOOMSTUDY_IMAGENET_HARD_REVISION / _ROWS) must be a 40-hex commit sha; "main" (or no sha at all)
+    is refused as unpinned. The expected rows are the pin's when the revision is the pinned one; any other revision
+    needs its own expected_rows. From a local snapshot (root= or $env): the parquet rows are checked
+    against expected_rows (default: the pin's 10,980).
+    """
+    pin = spec.pin
+    revision = kw.pop("revision", None)
+    if revision is None and spec.env and os.environ.get(f"{spec.env}_REVISION"):
+        # one place to pin the hub revision for every entry point (notebook 04, sweep, the matrix)
+        revision = os.environ[f"{spec.env}_REVISION"]
+        if "expected_rows" not in kw and os.environ.get(f"{spec.env}_ROWS"):
+            kw["expected_rows"] = int(os.environ[f"{spec.env}_ROWS"])
+    has_expected = "expected_rows" in kw
+    expected = kw.pop("expected_rows", pin.rows)
+    crop_border = kw.pop("crop_border", spec.crop_border)
+    if root is None:
+        root = local_copy(spec.name)
+    if root is None and spec.env:
+        root = os.environ.get(spec.env) or None
+    hkw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
+    if root is None:
+        revision = revision or pin.revision
+        if not is_commit_sha(revision):
+            raise ValueError(
+                f"{spec.name}: revision {revision or spec.hub_revision!r} is not pinned (a branch moves; "
+                f"{spec.hub_repo} has held {', '.join(f'{n:,}' for n in spec.history)} rows over time): "
+                f"pass revision=<40-hex commit sha> with expected_rows=<its row count>, or a local snapshot: "
+                f"{spec.instructions}"
+            )
+        if revision != pin.revision and not has_expected:
+            raise ValueError(
+                f"{spec.name}: revision {revision} is not the pinned one ({pin.revision}), so its row count is "
+                f"unknown here: pass expected_rows=<its row count> with it"
+            )
+        split = kw.pop("split", spec.hub_split)
+        hkw.pop("split", None)
+        try:
+            src = HFSource(spec.hub_repo, revision=revision, split=split, **hkw)
+        except ValueError:
+            raise
+        except Exception as e:
+            raise ValueError(f"{spec.name}: cannot load {spec.hub_repo}@{revision} ({_short(e)}): {spec.instructions}") from e
+        where = f"{spec.hub_repo}@{revision}"
+    else:
+        path = Path(root).expanduser()
+        if not _has_parquet(path):
+            raise ValueError(f"{spec.name}: {path} holds no parquet files: {spec.instructions}")
+        src = _open_parquet(path, spec, None, {k: v for k, v in kw.items() if k != "split"})
+        where = str(path)
+    check_pinned_rows(spec, src._total_rows(), expected, where)
+    src = src.with_decoding(crop_border=crop_border)
+    src.name = spec.name
+    src._extra = {
+        "dataset": {
+            "name": spec.name,
+            "label_space": spec.label_space,
+            "labels": spec.labels,
+            "expected_rows": expected,
+            "pinned_revision": revision if root is None else None,
+            "notes": spec.notes,
+        }
+    }
+    return src
+
+
+#: Other names of registry entries (the issue's spelling of IN+ReaL).
+DATASET_ALIASES: dict[str, str] = {"imagenet-plus-real": "imagenet+real"}
+
+
+def dataset_spec(name: str) -> DatasetSpec | None:
+    """The registry entry of a name or alias; None for source specs (csv:, folder:, ...)."""
+    return DATASETS.get(DATASET_ALIASES.get(str(name), str(name)))
+
+
+def dataset_label_space(dataset: str) -> str:
+    """The label space a dataset is scored in by default (SPEC section 2): the registry's for its names
+    (imagenet-a -> 'imagenet-a', objectnet -> 'objectnet'), 'imagenet1k' for source specs
+    (csv:, folder:, hf:, synthetic:), whose classes are ImageNet-1k indices."""
+    spec = dataset_spec(dataset)
+    return spec.label_space if spec is not None else "imagenet1k"
+
+
+def swept_dataset(dataset: str) -> str:
+    """The dataset whose result set holds `dataset`'s predictions ('imagenet-real' -> 'imagenet-val')."""
+    spec = dataset_spec(dataset)
+    return spec.swept_as if spec is not None else dataset
+
+
+def real_label_table(path: str | os.PathLike | None = None) -> tuple[tuple[int, ...], ...]:
+    """ReaL label sets indexed by val number - 1, from a json in timm's format (a list of lists, one
+    per ILSVRC2012_val_XXXXXXXX image in number order); default $ZOOMSTUDY_REAL_LABELS, else timm's
+    own `imagenet_real_labels.json` (the 50,000 sets of Beyer et al.)."""
+    path = path or os.environ.get("ZOOMSTUDY_REAL_LABELS")
+    if not path:
+        return real_labels()
+    raw = json.loads(Path(path).expanduser().read_text())
+    if not isinstance(raw, list) or not all(isinstance(x, list) for x in raw):
+        raise ValueError(f"{path}: a ReaL label file is a json list of lists (timm's imagenet_real_labels.json format)")
+    return tuple(tuple(sorted({int(v) for v in s})) for s in raw)
+
+
+def analysis_labels(dataset: str, image_ids, labels, real=None) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """(label sets, keep bool [N]) of val images scored as `dataset` at analysis time.
+
+    'imagenet-real': the ReaL set, images with an empty set left out (46,837 of 50,000 remain);
+    'imagenet+real': the original label united with the ReaL set, every image kept; any other
+    dataset: the stored labels, all kept. Images are joined by their ILSVRC2012_val_XXXXXXXX number.
+    """
+    spec = dataset_spec(dataset)
+    labels = [tuple(int(v) for v in lab) for lab in labels]
+    if spec is None or spec.labels == "original":
+        return labels, np.ones(len(labels), bool)
+    real = real_label_table() if real is None else real
+    out, keep = [], []
+    for image_id, lab in zip(image_ids, labels):
+        pos = _val_position(str(image_id))
+        if pos >= len(real):
+            raise ValueError(f"{image_id}: no ReaL entry (the ReaL table has {len(real)})")
+        r = real[pos]
+        new = tuple(r) if spec.labels == "real" else tuple(sorted(set(r) | set(lab)))
+        keep.append(bool(new))
+        out.append(new)
+    return out, np.asarray(keep, bool)
+
+
+def relabel_results(result_set, dataset: str, real=None):
+    """`result_set` (the val sweep's) seen as `dataset`: a `RelabelledResultSet` for ReaL and IN+ReaL,
+    the result set itself otherwise. Nothing is recomputed: the views' predictions are the stored ones."""
+    spec = dataset_spec(dataset)
+    if spec is None or spec.labels == "original":
+        return result_set
+    return RelabelledResultSet(result_set.path, dataset=spec.name, real=real)
+
+
+from zoomstudy.sweep.store import ResultSet as _ResultSet  # noqa: E402  (store imports no data module)
+
+
+class RelabelledResultSet(_ResultSet):
+    """A stored result set read with analysis-time labels (ReaL, IN+ReaL): same files, same key.
+
+    images / labels / predictions / groups / views / errors keep only the images the relabelling
+    keeps, with their new label sets; `settings` names the relabelled dataset and records the
+    relabelling under 'analysis_relabel' (the on-disk key and path stay the val sweep's).
+    """
+
+    def __init__(self, path, dataset: str, real=None):
+        super().__init__(path)
+        self.dataset = DATASET_ALIASES.get(dataset, dataset)
+        self._real = real
+
+    def _base(self) -> _ResultSet:
+        return _ResultSet(self.path)
+
+    @functools.cached_property
+    def _relabelled(self):
+        images = self._base().images()
+        if not len(images):
+            return images, set()
+        new, keep = analysis_labels(self.dataset, images["image_id"].tolist(), images["labels"].tolist(), self._real)
+        images = images.assign(labels=[list(x) for x in new])[keep].reset_index(drop=True)
+        return images, set(images["image_id"])
+
+    @functools.cached_property
+    def settings(self) -> dict:
+        s = copy.deepcopy(self._base().settings)
+        stored = s["key"]["dataset"].get("name")
+        s["key"]["dataset"] = {**s["key"]["dataset"], "name": self.dataset, "swept_as": stored}
+        s["analysis_relabel"] = {
+            "dataset": self.dataset, "result_set_dataset": stored, "labels": DATASETS[self.dataset].labels,
+            "source": os.environ.get("ZOOMSTUDY_REAL_LABELS") or "timm imagenet_real_labels.json",
+            "images_kept": len(self._relabelled[1]),
+        }
+        return s
+
+    def images(self):
+        return self._relabelled[0]
+
+    def _only_kept(self, df):
+        if not len(df) or "image_id" not in df.columns:
+            return df
+        return df[df["image_id"].isin(self._relabelled[1])].reset_index(drop=True)
+
+    def errors(self):
+        return self._only_kept(self._base().errors())
+
+    def groups(self):
+        return self._only_kept(self._base().groups())
+
+    def views(self, columns=None):
+        return self._only_kept(self._base().views(columns))
+
+    def predictions(self):
+        ids, top1, conf = self._base().predictions()
+        kept = self._relabelled[1]
+        keep = np.array([i in kept for i in ids], bool)
+        return [i for i, k in zip(ids, keep) if k], top1[keep], conf[keep]
 
 
 def _open_csv_spec(rest: str, kw: dict) -> Source:

@@ -5,11 +5,12 @@ The paper can only observe pretrained models. Here the training distribution is 
 `world.WorldSpec` regime), so a difference in centre bias or scale window between regimes is caused
 by what the model saw. A trained world model becomes a `LoadedModel` whose 12 classes occupy
 ImageNet-1k indices 0..11 (the rest of the 1000 logits is masked by its label space), so the sweep,
-the store and every analysis run on it unchanged.
+the store and every analysis run on it unchanged. Its label space carries the world's own class
+names (`WorldLabelSpace`), so reports say "disc", not the ImageNet class that shares index 0.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from torch import nn
@@ -32,17 +33,49 @@ class _OneThousand(nn.Module):
         return out
 
 
+@dataclass(frozen=True, eq=False)  # LabelSpace's own equality and hash (name + indices)
+class WorldLabelSpace(LabelSpace):
+    """A world model's label space: ImageNet indices 0..n-1 as the sweep needs, plus the world's own
+    names of those classes (what the reports print). The names are not part of the sweep's key: the
+    name "world-N[-ctx-...]" and the indices already identify the space."""
+
+    class_names: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+        if self.class_names and len(self.class_names) != self.n_classes:
+            raise ValueError(f"WorldLabelSpace: {len(self.class_names)} names for {self.n_classes} classes")
+
+
+def world_label_space(spec) -> WorldLabelSpace:
+    ctx = "" if spec.context == "none" else f"-ctx-{spec.context}"
+    return WorldLabelSpace(f"world-{spec.n_classes}{ctx}", np.arange(spec.n_classes), class_names=spec.class_names)
+
+
 @dataclass(frozen=True)
 class Training:
-    """The training settings of the experiment's models (the cache keys hash them)."""
+    """The training settings of the experiment's models (the cache keys hash them).
+
+    width 16 (not the CNN's default 24) halves the training cost (about 12 s of one core per model
+    instead of 24 s) for 3-5 points of accuracy on the model's own regime, which is what lets the
+    experiment train three seeds per regime within the main job's budget.
+    """
 
     epochs: int = 6
     images_per_epoch: int = 4096
     arch: str = "cnn"
+    width: int = 16
+
+    def kwargs(self, seed: int) -> dict:
+        """The keyword arguments of training.get_or_train for one seed."""
+        return dict(epochs=self.epochs, seed=int(seed), arch=self.arch, images_per_epoch=self.images_per_epoch,
+                    width=self.width)
 
 
 def world_grid(spec) -> ViewGrid:
-    """The paper's grid scaled to the world's input size (36 scales -> their image_size/224 multiples)."""
+    """The paper's grid scaled to the world's input size: its 36 scales times image_size / 224,
+    deduplicated after rounding (at 56 px, 686 and 690 both give 172: 35 distinct scales)."""
     return ViewGrid.scaled(spec.image_size)
 
 
@@ -57,13 +90,14 @@ def world_model(regime: str = "centered", *, seed: int = 0, training: Training =
     from zoomstudy.experiment.world import WorldSpec
 
     spec = WorldSpec(regime=regime, seed=seed, **(spec_kw or {}))
-    kw = dict(epochs=training.epochs, seed=seed, arch=training.arch, images_per_epoch=training.images_per_epoch)
+    kw = training.kwargs(seed)
     module, _metrics = get_or_train(spec, cache=cache, **kw)
     dev = resolve_device(device)
     key = cache_key(train_settings(spec, **kw))
+    ctx = "" if spec.context == "none" else f"-ctx-{spec.context}"
     return LoadedModel(
         module=_OneThousand(module, spec.n_classes).eval().to(dev),
-        name=f"world-{regime}-{training.arch}-s{seed}",
+        name=f"world-{regime}{ctx}-{training.arch}-s{seed}",
         source="world",
         weights_id=f"world-{key}",
         mean=IMAGENET_MEAN,
@@ -71,10 +105,62 @@ def world_model(regime: str = "centered", *, seed: int = 0, training: Training =
         input_size=(3, spec.image_size, spec.image_size),
         interpolation="bicubic",
         crop_pct=224 / 256,
-        label_space=LabelSpace(f"world-{spec.n_classes}", np.arange(spec.n_classes)),
+        label_space=world_label_space(spec),
         device=dev,
         architecture=f"world:{training.arch}",
     )
+
+
+def open_world_model(spec: str, *, device=None, training: Training = Training(), **world_kw):
+    """"world:REGIME" (the seed-0 model of a training regime) or "world:REGIME:ctx-CONTEXT" (of a
+    context world): the models the notebooks analyse, the same cached weights as notebook 00's."""
+    from zoomstudy.experiment.world import CONTEXTS, REGIMES
+
+    parts = spec.split(":")
+    regime = (parts[1] if len(parts) > 1 else "") or "centered"
+    spec_kw = {}
+    if len(parts) > 2:
+        ctx = parts[2].removeprefix("ctx-")
+        if ctx not in CONTEXTS:
+            raise ValueError(f"{spec!r}: context must be ctx-one of {CONTEXTS}")
+        spec_kw["context"] = ctx
+    if parts[0] != "world" or len(parts) > 3 or regime not in REGIMES:
+        raise ValueError(f"{spec!r}: expected world:REGIME[:ctx-CONTEXT] with REGIME one of {REGIMES}")
+    spec_kw.update(world_kw.pop("spec_kw", None) or {})
+    return world_model(regime, device=device, training=training, spec_kw=spec_kw, **world_kw)  # seed=, cache=
+
+
+#: World data specs of study.open_data: name -> (split, default number of images).
+WORLD_DATA = {"world-test": ("test", 48), "world-photo": ("photo", 96), "world-hard": ("hard", 400)}
+
+
+def open_world_data(spec: str, root=None, **kw):
+    """The world's measurement sets by spec string, or None when `spec` is not one:
+
+    * "world:REGIME": the 48 test images (legacy spelling; the regime does not change test images);
+    * "world-test[:N]": N test images (object centred at the typical size);
+    * "world-photo[:N]": N photo-like images (varied position and size, centre preference);
+    * "world-hard[:N]": the world-hard set built from N candidates per origin (hard_set.py), as a
+      parquet source with ImageNet-Hard's columns; written to `root` or the world cache.
+    """
+    from zoomstudy.experiment.world import WorldSource, WorldSpec
+
+    name, sep, rest = spec.partition(":")
+    if name == "world":
+        n = int(kw.pop("n", 48))
+        return WorldSource(WorldSpec(regime=rest or "centered", **kw), n=n, split="test")
+    if name not in WORLD_DATA:
+        return None
+    split, n = WORLD_DATA[name]
+    if rest:
+        if not rest.isdigit() or int(rest) < 1:
+            raise ValueError(f"{spec!r}: {name}:N needs a positive integer N")
+        n = int(rest)
+    if split == "hard":
+        from zoomstudy.experiment.hard_set import open_world_hard
+
+        return open_world_hard(n_per_origin=n, root=root)
+    return WorldSource(WorldSpec(**kw), n=n, split=split)
 
 
 def world_test_source(n: int = 48, **spec_kw):

@@ -81,6 +81,9 @@ MODELS: dict[str, ModelEntry] = {
     "maxvit_t": ModelEntry("torchvision", "maxvit_t", "IMAGENET1K_V1"),
     # realdata kit (its weights come as a checkpoint file)
     "squeezenet1_0": ModelEntry("torchvision", "squeezenet1_0", "IMAGENET1K_V1"),
+    # CLIP zero-shot (SPEC 5 and 6; needs the `clip` extra): Table 1's row and the ImageNet-Hard leaderboard's
+    "clip-vit-l-14": ModelEntry("clip", "ViT-L-14", "openai"),
+    "openclip-vit-bigg-14": ModelEntry("clip", "ViT-bigG-14", "laion2b_s39b_b160k"),
 }
 
 
@@ -353,6 +356,96 @@ def _tv_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path
     return _Built(get_model(name, weights=None), "random", None, _tv_config(meta))
 
 
+# ================================================================================================
+# Source: CLIP zero-shot (open_clip, the optional `clip` extra)
+# ================================================================================================
+def _open_clip():
+    try:
+        import open_clip
+    except ImportError:
+        raise ValueError("CLIP models need open_clip: pip install 'zoomstudy[clip]' (or open_clip_torch)") from None
+    return open_clip
+
+
+def _clip_split(name: str, weights: str | None) -> tuple[str, str | None]:
+    """'ViT-L-14@openai' -> ('ViT-L-14', 'openai'); a tag in the name and in `weights` must agree."""
+    arch, at, tag = name.partition("@")
+    tag = tag or None
+    if tag and weights and tag != weights:
+        raise ValueError(f"clip:{name} names pretrained tag {tag!r} but weights={weights!r}")
+    return arch, tag or weights
+
+
+def clip_templates() -> list[str]:
+    """The prompt templates of CLIP models: OpenAI's 80 (SPEC 5), or the first N when
+    $ZOOMSTUDY_CLIP_TEMPLATES=N. The shortcut exists for pipeline checks on a CPU (encoding
+    1000 x 80 prompts takes minutes there even for a tiny text tower); the templates enter the prompts
+    hash, hence the weights id and the result set's key, so a shortened run never reuses or replaces
+    a full one."""
+    from zoomstudy.models.clip import openai_templates
+
+    templates = openai_templates()
+    n = os.environ.get("ZOOMSTUDY_CLIP_TEMPLATES")
+    if n:
+        if not n.isdigit() or not 1 <= int(n) <= len(templates):
+            raise ValueError(f"ZOOMSTUDY_CLIP_TEMPLATES must be 1..{len(templates)}, got {n!r}")
+        templates = templates[: int(n)]
+    return templates
+
+
+def _is_clip_arch(name: str) -> bool:
+    """Whether open_clip (when installed) knows this architecture name."""
+    try:
+        import open_clip
+    except ImportError:
+        return False
+    return name in open_clip.list_models()
+
+
+def _clip_check(name: str, weights: str | None) -> None:
+    arch, tag = _clip_split(name, weights)
+    open_clip = _open_clip()
+    if arch not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {arch!r}; see open_clip.list_models()")
+    if tag and (arch, tag) not in set(open_clip.list_pretrained()):
+        known = [t for a, t in open_clip.list_pretrained() if a == arch]
+        raise ValueError(f"open_clip has no weights {arch}@{tag}; known: {known}")
+
+
+def _clip_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None) -> _Built:
+    """A `ZeroShotClassifier` (SPEC 5: 80 OpenAI templates, logits = 100 cos) with CLIP's own
+    preprocessing as its data config. The weights id carries the prompts' hash: class names or
+    templates that change give a new result set. The sweep still feeds it ImageNet-normalised views
+    by default (normalization='imagenet', SPEC 1.4: the authors did so for every model); the plain
+    ImageNet-Hard evaluation uses `data_config()`, i.e. CLIP's own mean, std and bicubic resize."""
+    from zoomstudy.models.clip import ZeroShotClassifier, preprocess_info
+
+    open_clip = _open_clip()
+    arch, tag = _clip_split(name, weights)
+    if checkpoint is not None:
+        sha = file_sha256(checkpoint)
+        model = open_clip.create_model(arch, pretrained=str(checkpoint))
+        key_tag, weights_id, source = f"file-{sha[:16]}", sha, str(checkpoint)
+    elif pretrained:
+        tag = tag or "openai"
+        model = _fetching(
+            lambda: open_clip.create_model(arch, pretrained=tag),
+            f"clip:{arch}@{tag}",
+            "offline, pass checkpoint=<local open_clip weights file> or place it in the Hugging Face cache",
+        )
+        key_tag, weights_id, source = tag, f"{arch}@{tag}", tag
+    else:
+        model = open_clip.create_model(arch, pretrained=None)
+        key_tag, weights_id, source = None, "random", None
+    model.eval().requires_grad_(False)
+    module = ZeroShotClassifier.from_open_clip(model, open_clip.get_tokenizer(arch), arch, key_tag,
+                                               templates=clip_templates())
+    weights_id = f"{weights_id}+prompts-{module.provenance['prompts_hash']}"
+    info = preprocess_info(model)
+    config = {k: info[k] for k in ("mean", "std", "input_size", "interpolation", "crop_pct")}
+    return _Built(module, weights_id, source, config)
+
+
 @dataclass(frozen=True)
 class _Source:
     check: Callable[[str, str | None], None]  # ValueError for an unknown name or weights tag
@@ -362,6 +455,7 @@ class _Source:
 SOURCES: dict[str, _Source] = {
     "timm": _Source(_timm_check, _timm_build),
     "torchvision": _Source(_tv_check, _tv_build),
+    "clip": _Source(_clip_check, _clip_build),
 }
 
 
@@ -397,8 +491,13 @@ def resolve_spec(spec: str, weights: str | None = None) -> tuple[str, str, str |
     else:
         import timm
 
+        if not timm.is_model(spec.partition(".")[0]) and _is_clip_arch(spec.partition("@")[0]):
+            source, name = "clip", spec  # a bare open_clip name (ViT-L-14, ViT-L-14@openai)
+            SOURCES[source].check(name, weights)
+            return source, name, weights
         if not timm.is_model(spec.partition(".")[0]):
-            raise ValueError(f"unknown model {spec!r}; use 'timm:NAME', 'torchvision:NAME' or one of {sorted(MODELS)}")
+            raise ValueError(f"unknown model {spec!r}; use 'timm:NAME', 'torchvision:NAME', 'clip:ARCH@PRETRAINED' "
+                             f"(e.g. clip:ViT-L-14@openai) or one of {sorted(MODELS)}")
         source, name = "timm", spec
     SOURCES[source].check(name, weights)
     return source, name, weights

@@ -4,29 +4,32 @@ The notebooks are the study: each one is parameterised by papermill (a cell tagg
 and is run once per *profile*, a named parameter set saying where the data and the models come from
 and what hardware runs them:
 
-* "offline" (default): synthetic data and random-weight models, no network; runs anywhere.
+* "offline" (default): the controlled experiment's world and models (synthetic stand-ins where a
+  notebook needs them), no network; runs anywhere.
 * "local": the user's own images, labels and checkpoint (by default the real-data kit in
   ../shared/realdata, or $ZOOMSTUDY_REALDATA), no network.
 * "quick": a small pretrained model and a few hundred hub images; CPU with internet.
 * "paper": the paper's models and datasets; GPU with internet.
 
+The profile resolves inside the notebook: its parameters cell declares `profile`, `report_dir` and
+every parameter, leaving at None those a profile provides, and the next cell calls
+`notebook_parameters(profile, "<notebook>", globals())`, which fills them from PROFILES with the
+values set in the cell overriding the profile's. `reproduce` injects the same resolution
+(`resolve_parameters`), so a notebook run by hand and one run headless get the same values.
+
 `reproduce` runs every notebook of a folder in order with one profile, renders each executed
-notebook to HTML (figures embedded, so a report is one file to open or mail) and writes index.html
-linking the reports with their parameters and provenance. It stops at the first failing notebook,
-leaving an index that shows what succeeded and where it failed.
+notebook to HTML written to be read (`render_html`: figures embedded, so a report is one file to
+open or mail; code folded; no install cell, injected parameters or stderr) and writes index.html,
+which leads with each notebook's headline findings and puts the run's provenance below. It stops at
+the first failing notebook, leaving an index that shows what succeeded and where it failed.
 
-A notebook's parameters cell should declare every key its profiles set, plus `profile` and
-`report_dir` (always injected); papermill warns about injected names that the cell lacks.
+Conventions for a notebook (report_dir is injected by reproduce / run_notebook, None by hand;
+$ZOOMSTUDY_NOTEBOOK names the notebook for its kernel):
 
-Provenance convention: reproduce injects the papermill parameter `report_dir` (the output folder)
-into every notebook, and sets $ZOOMSTUDY_NOTEBOOK to the notebook's name for its kernel. A notebook
-declares `report_dir = None` in its parameters cell and calls
+    record_findings(report_dir, sentences, figure=fig)   # <notebook>.findings.json + .thumb.png
+    record_provenance(report_dir, {"dataset_revision": ..., "n_images": ...})  # <notebook>.provenance.json
 
-    zoomstudy.report.notebooks.record_provenance(report_dir, {"dataset_revision": ..., "n_images": ...})
-
-which writes <report_dir>/<notebook>.provenance.json (merging successive calls) when run by
-reproduce / run_notebook, and does nothing in an interactive session (report_dir is None). The
-index shows that dictionary next to the profile, date, package versions and git commit of the run.
+Both do nothing but return when report_dir is None (an interactive session).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ import html
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -53,7 +57,7 @@ DEFAULT_PROFILE = "offline"
 
 def _realdata_dir() -> str:
     """The real-data kit: $ZOOMSTUDY_REALDATA, else ../shared/realdata next to the repository."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+    default = Path(__file__).resolve().parents[3] / "shared" / "realdata"  # <checkout>/zoomstudy/report/this file
     return os.environ.get("ZOOMSTUDY_REALDATA", str(default))
 
 
@@ -69,11 +73,14 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
     local_hard = "imagenet-hard" if os.environ.get("ZOOMSTUDY_IMAGENET_HARD") else "synthetic-hard:24"
     return {
         "offline": {
-            COMMON: {"model": "world:centered", "checkpoint": None, "pretrained": False,
-                     "dataset": offline_dataset, "root": None, "scales": None, "grid": 3, "crop": 56,
+            # the paper in miniature: the world model trained like ImageNet models (RandomResizedCrop)
+            # on photo-like world images (varied position and size, centre preference), 35 scales x 3 x 3
+            COMMON: {"model": "world:rrc", "checkpoint": None, "pretrained": False,
+                     "dataset": "world-photo:96", "root": None, "scales": None, "grid": 3, "crop": 56,
                      "max_images": None, "results_dir": "results/offline", "device": "cpu"},
-            "04_imagenet_hard": {"model": "torchvision:squeezenet1_0", "dataset": "synthetic-hard:24",
-                                 "scales": reduced_scales, "crop": 224, "plain_protocol": "sweep"},
+            # the world's ImageNet-Hard (experiment/hard_set.py), compared with the photo set above
+            "04_imagenet_hard": {"dataset": "world-hard:150", "plain_protocol": "sweep",
+                                 "compare_with": ["world-photo"]},
             "05_zoom_sensitivity": {"models": [], "checkpoints": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
             "03_test_time_augmentation": {"memo_k": 4, "memo_seeds": [0, 1], "memo_max_images": 8},
         },
@@ -111,10 +118,10 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
 #: crop, max_images, results_dir, device.
 #:
 #: * offline: the controlled experiment (00) trains small CNNs on the procedural world; the paper
-#:   notebooks then analyse the centre-trained one ("world:centered") on the world's 48 test images
-#:   with the paper's 36 scales scaled to its 56-px input: minutes on a CPU, no network.
-#:   04_imagenet_hard uses the synthetic multi-label stand-in ("synthetic-hard:24") with a random
-#:   SqueezeNet: it checks that pipeline, its accuracies are chance.
+#:   notebooks then analyse the one trained like ImageNet models ("world:rrc", RandomResizedCrop) on
+#:   96 photo-like world images ("world-photo:96") with the paper's scales scaled to its 56-px input
+#:   (35 distinct scales): minutes on a CPU, no network. 04_imagenet_hard measures it on the world's
+#:   ImageNet-Hard ("world-hard:150", built by experiment/hard_set.py as a local parquet).
 #: * local: the real-data kit (SqueezeNet 1.0 Deep Compression weights, its 100 ImageNet images),
 #:   the paper's 324 views; compared with the kit's reference figures. ImageNet-Hard from
 #:   $ZOOMSTUDY_IMAGENET_HARD when set, else the stand-in.
@@ -168,6 +175,64 @@ def resolve_parameters(profile: str, notebook: str | Path, overrides: Mapping[st
     return {k: _papermill_value(v) for k, v in params.items()}
 
 
+#: Names a notebook's namespace holds that are not parameters (IPython's own).
+_NOT_PARAMETERS = frozenset({"In", "Out", "get_ipython", "exit", "quit", "profile", "report_dir"})
+
+
+def _plain(value: Any) -> bool:
+    """A value a parameters cell can hold: None, bool, number, string, or lists / dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+class Parameters(dict):
+    """A notebook's resolved parameters: a dict that also reads as attributes (`p.model`).
+
+    Attribute access keeps the notebook cells short and fails loudly on a misspelt name, where
+    `p.get("modle")` would quietly give None.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no parameter {name!r}; parameters are {sorted(self)}") from None
+
+
+def notebook_parameters(profile: str | None, notebook: str | Path, namespace: Mapping[str, Any],
+                        ) -> Parameters:
+    """The parameters a notebook runs with, resolved inside the notebook: the one call after its parameters cell.
+
+    A parameters cell declares `profile`, `report_dir` and every parameter; a parameter whose value
+    is None takes the profile's value (PROFILES[profile]["*"] < PROFILES[profile][notebook]), any
+    other value overrides the profile. The notebook passes its namespace (`globals()`): the
+    parameters are its plain values (None, numbers, strings, lists, dicts; no modules, functions,
+    private or IPython names). So a notebook run by hand with `profile = "quick"` gets the quick
+    profile's model and data, exactly as `zoomstudy reproduce --profile quick` (which injects the
+    profile's values, resolved the same way) gives it.
+
+    profile None means DEFAULT_PROFILE. A parameter that is None and that the profile does not set
+    stays None (the notebook's own meaning of None, e.g. "all images").
+    """
+    profile = DEFAULT_PROFILE if profile is None else profile
+    if not isinstance(namespace, Mapping):
+        raise ValueError(f"notebook_parameters: namespace must be a dict such as globals(), got {type(namespace).__name__}")
+    given = {k: v for k, v in namespace.items()
+             if isinstance(k, str) and k.isidentifier() and not k.startswith("_") and k not in _NOT_PARAMETERS
+             and _plain(v)}
+    explicit = {k: v for k, v in given.items() if v is not None}
+    resolved = resolve_parameters(profile, notebook, explicit)
+    for k in given:
+        resolved.setdefault(k, None)
+    resolved["report_dir"] = namespace.get("report_dir")
+    return Parameters(resolved)
+
+
 # ================================================================================================
 # running one notebook
 # ================================================================================================
@@ -191,13 +256,92 @@ class NotebookFailed(RuntimeError):
         super().__init__(_one_line(f"notebook {notebook} failed{cell}: {ename}: {evalue}", 600))
 
 
+#: Tag of the cell that installs the package on Colab; it is left out of the rendered report.
+INSTALL_TAG = "install"
+_INSTALL_MARK = "# Install zoomstudy"  # first line of the install cell, for notebooks without the tag
+
+#: The report page: nbconvert's lab template, with every code input folded into a <details> element
+#: (one click opens it), no prompts, no script or font fetched from the network (the reports open
+#: offline), and a narrower, paper-like column.
+_REPORT_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{% block extra_css %}<style type="text/css">
+body.jp-Notebook { max-width: 64rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
+.jp-Notebook .jp-Cell { padding: 0.15rem 0; }
+.jp-InputPrompt, .jp-OutputPrompt { display: none; }
+details.zs-code > summary { cursor: pointer; color: #777; font-size: 0.78rem; font-family: ui-monospace, Menlo, monospace;
+                            list-style: none; user-select: none; }
+details.zs-code > summary::before { content: "\25b8  "; }
+details.zs-code[open] > summary::before { content: "\25be  "; }
+details.zs-code > summary::-webkit-details-marker { display: none; }
+details.zs-code[open] { border-left: 3px solid #ddd; padding-left: 0.5rem; }
+.jp-OutputArea-output img { max-width: 100%; height: auto; }
+.jp-RenderedHTMLCommon table { font-size: 0.85rem; }
+.jp-RenderedHTMLCommon caption { width: max-content; max-width: 56rem; text-align: left; color: #444; }
+.zs-nav { font-size: 0.85rem; margin-bottom: 1rem; }
+</style>{% endblock extra_css %}
+{% block input_group -%}
+<details class="zs-code"><summary>{{ "parameters" if "parameters" in cell.metadata.get("tags", []) else "code" }}</summary>
+{{ super() }}
+</details>
+{%- endblock input_group %}
+"""
+
+
+#: The "Open in Colab" badge: a link to the source notebook, not to this run, and an image fetched
+#: from the network, so reports leave it out.
+_COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)\s*")
+
+
+def _is_install_cell(cell) -> bool:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return cell.get("cell_type") == "code" and (INSTALL_TAG in tags or cell.get("source", "").lstrip().startswith(_INSTALL_MARK))
+
+
+def prepare_for_reading(nb):
+    """The executed notebook as a reader should see it (a copy; the .ipynb keeps everything).
+
+    Leaves out the install cell (a no-op in a report) and the cell papermill injects (the parameters
+    the run used are the index's and the provenance's business, and the parameters cell itself is
+    kept, folded); drops stderr streams (warnings, progress bars): what a report states goes to stdout,
+    and a warning worth reading is raised as an error or printed. Errors and tracebacks are kept.
+    """
+    nb = copy.deepcopy(nb)
+    kept = []
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags or _is_install_cell(cell):
+            continue
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        elif cell.cell_type == "markdown":
+            cell.source = _COLAB_BADGE.sub("", cell.source)
+        kept.append(cell)
+    nb.cells = kept
+    return nb
+
+
 def render_html(notebook: str | Path, html_path: str | Path) -> Path:
-    """Executed notebook -> one self-contained HTML file (outputs' images embedded as data URIs)."""
+    """Executed notebook -> one self-contained HTML report, written to be read.
+
+    Figures are embedded as data URIs (one file to open or mail), code cells are folded (one click
+    opens one), and prepare_for_reading removes what is not for the reader.
+    """
+    import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter()
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"zoomstudy_report.html.j2": _REPORT_TEMPLATE})],
+                            template_file="zoomstudy_report.html.j2")
     exporter.embed_images = True  # also inline images referenced from markdown cells
-    body, _ = exporter.from_filename(str(notebook))
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    nb = prepare_for_reading(nbformat.read(str(notebook), as_version=4))
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": Path(notebook).stem}})
     html_path = Path(html_path)
     html_path.write_text(body, encoding="utf-8")
     return html_path
@@ -317,6 +461,79 @@ def read_provenance(report_dir: str | Path, notebook: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+class Findings(list):
+    """A notebook's headline findings; shown in the notebook as a short list, and led with by the index."""
+
+    def _repr_markdown_(self) -> str:
+        return "**Headline findings**\n\n" + "\n".join(f"- {f}" for f in self)
+
+
+#: Width in pixels of the thumbnail the index shows beside a notebook's findings.
+THUMBNAIL_WIDTH = 360
+
+
+def record_findings(report_dir: str | Path | None, findings: Sequence[str], figure=None, *,
+                    notebook: str | None = None) -> Findings:
+    """Called by a notebook: state its headline findings (sentences with the key numbers) for the index.
+
+    The index of a report site leads with these, so a reader sees what each notebook found before
+    any table. figure: one matplotlib Figure, saved as <notebook>.thumb.png (THUMBNAIL_WIDTH px wide)
+    and shown beside the findings. Writes <report_dir>/<notebook>.findings.json; when report_dir is
+    None (an interactive session) it only returns the findings, which a notebook cell displays as a
+    list. The sentences must be computed from the run's numbers (the steps module's *_findings
+    functions), never typed in.
+    """
+    if isinstance(findings, str) or not all(isinstance(f, str) and f.strip() for f in findings):
+        raise ValueError("record_findings: findings must be a list of non-empty sentences")
+    out = Findings(" ".join(f.split()) for f in findings)
+    if report_dir is None or str(report_dir) == "":
+        return out
+    name = notebook or os.environ.get(NOTEBOOK_ENV)
+    if not name:
+        raise ValueError("record_findings: notebook name unknown; pass notebook= or run under run_notebook/reproduce")
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"findings": list(out), "thumbnail": None}
+    thumb = report_dir / f"{name}.thumb.png"
+    thumb.unlink(missing_ok=True)
+    if figure is not None:
+        from matplotlib.figure import Figure
+
+        if not isinstance(figure, Figure):
+            raise ValueError(f"record_findings: figure must be a matplotlib Figure, got {type(figure).__name__}")
+        width_in = figure.get_size_inches()[0]
+        figure.savefig(thumb, dpi=max(20, THUMBNAIL_WIDTH / width_in))  # the figure as laid out, THUMBNAIL_WIDTH wide
+        record["thumbnail"] = thumb.name
+    path = report_dir / f"{name}.findings.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return out
+
+
+def read_findings(report_dir: str | Path, notebook: str) -> dict | None:
+    """What a notebook recorded with record_findings ({"findings": [...], "thumbnail": file or None}), or None."""
+    path = Path(report_dir) / f"{notebook}.findings.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def notebook_title(notebook: str | Path) -> str | None:
+    """The first level-1 heading of a notebook's first markdown cell, or None."""
+    try:
+        nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", "")).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+            return None
+    return None
+
+
 def _versions() -> dict[str, str | None]:
     from importlib import metadata
 
@@ -364,23 +581,35 @@ def _select_notebooks(notebooks_dir: Path, notebooks: Sequence[str | Path] | Non
 
 
 _CSS = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 70rem; margin: 2rem auto;
-       padding: 0 1rem; color: #222; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 64rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin: 0 0 0.4rem; }
+h3 { font-size: 1rem; margin-top: 1.5rem; }
+.lead { color: #555; margin-top: 0; }
+.nb { display: flex; gap: 1.2rem; align-items: flex-start; border-top: 1px solid #e5e5e5; padding: 1.2rem 0; }
+.nb .text { flex: 1; min-width: 0; } .nb ul { margin: 0.3rem 0 0.5rem 1.1rem; padding: 0; }
+.nb li { margin: 0.15rem 0; } .thumb img { width: 300px; border: 1px solid #e5e5e5; border-radius: 4px; }
+.links { font-size: 0.9rem; } .muted { color: #777; font-size: 0.9rem; }
 table { border-collapse: collapse; margin: 0.5rem 0; } td, th { border: 1px solid #ddd; padding: 0.25rem 0.6rem;
-        text-align: left; vertical-align: top; font-size: 0.9rem; }
-th { background: #f5f5f5; } code, pre { font-family: ui-monospace, Menlo, monospace; font-size: 0.85rem; }
+        text-align: left; vertical-align: top; font-size: 0.85rem; }
+th { background: #f5f5f5; } code, pre { font-family: ui-monospace, Menlo, monospace; font-size: 0.8rem; }
 pre { margin: 0; white-space: pre-wrap; }
-.status { font-weight: bold; padding: 0.1rem 0.5rem; border-radius: 0.3rem; color: white; }
+details { margin: 0.3rem 0; } summary { cursor: pointer; color: #555; font-size: 0.9rem; }
+.status { font-weight: bold; font-size: 0.8rem; padding: 0.05rem 0.45rem; border-radius: 0.3rem; color: white; }
 .ok { background: #1a9850; } .failed { background: #d73027; } .running { background: #4575b4; }
 .not-run, .pending { background: #999; }
-.error { color: #d73027; font-family: ui-monospace, Menlo, monospace; }
+.error { color: #d73027; font-family: ui-monospace, Menlo, monospace; font-size: 0.85rem; }
+.provenance { margin-top: 2.5rem; border-top: 2px solid #ccc; }
 """
 
 
 def _value_html(value: Any) -> str:
-    """Strings as they are, anything else as the Python literal papermill injects (False, None)."""
+    """Strings as they are, short values as the Python literal papermill injects (False, None);
+    long lists and dicts folded, so that no cell of the index is a wall of JSON."""
     text = value if isinstance(value, str) else repr(value)
+    if not isinstance(value, str) and len(text) > 80:
+        short = f"{type(value).__name__} of {len(value)}" if hasattr(value, "__len__") else "value"
+        return f"<details><summary>{html.escape(short)}</summary><pre>{html.escape(json.dumps(value, indent=1, default=_jsonable))}</pre></details>"
     return f"<code>{html.escape(text)}</code>"
 
 
@@ -391,40 +620,73 @@ def _dict_table(d: Mapping[str, Any] | None) -> str:
     return f"<table>{rows}</table>"
 
 
+def _findings_html(e: dict) -> str:
+    """One notebook's block at the top of the index: title, status, findings, thumbnail, links."""
+    name = html.escape(e["name"])
+    title = html.escape(e.get("title") or e["name"])
+    found = e.get("findings") or {}
+    report = html.escape(e["html"]) if e.get("html") else None
+    head = f"<h2 id='{name}'>{title}</h2>"
+    links = []
+    if report:
+        links.append(f"<a href='{report}'>full report</a>")
+    if e.get("ipynb"):
+        links.append(f"<a href='{html.escape(e['ipynb'])}'>executed notebook</a>")
+    status = "" if e["status"] == "ok" else f" <span class='status {e['status']}'>{e['status']}</span>"
+    meta = f"<p class='links'><code>{name}</code>{status}" + (" &middot; " + " &middot; ".join(links) if links else "") + "</p>"
+    body = ""
+    if found.get("findings"):
+        body = "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in found["findings"]) + "</ul>"
+    elif e["status"] == "ok":
+        body = "<p class='muted'>This notebook records no headline findings; see its report.</p>"
+    elif e["status"] in ("pending", "running", "not-run"):
+        body = f"<p class='muted'>{'Running now.' if e['status'] == 'running' else 'Not run (yet).'}</p>"
+    if e.get("error"):
+        body += f"<p class='error'>{html.escape(e['error'])}</p>"
+    thumb = ""
+    if found.get("thumbnail"):
+        img = f"<img src='{html.escape(found['thumbnail'])}' alt='headline figure of {name}'>"
+        thumb = f"<div class='thumb'>{f'<a href={chr(39)}{report}{chr(39)}>{img}</a>' if report else img}</div>"
+    return f"<div class='nb'><div class='text'>{head}{meta}{body}</div>{thumb}</div>"
+
+
 def _index_html(info: dict, entries: list[dict]) -> str:
+    profile = html.escape(info["profile"])
+    done = sum(e["status"] == "ok" for e in entries)
+    when = info.get("finished") or info.get("started")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>zoomstudy reports ({html.escape(info['profile'])})</title><style>{_CSS}</style></head><body>",
-        f"<h1>zoomstudy reports: profile <code>{html.escape(info['profile'])}</code></h1>",
-        "<h2>Run</h2>",
-        _dict_table({k: v for k, v in info.items() if k != "versions"}),
-        "<h3>Versions</h3>",
-        _dict_table(info.get("versions")),
-        "<h2>Notebooks</h2><table><tr><th>#</th><th>notebook</th><th>status</th><th>seconds</th></tr>",
+        f"<title>zoomstudy reports ({profile})</title><style>{_CSS}</style></head><body>",
+        "<h1>zoomstudy: zoom, position and cropping in image classifiers</h1>",
+        f"<p class='lead'>Profile <code>{profile}</code>: {done} of {len(entries)} notebooks ran"
+        + (f", {html.escape(str(when))}" if when else "") + ". What each one found, then the run's provenance.</p>",
     ]
-    for i, e in enumerate(entries, 1):
-        name = html.escape(e["name"])
-        link = f"<a href='{html.escape(e['html'])}'>{name}</a>" if e.get("html") else name
-        secs = f"{e['seconds']:.1f}" if e.get("seconds") is not None else ""
-        parts.append(f"<tr><td>{i}</td><td>{link}</td><td><span class='status {e['status']}'>{e['status']}</span>"
-                     f"</td><td>{secs}</td></tr>")
-    parts.append("</table>")
+    parts += [_findings_html(e) for e in entries]
+    versions = info.get("versions") or {}
+    parts += [
+        "<div class='provenance'><h2 style='margin-top:1rem'>Provenance</h2>",
+        "<p class='muted'>Every number above comes from this run: "
+        f"profile <code>{profile}</code>, git commit <code>{html.escape(str(info.get('git_commit')))}</code>, "
+        + ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in versions.items() if v) + ".</p>",
+        "<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>what produced it</th></tr>",
+    ]
     for e in entries:
-        name = html.escape(e["name"])
-        parts.append(f"<h2 id='{name}'>{name} <span class='status {e['status']}'>{e['status']}</span></h2>")
-        links = []
-        if e.get("html"):
-            links.append(f"<a href='{html.escape(e['html'])}'>report</a>")
-        if e.get("ipynb"):
-            links.append(f"<a href='{html.escape(e['ipynb'])}'>executed notebook</a>")
-        if links:
-            parts.append("<p>" + " &middot; ".join(links) + "</p>")
-        if e.get("error"):
-            parts.append(f"<p class='error'>{html.escape(e['error'])}</p>")
-        parts.append("<h3>Parameters</h3>" + _dict_table(e.get("parameters")))
+        secs = f"{e['seconds']:.1f}" if e.get("seconds") is not None else ""
+        prov = e.get("provenance") or {}
+        statement = prov.get("statement") or " ".join(prov.get("statements") or [])
+        parts.append(f"<tr><td><a href='#{html.escape(e['name'])}'>{html.escape(e['name'])}</a></td>"
+                     f"<td><span class='status {e['status']}'>{e['status']}</span></td><td>{secs}</td>"
+                     f"<td>{html.escape(str(statement))}</td></tr>")
+    parts.append("</table>")
+    parts.append("<details><summary>the run</summary>" + _dict_table({k: v for k, v in info.items() if k != "versions"})
+                 + "</details>")
+    for e in entries:
+        parts.append(f"<details><summary>{html.escape(e['name'])}: parameters and recorded provenance</summary>"
+                     "<h3>Parameters</h3>" + _dict_table(e.get("parameters")))
         if e.get("provenance") is not None:
             parts.append("<h3>Provenance</h3>" + _dict_table(e["provenance"]))
-    parts.append("</body></html>")
+        parts.append("</details>")
+    parts.append("</div></body></html>")
     return "\n".join(parts)
 
 
@@ -465,7 +727,7 @@ def reproduce(
     report_dir = str(out_dir.resolve())
     entries = [
         {"name": p.stem, "source": str(p.resolve()), "status": "pending", "seconds": None, "html": None,
-         "ipynb": None, "error": None, "provenance": None,
+         "ipynb": None, "error": None, "provenance": None, "findings": None, "title": notebook_title(p),
          "parameters": {**resolve_parameters(profile, p.stem, overrides), "report_dir": report_dir}}
         for p in paths
     ]  # every notebook's parameters are resolved (and checked) before anything runs
@@ -475,7 +737,8 @@ def reproduce(
     n = len(paths)
     for i, (path, entry) in enumerate(zip(paths, entries), 1):
         name = entry["name"]
-        for stale in (f"{name}.ipynb", f"{name}.html", f"{name}.provenance.json"):
+        for stale in (f"{name}.ipynb", f"{name}.html", f"{name}.provenance.json", f"{name}.findings.json",
+                      f"{name}.thumb.png"):
             (out_dir / stale).unlink(missing_ok=True)
         entry["status"] = "running"
         write_index(out_dir, info, entries)
@@ -487,7 +750,7 @@ def reproduce(
         except NotebookFailed as err:
             entry.update(status="failed", seconds=time.perf_counter() - t0, error=str(err),
                          html=err.html.name if err.html else None, ipynb=err.output.name if err.output else None,
-                         provenance=read_provenance(out_dir, name))
+                         provenance=read_provenance(out_dir, name), findings=read_findings(out_dir, name))
             for later in entries[i:]:
                 later["status"] = "not-run"
             info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -496,7 +759,7 @@ def reproduce(
                 print(f"FAILED after {entry['seconds']:.1f} s", flush=True)
             raise
         entry.update(status="ok", seconds=time.perf_counter() - t0, html=html_path.name, ipynb=f"{name}.ipynb",
-                     provenance=read_provenance(out_dir, name))
+                     provenance=read_provenance(out_dir, name), findings=read_findings(out_dir, name))
         if progress:
             print(f"ok in {entry['seconds']:.1f} s", flush=True)
     info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

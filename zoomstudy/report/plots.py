@@ -333,11 +333,15 @@ def accuracy_vs_scale(
             low = part["lo"] if has_band else part["accuracy"]
             if (low.dropna() >= 0).all():
                 a.set_ylim(bottom=0)
+            bottom, top_y = a.get_ylim()
+            a.set_ylim(top=top_y + 0.12 * (top_y - bottom))  # headroom: no curve runs through "zoom out | zoom in"
             if facet is not None:
                 a.set_title(str(facet))
         if series != [None]:
             if owned:
-                fig.legend(handles=_series_handles(series, colors), loc="outside right upper", fontsize="small")
+                # below the panels: a legend beside them sat level with (and over) the titles
+                fig.legend(handles=_series_handles(series, colors), loc="outside lower center", fontsize="small",
+                           ncol=min(len(series), 4), frameon=False)
             else:
                 ax.legend(fontsize="small")
         if title and len(axes) > 1:
@@ -629,8 +633,8 @@ def bar_with_ci(
         ax.set_xlabel(x)
         ax.set_ylabel(ylabel or y)
         ax.grid(axis="x", visible=False)
-        if hue:
-            ax.legend(title=hue, fontsize="small")
+        if hue:  # beside the axes: inside, "best" still covered bars or error bars when every spot was taken
+            ax.legend(title=hue, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         if title:
             ax.set_title(title)
     return _done(fig, owned)

@@ -118,11 +118,40 @@ def load_sample(source, position: int):
     raise IndexError(f"position {position} is beyond the end of {source!r}")
 
 
-def class_name(index: int, short: bool = True) -> str:
-    """ImageNet-1k class name of an index (the first lemma when short), '#i' if unknown."""
+_ACTIVE_NAMES: tuple[str, ...] | None = None
+
+
+def use_class_names(names) -> None:
+    """Make `class_name` print these names (a model, a label space or a sequence; None: ImageNet's).
+
+    study.open_model calls it with the model it loads: a notebook analyses one model, and its cells
+    call class_name(i) without it, so a world model's classes ("disc", not "tench") follow the model.
+    """
+    global _ACTIVE_NAMES
+    _ACTIVE_NAMES = _names_of(names)
+
+
+def _names_of(obj) -> tuple[str, ...] | None:
+    if obj is None:
+        return None
+    obj = getattr(obj, "label_space", obj)
+    names = getattr(obj, "class_names", None) if hasattr(obj, "indices") else obj  # a LabelSpace or names
+    if names is None or isinstance(names, str):
+        return None
+    names = tuple(str(n) for n in names)
+    return names or None
+
+
+def class_name(index: int, short: bool = True, names=None) -> str:
+    """Class name of an index, '#i' if unknown: from `names` (a model, label space or sequence), else
+    from the names of the model last opened by study.open_model when it has its own (the world's),
+    else ImageNet-1k's (the first lemma when short)."""
     from zoomstudy.data.labels import imagenet_class_names
 
+    own = _names_of(names) if names is not None else _ACTIVE_NAMES
     try:
+        if own is not None:
+            return own[int(index)] if int(index) >= 0 else f"#{index}"
         name = imagenet_class_names()[int(index)]
     except (IndexError, ValueError, TypeError):
         return f"#{index}"

@@ -1,0 +1,336 @@
+"""The paper's tables, whole, rendered from the result store beside the published numbers.
+
+Every function here reads stored results only (sweeps found by `matrix.find_cell`, ImageNet-Hard
+plain runs by `matrix.stored_hard_tables`, MEMO tables under results_dir/memo) and never computes a
+sweep: a cell without stored results says so, and says how to get it. The numbers themselves come
+from the existing analyses (`analysis.bounds.table1_row`, `summarize`, `anchor_bounds`,
+`analysis.tta.tta_table` / `memo_summary`, `analysis.hard.leaderboard`); this module lays them out
+as the paper did, with the paper's value and the difference in every cell.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from zoomstudy.analysis import paper
+from zoomstudy import matrix
+
+#: Table 1's metrics: column of `bounds.table1_row` -> (label, column of the paper's tables).
+METRICS: dict[str, tuple[str, str | None]] = {
+    "standard": ("1-crop", "standard"),
+    "upper_324": ("324 views", "upper_324"),
+    "upper_topn": ("top-36, in-sample", "upper_36"),
+    "upper_topn_cv": ("top-36, cross-validated", "upper_36"),
+}
+
+
+def how_to_get(dataset: str, model: str | None = None, roots: Mapping[str, str] | None = None,
+               data_dir: str | Path = "data") -> str:
+    """What a cell without data says: provide the dataset (how), or run the sweep (the command)."""
+    from zoomstudy.data.registry import dataset_spec, swept_dataset
+
+    name = swept_dataset(dataset)
+    st = matrix.locate(name, roots, data_dir, open_it=False)
+    spec = dataset_spec(name)
+    if st.found:
+        who = f" --models {model}" if model else ""
+        return f"not run yet: zoomstudy paper{who} --datasets {dataset}"
+    env = f", ${spec.env}" if spec.env else ""
+    return f"no data: provide {name} (zoomstudy paper --root {name}=PATH{env} or {Path(data_dir)}/{name}/; see --dry-run)"
+
+
+def _paper_value(model: str, dataset: str, column: str | None) -> float:
+    if column is None:
+        return np.nan
+    table = paper.TABLE1_TOP36 if column == "upper_36" else paper.TABLE1
+    sel = table[(table["model"] == model) & (table["dataset"] == dataset)]
+    return float(sel[column].iloc[0]) if len(sel) else np.nan
+
+
+def table1_cells(results_dir: str | Path, models: Mapping[str, str] | None = None,
+                 datasets: Mapping[str, str] | None = None, *, top_n: int = 36, folds: int = 2,
+                 roots: Mapping[str, str] | None = None, data_dir: str | Path = "data") -> pd.DataFrame:
+    """Table 1, tidy, one row per (model, dataset) cell: ours, the paper's, the difference.
+
+    models / datasets: paper name -> model spec / registry name (default: Table 1's six and seven).
+    Columns: model, dataset, status ('ok' or the how-to of a missing cell), n_images, label_space,
+    n_classes, note (an explicitly different label space, ReaL relabelling), result_set (its path),
+    then per metric m of `METRICS`: m (ours %), m_paper, m_diff; random_topn / random_all (Table 1's
+    'random' row for the cell's number of classes).
+    """
+    from zoomstudy.analysis.bounds import random_bound, table1_row
+    from zoomstudy.study import label_space_note
+
+    models = dict(models or matrix.TABLE1_MODELS)
+    datasets = dict(datasets or matrix.TABLE1_DATASETS)
+    rows = []
+    for m, spec in models.items():
+        for d, name in datasets.items():
+            row = {"model": m, "dataset": d, "status": "ok", "n_images": 0, "label_space": None, "n_classes": np.nan,
+                   "note": "", "result_set": None, "random_topn": np.nan, "random_all": np.nan}
+            rs = matrix.find_cell(results_dir, spec, name)
+            if rs is None or not len(rs.images()):
+                row["status"] = how_to_get(name, spec, roots, data_dir)
+                for k in METRICS:
+                    row[k] = np.nan
+            else:
+                correct = rs.correct()
+                grid = rs.grid
+                ours = table1_row(correct, grid, m, d, top_n=min(top_n, grid.n_views), folds=folds)
+                space = rs.settings["key"]["model"]["label_space"]
+                notes = [label_space_note(rs.settings) or ""]
+                if "analysis_relabel" in rs.settings:
+                    r = rs.settings["analysis_relabel"]
+                    notes.append(f"{r['dataset']} relabelled at analysis time from the {r['result_set_dataset']} "
+                                 f"result set ({r['images_kept']} images)")
+                if grid.n_views != 324:
+                    notes.append(f"{grid.n_views}-view grid (the paper's has 324)")
+                row.update(n_images=int(correct.shape[0]), label_space=space["name"], n_classes=int(space["n_classes"]),
+                           note="; ".join(n for n in notes if n), result_set=str(rs.path))
+                row["standard"] = ours["standard"]
+                row["upper_324"] = ours[f"upper_{grid.n_views}"]
+                row["upper_topn"] = ours["upper_topn"]
+                row["upper_topn_cv"] = ours["upper_topn_cv"]
+                row["random_topn"] = random_bound(min(top_n, grid.n_views), int(space["n_classes"]))
+                row["random_all"] = random_bound(grid.n_views, int(space["n_classes"]))
+            for k, (_, col) in METRICS.items():
+                row[f"{k}_paper"] = _paper_value(m, d, col)
+                row[f"{k}_diff"] = row[k] - row[f"{k}_paper"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cell_notes(cells: pd.DataFrame) -> pd.DataFrame:
+    """Where each Table 1 cell with data comes from: images, label space, notes (an explicitly other
+    label space, an analysis-time relabelling, a reduced grid) and the result set read."""
+    ok = cells[cells["status"] == "ok"]
+    return ok[["model", "dataset", "n_images", "label_space", "n_classes", "note", "result_set"]].reset_index(drop=True)
+
+
+def table1_display(cells: pd.DataFrame, metric: str = "standard") -> pd.DataFrame:
+    """Rows = models, columns = datasets; each cell 'ours (paper p, diff +d)', or the cell's how-to."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
+
+    def cell(r):
+        if r["status"] != "ok":
+            return r["status"]
+        text = f"{r[metric]:.2f}"
+        if not np.isnan(r[f"{metric}_paper"]):
+            text += f" (paper {r[f'{metric}_paper']:.2f}, diff {r[f'{metric}_diff']:+.2f})"
+        return text
+
+    out = cells.assign(cell=cells.apply(cell, axis=1)).pivot(index="model", columns="dataset", values="cell")
+    order_m = list(dict.fromkeys(cells["model"]))
+    order_d = list(dict.fromkeys(cells["dataset"]))
+    out = out.reindex(index=order_m, columns=order_d)
+    out.columns.name = METRICS[metric][0]
+    return out
+
+
+def random_row(cells: pd.DataFrame) -> pd.DataFrame:
+    """Table 1's 'random' row per dataset, from the number of classes of the space each cell used."""
+    ok = cells[cells["status"] == "ok"].drop_duplicates("dataset")
+    return ok[["dataset", "label_space", "n_classes", "random_topn", "random_all"]].reset_index(drop=True)
+
+
+def anchor_grids(results_dir: str | Path, spec: str = "resnet50",
+                 datasets: Sequence[str] = ("IN", "IN-A", "ObjectNet"), **how) -> dict[str, dict]:
+    """Per-anchor bounds (any view at that anchor, %) for each dataset: {dataset: {ours [g, g] or
+    None, paper [3, 3], status, result_set}}; the paper's grids are ResNet-50's."""
+    from zoomstudy.analysis.bounds import anchor_bounds
+
+    out = {}
+    for d in datasets:
+        name = matrix.TABLE1_DATASETS[d]
+        rs = matrix.find_cell(results_dir, spec, name)
+        ref = paper.anchor_grid(paper.PER_ANCHOR, dataset=d)
+        if rs is None or not len(rs.images()):
+            out[d] = {"ours": None, "paper": ref, "status": how_to_get(name, spec, **how), "result_set": None}
+        else:
+            out[d] = {"ours": anchor_bounds(rs.correct(), rs.grid), "paper": ref, "status": "ok",
+                      "result_set": str(rs.path)}
+    return out
+
+
+def centre_share(cells: pd.DataFrame, top_n: int = 36) -> pd.DataFrame:
+    """Share of the greedy top-N views at the centre anchor per stored cell, and their mean (the
+    paper averages over datasets and models: 26.65%; a uniform choice gives 100/9 = 11.1%)."""
+    from zoomstudy.analysis.bounds import summarize
+    from zoomstudy.sweep.store import ResultSet
+    from zoomstudy.data.registry import relabel_results
+
+    rows = []
+    for r in cells[cells["status"] == "ok"].itertuples(index=False):
+        name = matrix.TABLE1_DATASETS.get(r.dataset, r.dataset)
+        rs = relabel_results(ResultSet(Path(r.result_set)), name)
+        s = summarize(rs.correct(), rs.grid, top_n=min(top_n, rs.grid.n_views))
+        rows.append({"model": r.model, "dataset": r.dataset, "center_share": float(s["center_share"]),
+                     "cover_length": int(s["cover_length"])})
+    out = pd.DataFrame(rows, columns=["model", "dataset", "center_share", "cover_length"])
+    # a cell whose cover is empty (no image solved by any view) has no share: left out of the mean
+    out.attrs["mean"] = float(out["center_share"].mean()) if out["center_share"].notna().any() else np.nan
+    out.attrs["n_cells"] = int(out["center_share"].notna().sum())
+    out.attrs["paper"] = paper.CENTER_SHARE_TOP36
+    return out
+
+
+def table4(results_dir: str | Path, spec: str = "vit_b_32", datasets: Sequence[str] = ("IN", "IN-A"), **how) -> pd.DataFrame:
+    """Table 4 (test-time aggregation without training) for the stored sweeps of `spec`: dataset,
+    group, aggregation, ours, paper, diff, status; rows of the paper without ours keep NaN."""
+    from zoomstudy.analysis.tta import table4_comparison, tta_table
+
+    frames = []
+    for d in datasets:
+        name = matrix.TABLE1_DATASETS[d]
+        rs = matrix.find_cell(results_dir, spec, name)
+        ref = paper.TABLE4[paper.TABLE4["dataset"] == d][["group", "aggregation", "top1"]].rename(columns={"top1": "paper"})
+        if rs is None or not len(rs.images()):
+            f = ref.assign(ours=np.nan, status=how_to_get(name, spec, **how))
+        else:
+            cmp = table4_comparison(tta_table(rs), rs.settings)
+            ours = cmp["ours"].rename(columns={"top1": "ours"})
+            f = ours.merge(ref, on=["group", "aggregation"], how="outer").assign(status="ok" if cmp["comparable"] else cmp["caption"])
+        f["diff"] = f["ours"] - f["paper"]
+        frames.append(f.assign(dataset=d))
+    cols = ["dataset", "group", "aggregation", "ours", "paper", "diff", "status"]
+    return pd.concat(frames, ignore_index=True)[cols]
+
+
+def stored_memo_tables(results_dir: str | Path) -> list[tuple[dict, pd.DataFrame]]:
+    """(settings, table) of every finished MEMO table under results_dir/memo (partial ones left out)."""
+    out = []
+    for meta in sorted((Path(results_dir) / "memo").glob("*.json")):
+        table = meta.with_suffix(".parquet")
+        if table.exists() and not meta.name.endswith(".partial.json"):
+            out.append((json.loads(meta.read_text()), pd.read_parquet(table)))
+    return out
+
+
+def table5(results_dir: str | Path, paper_models: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Table 5 (MEMO) from the stored MEMO tables: method, model, dataset, ours, paper, diff, status.
+
+    paper_models: weights id or checkpoint file name -> the paper's column ('DeepAugment+AugMix',
+    'MoEx+CutMix') for the robust ResNet-50s; torchvision ResNet-50 V1 is recognised by itself.
+    Paper rows without a stored table say how to get one (notebook 03 or `analysis.tta.memo_table`).
+    """
+    from zoomstudy.analysis.tta import memo_summary, table5_comparison
+
+    ours = []
+    for settings, df in stored_memo_tables(results_dir):
+        if not len(df):
+            continue
+        wid = str(settings["key"]["model"].get("weights_id"))
+        pm = next((v for k, v in (paper_models or {}).items() if k in wid or k in json.dumps(settings["key"]["model"])), None)
+        try:
+            cmp = table5_comparison(memo_summary(df), settings, pm)
+        except ValueError:
+            continue
+        if not cmp["comparable"]:
+            continue
+        model = pm or "ResNet-50"
+        dataset = paper.to_paper_names(pd.DataFrame({"dataset": [settings["key"]["dataset"].get("name")]}))["dataset"][0]
+        for r in cmp["ours"].itertuples(index=False):
+            ours.append({"method": r.method, "model": model, "dataset": dataset, "ours": float(r.top1)})
+    ref = paper.TABLE5.rename(columns={"top1": "paper"})
+    out = ref.merge(pd.DataFrame(ours, columns=["method", "model", "dataset", "ours"]),
+                    on=["method", "model", "dataset"], how="left")
+    out["diff"] = out["ours"] - out["paper"]
+    out["status"] = np.where(out["ours"].notna(), "ok",
+                             "not stored: run notebook 03 (profile paper) or analysis.tta.memo_table for this model "
+                             "and dataset; the robust ResNet-50s need their checkpoints")
+    return out[["method", "model", "dataset", "ours", "paper", "diff", "status"]]
+
+
+def hard_leaderboard(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(leaderboard, per_origin) of the stored ImageNet-Hard plain runs.
+
+    leaderboard: `hard.leaderboard` (model, paper_model, n, full_set, accuracy, CI, paper_top1,
+    delta) plus one row per paper model without a stored run (status says how to get it).
+    per_origin: origin x model accuracy (%), from `hard.per_origin_accuracy`.
+    """
+    from zoomstudy.analysis.hard import leaderboard, paper_model_name, per_origin_accuracy
+
+    tables = {spec: df for spec, df in matrix.stored_hard_tables(results_dir).items() if len(df)}
+    known = set(paper.IMAGENET_HARD["model"])
+    names = {spec: (df.attrs.get("paper_model") if df.attrs.get("paper_model") in known else None)
+             or paper_model_name(spec) or paper_model_name(df.attrs.get("model", "")) for spec, df in tables.items()}
+    board = leaderboard(tables, paper_names={k: v for k, v in names.items() if v}) if tables else pd.DataFrame(
+        columns=["model", "paper_model", "n", "full_set", "accuracy", "ci_low", "ci_high", "paper_top1", "delta"])
+    board = board.assign(status="ok")
+    have = set(board["paper_model"].dropna())
+    missing = [{"model": m, "paper_model": m, "paper_top1": float(t),
+                "status": f"not stored: zoomstudy paper --hard-models {matrix.HARD_MODELS.get(m, m)!r} "
+                          f"(needs imagenet-hard: --root imagenet-hard=PATH or --hard-revision SHA --hard-rows N)"}
+               for m, t in paper.IMAGENET_HARD[["model", "top1"]].itertuples(index=False) if m not in have]
+    board = pd.concat([board, pd.DataFrame(missing)], ignore_index=True) if missing else board
+    per = [per_origin_accuracy(df)[["origin", "accuracy"]].assign(model=names.get(s) or s) for s, df in tables.items()]
+    per_origin = (pd.concat(per).pivot(index="origin", columns="model", values="accuracy") if per
+                  else pd.DataFrame())
+    return board, per_origin
+
+
+def provenance_of_cells(cells: pd.DataFrame) -> list[str]:
+    """The result sets every Table 1 cell was read from (the report's provenance record)."""
+    return sorted({p for p in cells["result_set"].dropna()})
+
+
+def the_paper(results_dir: str | Path, *, roots: Mapping[str, str] | None = None, data_dir: str | Path = "data",
+              top_n: int = 36, folds: int = 2, table1_models: Mapping[str, str] | None = None) -> dict:
+    """Everything notebook 06 shows, in one call: Table 1 (tidy and per metric), the random row, the
+    per-anchor grids, the centre share, Tables 4 and 5, the ImageNet-Hard leaderboard."""
+    how = {"roots": roots, "data_dir": data_dir}
+    cells = table1_cells(results_dir, table1_models, top_n=top_n, folds=folds, **how)
+    board, per_origin = hard_leaderboard(results_dir)
+    return {
+        "cells": cells,
+        "table1": {m: table1_display(cells, m) for m in METRICS},
+        "random": random_row(cells),
+        "anchors": anchor_grids(results_dir, **how),
+        "centre": centre_share(cells, top_n),
+        "table4": table4(results_dir, **how),
+        "table5": table5(results_dir),
+        "hard": board,
+        "hard_per_origin": per_origin,
+        "result_sets": provenance_of_cells(cells),
+    }
+
+
+def anchor_figure(grids: Mapping[str, dict], title: str = "per-anchor bound (%): ResNet-50"):
+    """The paper's per-anchor grids beside ours (where stored), one colour scale per panel."""
+    from zoomstudy.report.tables import anchor_panels
+
+    panels = {}
+    for name, g in grids.items():
+        panels[f"paper {name}"] = g["paper"]
+        if g["ours"] is not None:
+            panels[f"ours {name}"] = g["ours"]
+    return anchor_panels(panels, title=title)
+
+
+def paper_findings(cells: pd.DataFrame, centre: pd.DataFrame) -> list[str]:
+    """Headline sentences of notebook 06, computed from the stored cells (never typed in)."""
+    ok = cells[cells["status"] == "ok"]
+    out = [f"{len(ok)} of {len(cells)} Table 1 cells ({cells['model'].nunique()} models x "
+           f"{cells['dataset'].nunique()} datasets) have stored results."]
+    if len(ok):
+        gap = ok["upper_324"] - ok["standard"]
+        best = ok.loc[gap.idxmax()]
+        out.append(f"Across them the right framing adds {gap.mean():.1f} points to 1-crop accuracy on average "
+                   f"(largest: {best['model']} on {best['dataset']}, {best['standard']:.1f}% -> {best['upper_324']:.1f}%).")
+        diff = ok["standard_diff"].dropna()
+        if len(diff):
+            out.append(f"1-crop accuracy differs from the paper's by {diff.abs().mean():.2f} points on average "
+                       f"over the {len(diff)} cells the paper reports.")
+    if centre.attrs.get("n_cells"):
+        out.append(f"{centre.attrs['mean']:.2f}% of the greedy top-N views sit at the centre anchor on average "
+                   f"over {centre.attrs['n_cells']} cells (paper {centre.attrs['paper']:.2f}%, uniform 11.11%).")
+    else:
+        out.append("No stored cell has a greedy cover yet, so the centre share is not measured "
+                   "(run `zoomstudy paper` with the datasets in data/).")
+    return out
