@@ -14,7 +14,10 @@ from scipy import stats as st
 from zoomstudy.analysis import paper
 from zoomstudy.analysis.bounds import (
     accuracy_vs_scale,
+    BOUND_KEYS,
     anchor_bounds,
+    bound_metrics,
+    center_bias,
     center_vs_anchors,
     correctness,
     cover_anchor_share,
@@ -384,6 +387,42 @@ def test_summarize_and_table1_row_agree_with_parts():
     merged = compare_frame(df.assign(dataset="IN", model=["AlexNet", "VGG-16"]), paper.TABLE1, on=["model", "dataset"])
     assert len(merged) == len(paper.TABLE1)
     assert merged[("standard", "ours")].notna().sum() == 2
+
+
+def test_bound_metrics_is_the_one_table1_computation():
+    grid = ViewGrid(scales=(64, 256, 512), grid=3, crop=224)  # 27 views, the 1-crop view included
+    rng = np.random.default_rng(7)
+    m = rng.random((60, grid.n_views)) < 0.1
+    t = bound_metrics(m, grid, n_classes=100, top_n=36).set_index("key")
+    assert list(t.index) == list(BOUND_KEYS) and list(t.columns) == ["metric", "views", "accuracy", "lo", "hi"]
+    assert t.loc["standard", "accuracy"] == standard_accuracy(m, grid) and t.loc["standard", "views"] == 1
+    assert t.loc["upper_all", "accuracy"] == oracle_accuracy(m) and t.loc["upper_all", "views"] == 27
+    assert t.loc["upper_topn", "accuracy"] == topn_bound(m, 36)
+    assert t.loc["upper_topn_cv", "accuracy"] == topn_bound_cv(m, 36)
+    assert t.loc["upper_topn", "views"] == 27  # top-36 of 27 views: all of them
+    assert t.loc["random_topn", "accuracy"] == random_bound(27, 100) and np.isnan(t.loc["random_all", "lo"])
+    assert t.loc["standard", "metric"] == "1-crop (LOC:1_1_Size:256)"
+    ci = t.dropna(subset=["lo"])
+    assert len(ci) == 4 and ((ci["lo"] <= ci["accuracy"]) & (ci["accuracy"] <= ci["hi"])).all()
+    some = bound_metrics(m, grid, keys=("upper_all", "standard"))
+    assert list(some["key"]) == ["standard", "upper_all"]  # always in Table 1's order
+    no_standard = ViewGrid(scales=(64, 512), grid=3, crop=224)
+    assert "standard" not in set(bound_metrics(m[:, :18], no_standard, keys=("standard", "upper_all"))["key"])
+    cover = greedy_cover(m)
+    reused = bound_metrics(m, grid, cover=cover, keys=("upper_topn",))
+    assert reused.equals(bound_metrics(m, grid, keys=("upper_topn",)))
+    with pytest.raises(ValueError, match="unknown bound metrics"):
+        bound_metrics(m, grid, keys=("oracle",))
+    with pytest.raises(ValueError, match="folds"):
+        bound_metrics(m[:1], grid, keys=("upper_topn_cv",))
+
+
+def test_center_bias_of_anchor_bounds():
+    bounds = np.array([[10.0, 20.0, 10.0], [20.0, 90.0, 20.0], [10.0, 20.0, 10.0]])
+    assert center_bias(bounds) == (90.0, 15.0, 75.0)
+    assert center_bias(np.array([[40.0]])) == (40.0, 40.0, 0.0)
+    with pytest.raises(ValueError, match="odd"):
+        center_bias(np.zeros((2, 2)))
 
 
 # ------------------------------------------------------------------------------------------------

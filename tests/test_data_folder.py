@@ -62,13 +62,24 @@ def test_empty_data_folder_does_not_shadow_the_environment_variable(project, mon
 
 
 def test_hub_dataset_read_from_the_data_folder_first(project):
-    """imagenet-hard lives on the hub; a copy in data/imagenet-hard is read instead (no network)."""
+    """imagenet-hard lives on the hub; a parquet snapshot in data/imagenet-hard is read instead (no network)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = []
+    for color in ((10, 20, 30), (200, 10, 10)):
+        buf = io.BytesIO()
+        Image.new("RGB", (12, 9), color).save(buf, "PNG")
+        images.append({"bytes": buf.getvalue(), "path": f"{color[0]}.png"})
+    table = pa.table({"image": images, "label": [[3, 17], [5]], "origin": ["imagenet", "objectnet"],
+                      "english_label": ["a", "b"]})
     folder = project / "data" / "imagenet-hard"
-    _png(folder / "a.png")
-    _png(folder / "b.png", color=(200, 10, 10))
-    (folder / "labels.csv").write_text("file,label,origin\na.png,3;17,imagenet\nb.png,5,objectnet\n")
-    src = open_dataset("imagenet-hard", expected_rows=None)
-    assert [s.labels for s in src] == [(3, 17), (5,)] and src.provenance()["kind"] == "csv"
+    folder.mkdir(parents=True)
+    pq.write_table(table, folder / "validation-00000-of-00001.parquet")
+    src = open_dataset("imagenet-hard", expected_rows=None, cache_dir=project / "hf-cache")
+    assert [tuple(s.labels) for s in src] == [(3, 17), (5,)] and len(src) == 2
 
 
 def test_val_datasets_share_one_folder_and_readme_lists_every_folder():

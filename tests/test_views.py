@@ -386,6 +386,38 @@ def test_tta_crops_match_torchvision_five_crop(size):
 
 
 # ================================================================================================
+# Resize, then centre crop: the one home of the classic evaluation view
+# ================================================================================================
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (257, 300), (90, 60)])
+def test_center_crop_matches_torchvision_and_the_other_renderers(size):
+    from torchvision import transforms as T
+
+    w, h = size
+    im = SyntheticSource(1, size=size, seed=w * h)[0].image
+    x = pil_to_tensor(im)
+    # exact bicubic: torchvision's Resize + CenterCrop on the PIL image, the 10-crop set's centre, the
+    # sweep's centre anchor up to the one-pixel difference of the two centrings
+    tv = np.asarray(T.Compose([T.Resize(64, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(56)])(im))
+    grey = views.render_center_crop(x, 64, 56, dtype=torch.float64)
+    assert np.array_equal(as_array(grey), tv)
+    assert torch.equal(grey, tta_crops(x, 56, 64, dtype=torch.float64)[4])
+    anchor = views.render_center_crop(x, 64, 56, center="anchor", dtype=torch.float64)
+    grid = ViewGrid(scales=(64,), grid=3, crop=56)
+    assert torch.equal(anchor, render_views(x, grid, dtype=torch.float64)[grid.standard_view])
+    # any interpolation, on a PIL image or a uint8 tensor: torchvision's own pixels
+    for mode in ("bilinear", "bicubic", "nearest"):
+        interp = T.InterpolationMode(mode)
+        pil = views.resize_center_crop(im, 64, 56, interpolation=mode)
+        assert np.array_equal(np.asarray(pil), np.asarray(T.CenterCrop(56)(T.Resize(64, interpolation=interp)(im))))
+        ten = views.resize_center_crop(x, 64, (56, 40), interpolation=interp)
+        assert ten.dtype == torch.uint8 and ten.shape == (3, 56, 40)
+    with pytest.raises(ValueError, match="interpolation"):
+        views.resize_center_crop(im, 64, 56, interpolation="cubic-ish")
+    with pytest.raises(ValueError, match="center"):
+        views.center_crop_offsets(w, h, 64, 56, center="middle")
+
+
+# ================================================================================================
 # Real data: the kit's 100 ImageNet images on the paper grid
 # ================================================================================================
 def _kit_files(realdata):

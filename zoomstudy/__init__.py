@@ -4,7 +4,8 @@ A reproducible study package for "ImageNet-Hard: The Hardest Images Remaining fr
 Power of Zoom and Spatial Biases in Image Classification" (Taesiri et al., NeurIPS 2023). Data flows
 one way, and the sub-packages follow it: data and model (`data`, `models`) -> views (`views`) ->
 sweep and store (`sweep`) -> analyses (`analysis`, and the controlled experiment in `experiment`) ->
-figures and reports (`report`). `study` is the one entry layer that turns names into objects.
+figures and reports (`report`). `study` is the one entry layer that turns names into objects;
+`matrix` plans and runs the paper's whole matrix of sweeps.
 
 The public API (``import zoomstudy``; each name loads its sub-module on first use, so the import
 itself stays cheap: no torch until a name needs it):

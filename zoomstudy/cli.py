@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sweep", help="run (or resume) one model over one dataset and one view grid")
-    s.add_argument("--model", required=True, help="torchvision:NAME, timm:NAME or a name of zoomstudy.models.loading.MODELS")
+    s.add_argument("--model", required=True,
+                   help="torchvision:NAME, timm:NAME or a name of zoomstudy.models.loading.MODELS")
     s.add_argument("--checkpoint", help="local weights file for the architecture (state_dict)")
     s.add_argument("--no-pretrained", action="store_true", help="random weights (speed tests)")
     s.add_argument("--dataset", required=True, help="registry name (imagenet-val, imagenet-hard, ...) or csv:DIR, folder:DIR, hf:REPO@REV:split, synthetic:N")

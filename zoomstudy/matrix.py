@@ -31,18 +31,15 @@ import numpy as np
 import pandas as pd
 
 from zoomstudy.analysis import paper
+from zoomstudy.provenance import is_random_weights
+from zoomstudy.sweep.store import atomic_write
 
 #: Table 1's models: paper name -> model spec (`models.MODELS`).
 TABLE1_MODELS: dict[str, str] = dict(paper.MODEL_KEYS)
 #: Table 1's columns: paper name -> registry name (ReaL and IN+ReaL are the val sweep relabelled).
 TABLE1_DATASETS: dict[str, str] = dict(paper.DATASET_KEYS)
-#: The ImageNet-Hard leaderboard's models (SPEC section 7): paper name -> model spec.
-HARD_MODELS: dict[str, str] = {
-    "AlexNet": "alexnet", "VGG-19": "torchvision:vgg19", "ResNet-18": "resnet18", "ResNet-50": "resnet50",
-    "ViT-B/32": "vit_b_32", "EfficientNet-B0": "efficientnet_b0",
-    "EfficientNet-L2-NS": "timm:tf_efficientnet_l2.ns_jft_in1k",
-    "CLIP ViT-L/14": "clip-vit-l-14", "OpenCLIP ViT-bigG-14": "openclip-vit-bigg-14",
-}
+#: The ImageNet-Hard leaderboard's models (SPEC section 7): paper name -> model spec (`paper.MODEL_ALIASES`).
+HARD_MODELS: dict[str, str] = {m: paper.MODEL_ALIASES[m][0] for m in paper.IMAGENET_HARD["model"]}
 HARD = "imagenet-hard"
 #: Views the sweep adds per image for Table 4's 5-crop / 10-crop groups.
 TTA_VIEWS = 10
@@ -433,10 +430,8 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"spec": spec, "model": model.name, "paper_model": paper_model, "key": key, "settings": settings,
                 "rows": len(df)}
-        tmp = path.with_name(path.name + ".tmp")
-        df.to_parquet(tmp, index=False)
         (folder / f"{key}.json").write_text(json.dumps(meta, indent=2, default=str))
-        os.replace(tmp, path)  # the table last: it commits the result
+        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))  # the table last: it commits the result
     df.attrs.update(path=str(path), spec=spec, model=model.name, key=key)
     return df
 
@@ -483,7 +478,7 @@ def find_cell(results_dir: str | Path, spec: str, dataset: str):
 
     def rank(rs):
         key = rs.settings["key"]
-        random = str(key["model"].get("weights_id", "")).startswith("random")
+        random = is_random_weights(key["model"])
         return (key["grid"] == ViewGrid.paper().to_dict(), not random, len(rs.images()))
 
     return relabel_results(max(found, key=rank), dataset)

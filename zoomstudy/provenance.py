@@ -39,7 +39,11 @@ def git_commit(*dirs: str | os.PathLike, dirty: bool = False) -> str | None:
     return None
 
 
-def is_random_weights(settings: Mapping) -> bool:
-    """The stored run used random (untrained) weights: weights_id 'random' or 'random-<hash of the initial
-    state>'. settings: a result set's or a MEMO table's settings (`settings["key"]["model"]`)."""
-    return str(settings["key"]["model"].get("weights_id")).startswith("random")
+def is_random_weights(record: Mapping) -> bool:
+    """The weights were random (untrained): weights_id 'random' or 'random-<hash of the initial state>'.
+
+    record: a result set's or a MEMO table's settings (read at `settings["key"]["model"]`), or any
+    record with a `weights_id` (a model's provenance, a report's provenance summary).
+    """
+    model = record["key"]["model"] if "key" in record else record
+    return str(model.get("weights_id")).startswith("random")

@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from zoomstudy.data.registry import dataset_label_space  # noqa: F401 (study.dataset_label_space: one home, the registry)
 from zoomstudy.views import COMPACT_SCALES, PAPER_SCALES, ViewGrid
 
 #: Named scale sets of `make_grid`, defined at crop 224 (rescaled by crop / 224 for other crops).
@@ -43,14 +44,13 @@ def make_grid(scales=None, grid: int = 3, crop: int = 224, *, default: str = "pa
     if isinstance(scales, str) and scales in NAMED_SCALES:
         if crop < 1:
             raise ValueError(f"crop must be >= 1, got {crop}")
-        values = sorted({max(1, round(s * crop / 224)) for s in NAMED_SCALES[scales]})
-    else:
-        if isinstance(scales, str):
-            scales = scales.replace(",", " ").split()
-        try:
-            values = sorted({int(s) for s in scales})
-        except (TypeError, ValueError):
-            raise ValueError(f"scales must be integers or one of {sorted(NAMED_SCALES)}, got {scales!r}") from None
+        return ViewGrid.scaled(crop, grid, NAMED_SCALES[scales])
+    if isinstance(scales, str):
+        scales = scales.replace(",", " ").split()
+    try:
+        values = sorted({int(s) for s in scales})
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be integers or one of {sorted(NAMED_SCALES)}, got {scales!r}") from None
     return ViewGrid(scales=tuple(values), grid=grid, crop=crop)
 
 
@@ -105,16 +105,12 @@ def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str
     return data.open_source(text, **kw)
 
 
-from zoomstudy.data.registry import dataset_label_space  # noqa: E402  (one home: the registry)
-
 
 def resolve_label_space(dataset: str | None, label_space: str | None = None) -> str:
     """The label space to score `dataset` in: the explicit one when given, else the dataset's own
     (SPEC section 2: imagenet-a / imagenet-r -> their 200 classes, objectnet -> its 113 classes,
     everything else and csv:/folder: specs -> imagenet1k). One default for the CLI, the notebooks and
     the matrix, so that the same (model, dataset) always lands in the same result set."""
-    from zoomstudy.data.registry import dataset_label_space
-
     if label_space:
         return label_space
     return dataset_label_space(dataset) if dataset else "imagenet1k"

@@ -73,9 +73,10 @@ class ViewGrid:
         return cls()
 
     @classmethod
-    def scaled(cls, crop: int, grid: int = 3) -> "ViewGrid":
-        """The paper's grid for another crop size: scales multiplied by crop / 224 (deduplicated)."""
-        scales = sorted({max(1, round(s * crop / 224)) for s in PAPER_SCALES})
+    def scaled(cls, crop: int, grid: int = 3, base: tuple[int, ...] = PAPER_SCALES) -> "ViewGrid":
+        """The paper's grid (or another scale set defined at crop 224, e.g. `COMPACT_SCALES`) for another
+        crop size: scales multiplied by crop / 224, rounded, at least 1 (collisions merged)."""
+        scales = sorted({max(1, round(s * crop / 224)) for s in base})
         return cls(scales=tuple(scales), grid=grid, crop=crop)
 
     @classmethod

@@ -225,7 +225,8 @@ def evaluate_plain(
         with torch.no_grad():
             logits = model_fn(x)
         if logits.ndim != 2 or logits.shape != (len(batch), N_IMAGENET_CLASSES):
-            raise ValueError(f"model_fn must return logits [B={len(batch)}, {N_IMAGENET_CLASSES}], got {tuple(logits.shape)}")
+            raise ValueError(f"model_fn must return logits [B={len(batch)}, {N_IMAGENET_CLASSES}], "
+                             f"got {tuple(logits.shape)}")
         prob = torch.softmax(logits.float(), dim=1)  # [B, 1000]
         conf, pred = prob.max(dim=1)  # [B], [B]
         for j, (p, c) in zip(pending, zip(pred.tolist(), conf.tolist())):

@@ -22,19 +22,21 @@ DATASET_KEYS: dict[str, str] = {
     "IN-R": "imagenet-r", "IN-Sketch": "imagenet-sketch", "ObjectNet": "objectnet",
 }
 #: The one table of model names: paper name -> the identifiers (torchvision, timm, open_clip) that name
-#: it. The first is this package's key (`models.loading.MODELS` for torchvision, the open_clip name for CLIP);
+#: it. The first is the spec this package loads it with (`study.open_model`: a `models.loading.MODELS`
+#: name, "torchvision:NAME", "timm:NAME.TAG" or a CLIP entry);
 #: `paper_model_name` matches all of them ignoring case and punctuation. Only weights at the paper's
 #: resolution: timm's tf_efficientnet_l2.ns_jft_in1k_475 is the 475 px variant, not the paper's 800 px
 #: model, so it is deliberately absent.
 MODEL_ALIASES: dict[str, tuple[str, ...]] = {
     "AlexNet": ("alexnet",),
     "VGG-16": ("vgg16",),
-    "VGG-19": ("vgg19", "vgg19.tv_in1k"),
+    "VGG-19": ("torchvision:vgg19", "vgg19", "vgg19.tv_in1k"),
     "ResNet-18": ("resnet18", "resnet18.tv_in1k"),
     "ResNet-50": ("resnet50", "resnet50.tv_in1k"),
     "ViT-B/32": ("vit_b_32",),
     "EfficientNet-B0": ("efficientnet_b0", "tf_efficientnet_b0"),
-    "EfficientNet-L2-NS": ("tf_efficientnet_l2_ns", "tf_efficientnet_l2.ns_jft_in1k", "efficientnet-l2-ns (800 px)"),
+    "EfficientNet-L2-NS": ("timm:tf_efficientnet_l2.ns_jft_in1k", "tf_efficientnet_l2_ns",
+                           "tf_efficientnet_l2.ns_jft_in1k", "efficientnet-l2-ns (800 px)"),
     "CLIP ViT-L/14": ("clip-vit-l-14", "ViT-L-14", "ViT-L-14/openai", "openai/ViT-L-14", "clip_vit_l_14",
                       "ViT-L-14@openai", "clip:ViT-L-14@openai"),
     "OpenCLIP ViT-bigG-14": ("openclip-vit-bigg-14", "ViT-bigG-14", "ViT-bigG-14/laion2b_s39b_b160k",

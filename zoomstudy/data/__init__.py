@@ -6,4 +6,6 @@ Everything public is re-exported here, so `from zoomstudy.data import CsvSource,
 from .sources import *  # noqa: F401,F403
 from .sources import BadImage, Record, Sample, Source, load_image, parse_labels  # noqa: F401
 from .registry import DATASETS, LABEL_SPACE_NAMES, DatasetSpec, SOURCE_SCHEMES, open_dataset, open_source  # noqa: F401
-from .labels import N_IMAGENET_CLASSES, LabelSpace, get_label_space, imagenet_class_names, imagenet_synsets  # noqa: F401
+from .labels import (  # noqa: F401
+    N_IMAGENET_CLASSES, LabelSpace, get_label_space, imagenet_class_names, imagenet_synsets,
+)

@@ -233,7 +233,8 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "imagenet-hard-4k", "imagenet1k", 10980,
-            _HARD_HOWTO.format(repo="taesiri/imagenet-hard-4K", env="ZOOMSTUDY_IMAGENET_HARD_4K", folder="imagenet-hard-4k"),
+            _HARD_HOWTO.format(repo="taesiri/imagenet-hard-4K", env="ZOOMSTUDY_IMAGENET_HARD_4K",
+                               folder="imagenet-hard-4k"),
             hub_repo="taesiri/imagenet-hard-4K", hub_revision="main", hub_split="validation",
             env="ZOOMSTUDY_IMAGENET_HARD_4K", history=IMAGENET_HARD_SIZES, pin=IMAGENET_HARD_4K_PIN,
             notes="the ImageNet-Hard images upscaled to 4K; "

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -102,10 +101,10 @@ def build_world_hard(folder, n_per_origin: int = 400, *, builders=BUILDERS, trai
                                   "origin": datasets.Value("string"), "english_label": datasets.Value("string")})
     ds = datasets.Dataset.from_dict(rows, features=features)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".world-hard.{os.getpid()}.tmp"
-    ds.to_parquet(str(tmp))
-    os.replace(tmp, target)
-    info.write_text(json.dumps({"settings": settings, "rows": len(ds), "per_origin": counts}, indent=1))
+    from zoomstudy.sweep.store import atomic_write
+
+    atomic_write(target, lambda tmp: ds.to_parquet(str(tmp)))
+    atomic_write(info, json.dumps({"settings": settings, "rows": len(ds), "per_origin": counts}, indent=1))
     return target
 
 

@@ -146,10 +146,14 @@ def _measure_path(kind: str, model_path: str, params: dict, cache=None):
 
 
 def _save(path, arr: np.ndarray) -> None:
+    from zoomstudy.sweep.store import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:  # a file object: np.save would add ".npy" to a path
+            np.save(fh, arr)
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    atomic_write(path, write)
 
 
 @torch.no_grad()

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zoomstudy.provenance import is_random_weights
 from zoomstudy.sweep.store import atomic_write
 from zoomstudy.views import ViewGrid
 
@@ -85,7 +86,8 @@ def compact_grid(scales=None, grid: int = 3, crop: int = 224) -> tuple[ViewGrid,
     if standard in view_grid.scales:
         return view_grid, None
     note = f"scale {standard} (the 1-crop view's resize) added to the requested scales"
-    return ViewGrid(scales=tuple(sorted(view_grid.scales + (standard,))), grid=view_grid.grid, crop=view_grid.crop), note
+    scales = tuple(sorted(view_grid.scales + (standard,)))
+    return ViewGrid(scales=scales, grid=view_grid.grid, crop=view_grid.crop), note
 
 
 # ================================================================================================
@@ -337,7 +339,7 @@ def compute_profile(
         "warnings": warnings,
     }
     if label is None:
-        weights = "random" if str(mprov.get("weights_id")).startswith("random") else (
+        weights = "random" if is_random_weights(mprov) else (
             Path(str(checkpoint)).stem if checkpoint else None)
         label = spec + (f" ({weights})" if weights else "")
     return Profile(label=label, spec=spec, result_set=rs, grid=view_grid, image_ids=ids, positions=positions,
@@ -595,7 +597,7 @@ def render_report(p: Profile, summary: Mapping, figures: Sequence[tuple[str, str
         f"<p>Model <code>{esc(str(prov['model']))}</code> with weights {esc(str(prov['weights']))}, on "
         f"{esc(str(prov['data']))}. {summary['metrics']['n_images']} images, {summary['settings']['n_views']} views each.</p>",
     ]
-    if str(prov.get("weights_id")).startswith("random"):
+    if is_random_weights(prov):
         parts.append("<p class='muted'>Random (untrained) weights: accuracies near chance are expected; this run "
                      "checks the pipeline, it says nothing about a trained model.</p>")
     for w in summary["settings"].get("warnings") or []:

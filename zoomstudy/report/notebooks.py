@@ -504,10 +504,9 @@ def record_findings(report_dir: str | Path | None, findings: Sequence[str], figu
         width_in = figure.get_size_inches()[0]
         figure.savefig(thumb, dpi=max(20, THUMBNAIL_WIDTH / width_in))  # the figure as laid out, THUMBNAIL_WIDTH wide
         record["thumbnail"] = thumb.name
-    path = report_dir / f"{name}.findings.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    from zoomstudy.sweep.store import atomic_write
+
+    atomic_write(report_dir / f"{name}.findings.json", json.dumps(record, indent=2))
     return out
 
 

@@ -54,7 +54,9 @@ class Sweep:
 
     @property
     def random_weights(self) -> bool:
-        return str(self.settings["key"]["model"].get("weights_id")).startswith("random")
+        from zoomstudy.provenance import is_random_weights
+
+        return is_random_weights(self.settings)
 
 
 def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | None = None,

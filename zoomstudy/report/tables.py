@@ -36,7 +36,8 @@ import pandas as pd
 from zoomstudy.analysis import bounds as analysis
 from zoomstudy.analysis import paper
 from zoomstudy.analysis.stats import accuracy_with_ci, clopper_pearson
-from zoomstudy.provenance import is_random_weights as is_random  # one implementation; the notebooks call figures.is_random
+# the one test of random weights, under the name the notebooks call (figures.is_random)
+from zoomstudy.provenance import is_random_weights as is_random
 from zoomstudy.views import GROUPS, ViewGrid
 
 #: Scheme of the offline ImageNet-Hard stand-in: "synthetic-hard:N" (see `make_hard_standin`).
@@ -203,7 +204,7 @@ def describe_weights(model: Mapping, checkpoint: str | None = None) -> str:
     """One phrase for the weights of a model provenance record ('random (untrained) weights', ...)."""
     arch = model.get("architecture") or f"{model.get('source')}:{model.get('name')}"
     wid = str(model.get("weights_id"))
-    if str(wid).startswith("random"):
+    if is_random(model):
         return f"random (untrained {arch})"
     if model.get("source") == "checkpoint" or checkpoint:
         where = f" {Path(str(checkpoint)).name}" if checkpoint else ""
@@ -288,7 +289,7 @@ def _is_realdata(settings: Mapping) -> bool:
     """The run is the real-data kit's: its 100 ImageNet images with the real SqueezeNet weights."""
     model, data = settings["key"]["model"], settings["key"]["dataset"]
     return (data.get("kind") == "csv" and data.get("name") == "imagenet-sample" and data.get("rows") == 100
-            and model.get("name") == "squeezenet1_0" and not str(model.get("weights_id")).startswith("random"))
+            and model.get("name") == "squeezenet1_0" and not is_random(settings))
 
 
 def reference_comparison(settings: Mapping, frame: pd.DataFrame, top_n: int = 36,
