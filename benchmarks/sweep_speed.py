@@ -3,9 +3,13 @@
 (a) bare model forward on ready 224 x 224 batches          -> views/s, the ceiling
 (b) the full sweep: decode once, views on device, forward, store   -> views/s
 (c) the authors' way: per view a PIL decode + resize + crop, through a DataLoader -> views/s
-Prints b/a (goal >= 0.90 on a GPU, >= 0.85 on CPU) and b/c (goal >= 20 on a GPU).
+Prints b/a (goal >= 0.90 on a GPU, >= 0.85 on CPU) and b/c (goal >= 20 on a GPU), and the peak host
+memory: of the process before the first sweep (interpreter, libraries, model), after the sweeps (the
+sweep's own peak: (b) runs first, (a) and (c) forward the same number of views at once), and of the
+decoding worker processes. (a) and (c) use the sweep's forward chunk, which on CPU `--max-host-mb` sets.
 
     python benchmarks/sweep_speed.py --models squeezenet1_0 resnet50 --images 4
+    python benchmarks/sweep_speed.py --models resnet18 --images 2 --size 4000 3000 --max-host-mb 1024
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from PIL import Image
 
 from zoomstudy.data import SyntheticSource
 from zoomstudy.models.loading import load_model
-from zoomstudy.sweep.engine import sweep
+from zoomstudy.sweep.engine import DEFAULT_MAX_HOST_MB, sweep, views_per_forward
 from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,12 +35,18 @@ p.add_argument("--size", type=int, nargs=2, default=[500, 375], help="synthetic 
 p.add_argument("--batch-size", type=int, default=512)
 p.add_argument("--workers", type=int, default=None)
 p.add_argument("--device", default=None)
+p.add_argument("--max-host-mb", type=float, default=DEFAULT_MAX_HOST_MB, help="the sweep's host-memory budget (MiB)")
 args = p.parse_args()
 
 grid = ViewGrid.paper()
 device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
-print(f"device: {device} ({hw}); torch {torch.__version__}; {args.images} images of {args.size[0]}x{args.size[1]}; {grid.n_views} views each")
+print(f"device: {device} ({hw}); torch {torch.__version__}; {args.images} images of {args.size[0]}x{args.size[1]}; "
+      f"{grid.n_views} views each; max_host_mb {args.max_host_mb:.0f}")
+
+
+def peak_mb(who=resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
 
 
 def sync():
@@ -44,8 +54,8 @@ def sync():
         torch.cuda.synchronize()
 
 
-def bare_forward(model, n_views: int) -> float:
-    x = torch.randn(min(args.batch_size, n_views), 3, 224, 224, device=device)
+def bare_forward(model, n_views: int, chunk: int) -> float:
+    x = torch.randn(min(chunk, n_views), 3, 224, 224, device=device)
     model.logits(x)  # warm-up
     sync()
     t = time.perf_counter()
@@ -59,10 +69,12 @@ def bare_forward(model, n_views: int) -> float:
 
 def full_sweep(model, tmp: Path) -> float:
     src = SyntheticSource(args.images, size=tuple(args.size), seed=0)
-    sweep(model, SyntheticSource(1, size=tuple(args.size), seed=9), grid, tmp / "warm", progress=False, tta=False, workers=0)
+    sweep(model, SyntheticSource(1, size=tuple(args.size), seed=9), grid, tmp / "warm", progress=False, tta=False,
+          workers=0, batch_size=args.batch_size, max_host_mb=args.max_host_mb)
     sync()
     t = time.perf_counter()
-    sweep(model, src, grid, tmp / "run", batch_size=args.batch_size, progress=False, tta=False, workers=args.workers)
+    sweep(model, src, grid, tmp / "run", batch_size=args.batch_size, progress=False, tta=False, workers=args.workers,
+          max_host_mb=args.max_host_mb)
     sync()
     return args.images * grid.n_views / (time.perf_counter() - t)
 
@@ -88,14 +100,14 @@ class PerViewPIL(torch.utils.data.Dataset):
         return (x - self.mean) / self.std
 
 
-def per_view_pil(model, tmp: Path) -> float:
+def per_view_pil(model, tmp: Path, chunk: int) -> float:
     files = []
     for i, s in enumerate(SyntheticSource(args.images, size=tuple(args.size), seed=0)):
         f = tmp / f"img{i}.jpg"
         s.image.save(f, quality=90)
         files.append(f)
     workers = args.workers if args.workers is not None else (8 if device.type == "cuda" else 1)
-    loader = torch.utils.data.DataLoader(PerViewPIL(files), batch_size=min(args.batch_size, 324), num_workers=workers)
+    loader = torch.utils.data.DataLoader(PerViewPIL(files), batch_size=min(chunk, 324), num_workers=workers)
     t = time.perf_counter()
     n = 0
     for x in loader:
@@ -105,13 +117,20 @@ def per_view_pil(model, tmp: Path) -> float:
     return n / (time.perf_counter() - t)
 
 
-print(f"{'model':<16}{'(a) forward':>14}{'(b) sweep':>12}{'(c) PIL/view':>14}{'b/a':>8}{'b/c':>8}")
+print(f"{'model':<16}{'(a) forward':>14}{'(b) sweep':>12}{'(c) PIL/view':>14}{'b/a':>8}{'b/c':>8}{'chunk':>7}")
+before = None
+after_sweeps = []
 for name in args.models:
     model = load_model(name, pretrained=False, device=str(device))
+    before = peak_mb() if before is None else before
+    chunk = views_per_forward(model, grid, args.batch_size, args.max_host_mb)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        a = bare_forward(model, args.images * grid.n_views)
-        b = full_sweep(model, tmp)
-        c = per_view_pil(model, tmp)
-    print(f"{name:<16}{a:>12.0f}/s{b:>10.0f}/s{c:>12.0f}/s{b / a:>8.2f}{b / c:>8.1f}")
-print(f"peak host memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        b = full_sweep(model, tmp)  # first: the peak after it is the sweep's (for the first model)
+        after_sweeps.append((name, peak_mb()))
+        a = bare_forward(model, args.images * grid.n_views, chunk)
+        c = per_view_pil(model, tmp, chunk)
+    print(f"{name:<16}{a:>12.0f}/s{b:>10.0f}/s{c:>12.0f}/s{b / a:>8.2f}{b / c:>8.1f}{chunk:>7}")
+print(f"peak host memory: {before:.0f} MB before the first sweep (interpreter, libraries, first model); "
+      + "; ".join(f"{peak:.0f} MB after the sweep of {n}" for n, peak in after_sweeps)
+      + f"; {peak_mb():.0f} MB for the whole benchmark; decoding workers {peak_mb(resource.RUSAGE_CHILDREN):.0f} MB")

@@ -428,6 +428,33 @@ def test_csv_errors(tmp_path):
         CsvSource(tmp_path, "absent.csv")
 
 
+def test_labels_outside_the_label_space_are_errors_naming_the_row(tmp_path):
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png")
+    _write_csv(tmp_path / "big.csv", ["file", "label"], [["a.png", "1"], ["b.png", "5000"]])
+    with pytest.raises(ValueError, match=r"big.csv:3 \(b.png\): label 5000 is outside the label space"):
+        CsvSource(tmp_path, "big.csv")
+    _write_csv(tmp_path / "multi.csv", ["file", "label"], [["a.png", "3;1000"]])
+    with pytest.raises(ValueError, match=r"multi.csv:2 .*label 1000"):
+        CsvSource(tmp_path, "multi.csv")
+    _write_csv(tmp_path / "ok.csv", ["file", "label"], [["a.png", "999"]])
+    assert CsvSource(tmp_path, "ok.csv").records()[0].labels == (999,)
+    (tmp_path / "folders" / "1000").mkdir(parents=True)
+    _png(tmp_path / "folders" / "1000" / "x.png")
+    with pytest.raises(ValueError, match="1000"):
+        ImageFolderSource(tmp_path / "folders", classes="integers")
+    with pytest.raises(ValueError, match="n_classes"):
+        SyntheticSource(2, n_classes=5000)
+
+
+def test_stream_records_decode_only_on_request(tmp_path):
+    src = _hf_stream_source(tmp_path)
+    recs = list(src.shard(1, 2).iter_records())
+    assert [r.image_id for r in recs] == [s.image_id for s in src.shard(1, 2)]
+    one = src.sample(recs[0])
+    assert one.image_id == recs[0].image_id and (one.image is not None or one.error)
+
+
 @pytest.mark.realdata
 def test_csv_on_real_imagenet_sample(realdata):
     root = realdata / "imagenet-sample"
@@ -623,13 +650,17 @@ def test_folder_fingerprint_tracks_files(tmp_path):
     after = ImageFolderSource(tmp_path / "f").provenance()
     assert after["fingerprint"] != before["fingerprint"]
     assert after["labels_fingerprint"] == before["labels_fingerprint"]
-    # same size, other bytes: only the content fingerprint sees it
+    # same size, other bytes: the default (quick) and sha256 fingerprints see it, "size" does not
     data = bytearray(path.read_bytes())
-    size_fp = ImageFolderSource(tmp_path / "f").provenance()["fingerprint"]
+    quick_fp = ImageFolderSource(tmp_path / "f").provenance()["fingerprint"]
+    size_fp = ImageFolderSource(tmp_path / "f", fingerprint="size").provenance()["fingerprint"]
     sha_fp = ImageFolderSource(tmp_path / "f", fingerprint="sha256").provenance()["fingerprint"]
+    st = path.stat()
     data[-20] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert ImageFolderSource(tmp_path / "f").provenance()["fingerprint"] == size_fp
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old modification time
+    assert ImageFolderSource(tmp_path / "f").provenance()["fingerprint"] != quick_fp
+    assert ImageFolderSource(tmp_path / "f", fingerprint="size").provenance()["fingerprint"] == size_fp
     assert ImageFolderSource(tmp_path / "f", fingerprint="sha256").provenance()["fingerprint"] != sha_fp
 
 

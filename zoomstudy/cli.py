@@ -1,6 +1,10 @@
 """`zoomstudy` command line: sweep, merge, summary, reproduce, profile, paper.
 
-Bad parameters end with one line on stderr (exit 2) before any compute; the rest is the package's.
+Each subcommand has a `validate_*` step that `main` runs before its `cmd_*`: it checks and normalises
+everything that can be checked without loading a model or opening the data (numbers, shards, scales,
+paths, names), so a bad parameter ends with one line on stderr and exit 2 at once, not after a model
+download. `cmd_sweep` then opens the data (row count and labels checked, nothing decoded) before it
+loads the model. A new option gets its check in its subcommand's validate_* function.
 """
 from __future__ import annotations
 
@@ -11,28 +15,121 @@ import sys
 from pathlib import Path
 
 
+class _Bad(ValueError):
+    """A parameter error found by a validate_* step (one line, exit 2)."""
+
+
 def _scales(text: str | None):
-    if text in (None, "", "paper"):
+    if text is None or text == "paper":
         return None
+    if not text.strip():
+        raise _Bad("--scales is empty; leave it out for the paper's 36 scales, or give integers such as 128,224,448")
     try:
-        return [int(s) for s in text.replace(",", " ").split()]
+        scales = [int(s) for s in text.replace(",", " ").split()]
     except ValueError:
-        raise ValueError(f"--scales must be integers separated by commas, got {text!r}") from None
+        raise _Bad(f"--scales must be integers separated by commas, got {text!r}") from None
+    if any(s < 1 for s in scales):
+        raise _Bad(f"--scales must be positive, got {text!r}")
+    return scales
+
+
+def _at_least(a, name: str, least: int) -> None:
+    value = getattr(a, name.lstrip("-").replace("-", "_"))
+    if value is not None and value < least:
+        raise _Bad(f"{name} must be >= {least}, got {value}")
+
+
+def _results_dir(path) -> None:
+    """A results directory that exists as a directory or can be created (no file on its way)."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise _Bad(f"--results-dir {p} is a file, not a directory")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise _Bad(f"--results-dir {p}: {parent} is a file, not a directory")
+            break
+
+
+def _dataset(spec: str, root: str | None) -> None:
+    """The dataset spec names something that exists (cheap checks: no listing, no decoding)."""
+    from zoomstudy.data import DATASETS, SOURCE_SCHEMES
+
+    if spec in DATASETS:
+        if root is not None and not Path(root).expanduser().exists():
+            raise _Bad(f"--root {root} does not exist")
+        return
+    scheme, sep, rest = spec.partition(":")
+    if sep and scheme == "world":
+        return
+    if sep and scheme in SOURCE_SCHEMES:
+        if scheme in ("csv", "folder"):
+            folder = rest if scheme == "folder" or Path(rest).exists() else rest.partition(":")[0]
+            if not folder or not Path(folder).expanduser().is_dir():
+                raise _Bad(f"--dataset {spec}: folder {folder or '(none)'} does not exist")
+        return
+    if Path(spec).expanduser().is_dir():
+        return
+    raise _Bad(f"unknown dataset {spec!r}: give a registry name ({', '.join(sorted(DATASETS))}), csv:DIR, "
+               f"folder:DIR, hf:REPO@REV:split, synthetic:N or world:REGIME")
+
+
+def _model(spec: str, checkpoint: str | None, label_space: str, device: str | None) -> None:
+    """Model name, checkpoint file, label space and device, checked without building anything."""
+    from zoomstudy.data.labels import get_label_space
+    from zoomstudy.models.loading import resolve_device, resolve_spec
+
+    if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
+        raise _Bad(f"--checkpoint {checkpoint} is not a file")
+    if not spec.startswith("world:"):
+        resolve_spec(spec)
+    get_label_space(label_space)
+    resolve_device(device)
+
+
+def validate_sweep(a) -> None:
+    """Check and normalise `zoomstudy sweep`'s arguments (a.shard -> (i, n), a.scales -> list or None)."""
+    from zoomstudy.study import make_grid
+    from zoomstudy.sweep.engine import check_sweep_args, parse_shard
+
+    a.shard = parse_shard(a.shard)
+    a.scales = _scales(a.scales)
+    for name, least in (("--batch-size", 1), ("--workers", 0), ("--max-images", 1), ("--grid", 1), ("--crop", 1)):
+        _at_least(a, name, least)
+    try:
+        check_sweep_args(batch_size=a.batch_size, workers=a.workers or 0, shard=a.shard, max_images=a.max_images,
+                         max_host_mb=a.max_host_mb, normalization=a.normalization)
+    except ValueError as e:
+        raise _Bad(str(e).replace("max_host_mb", "--max-host-mb")) from None
+    a.view_grid = make_grid(a.scales, a.grid, a.crop)
+    _results_dir(a.results_dir)
+    _dataset(a.dataset, a.root)
+    if a.fingerprint is not None and a.dataset.partition(":")[0] in ("synthetic", "world"):
+        raise _Bad(f"--fingerprint applies to data read from files, not to {a.dataset}")
+    _model(a.model, a.checkpoint, a.label_space, a.device)
 
 
 def cmd_sweep(a) -> int:
     from zoomstudy.study import ensure_results
-    from zoomstudy.sweep.engine import parse_shard
 
+    # ensure_results opens the data first (row count, pins and labels checked, nothing decoded), then
+    # loads the model in the dataset's own label space unless --label-space says otherwise; ReaL and
+    # IN+ReaL come back as the val result set, relabelled.
     rs = ensure_results(
-        a.model, a.dataset, checkpoint=a.checkpoint, root=a.root, scales=_scales(a.scales), grid=a.grid,
-        crop=a.crop, results_dir=a.results_dir, label_space=a.label_space, max_images=a.max_images,
+        a.model, a.dataset, checkpoint=a.checkpoint, root=a.root, scales=a.scales, grid=a.grid, crop=a.crop,
+        results_dir=a.results_dir, label_space=a.label_space, max_images=a.max_images,
         pretrained=not a.no_pretrained, device=a.device, batch_size=a.batch_size, workers=a.workers,
-        progress=not a.quiet, shard=parse_shard(a.shard), normalization=a.normalization,
-        tta=not a.no_tta,
+        progress=not a.quiet, data_kw={} if a.fingerprint is None else {"fingerprint": a.fingerprint},
+        shard=a.shard, normalization=a.normalization, tta=not a.no_tta, max_host_mb=a.max_host_mb,
     )
     print(json.dumps(rs.summary()))
     return 0
+
+
+def validate_merge(a) -> None:
+    _at_least(a, "--shards", 1)
+    if not (Path(a.result_set) / "settings.json").is_file():
+        raise _Bad(f"{a.result_set} is not a result set (no settings.json)")
 
 
 def cmd_merge(a) -> int:
@@ -41,6 +138,11 @@ def cmd_merge(a) -> int:
     rs = merge(ResultSet(Path(a.result_set)), a.shards)
     print(json.dumps(rs.summary()))
     return 0
+
+
+def validate_summary(a) -> None:
+    if not Path(a.results_dir).is_dir():
+        raise _Bad(f"{a.results_dir} is not a directory")
 
 
 def cmd_summary(a) -> int:
@@ -83,6 +185,18 @@ def cmd_reproduce(a) -> int:
                       overrides=overrides or None, progress=not a.quiet)
     print(f"reports: {index}")
     return 0
+
+
+def validate_profile(a) -> None:
+    for name, least in (("--batch-size", 1), ("--workers", 0), ("--max-images", 1), ("--grid", 1), ("--crop", 1),
+                        ("--zoom-maps", 0)):
+        _at_least(a, name, least)
+    if a.scales not in (None, "paper"):
+        _scales(a.scales)
+    if a.results_dir is not None:
+        _results_dir(a.results_dir)
+    if a.checkpoint is not None and not Path(a.checkpoint).expanduser().is_file():
+        raise _Bad(f"--checkpoint {a.checkpoint} is not a file")
 
 
 def cmd_profile(a) -> int:
@@ -130,6 +244,19 @@ def cmd_profile(a) -> int:
     return 1 if failures else 0
 
 
+def validate_paper(a) -> None:
+    """`zoomstudy paper`: numbers, shard, scales and the results folder, before any data or model."""
+    from zoomstudy.study import make_grid
+    from zoomstudy.sweep.engine import parse_shard
+
+    parse_shard(a.shard)
+    for name, least in (("--batch-size", 1), ("--workers", 0), ("--max-images", 1), ("--grid", 1), ("--crop", 1),
+                        ("--hard-rows", 1)):
+        _at_least(a, name, least)
+    make_grid(_scales(a.scales), a.grid, a.crop)
+    _results_dir(a.results_dir)
+
+
 def cmd_paper(a) -> int:
     """The paper as a matrix: preflight (data found / missing / cost), then every runnable sweep."""
     from zoomstudy import matrix
@@ -165,8 +292,15 @@ def cmd_paper(a) -> int:
     return 1 if done["status"].str.startswith("failed").any() else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line too (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoomstudy", description=__doc__.splitlines()[0])
+    p = _Parser(prog="zoomstudy", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sweep", help="run (or resume) one model over one dataset and one view grid")
@@ -189,19 +323,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--normalization", default="imagenet", choices=["imagenet", "model"])
     s.add_argument("--no-tta", action="store_true", help="skip the 5/10-crop views")
     s.add_argument("--shard", help="i/n: this process's share (default: the torchrun rank)")
+    s.add_argument("--fingerprint", choices=["quick", "sha256", "size"],
+                   help="how image files enter the data's fingerprint (the result set's key): quick (default: "
+                        "size, modification time, first and last 64 KiB), sha256 (every byte; copies of the data "
+                        "share a key even without their modification times), size (weak)")
+    s.add_argument("--max-host-mb", type=float, help="bound on the sweep's own host memory in MiB (default 2048)")
     s.add_argument("--quiet", action="store_true")
-    s.set_defaults(func=cmd_sweep)
+    s.set_defaults(func=cmd_sweep, validate=validate_sweep)
 
     m = sub.add_parser("merge", help="validate that the shards of a sweep hold every image once")
     m.add_argument("result_set")
     m.add_argument("--shards", type=int, required=True)
-    m.set_defaults(func=cmd_merge)
+    m.set_defaults(func=cmd_merge, validate=validate_merge)
 
     t = sub.add_parser("summary", help="Table 1 rows for stored result sets")
     t.add_argument("results_dir", nargs="?", default="results")
     t.add_argument("--model")
     t.add_argument("--dataset")
-    t.set_defaults(func=cmd_summary)
+    t.set_defaults(func=cmd_summary, validate=validate_summary)
 
     r = sub.add_parser("reproduce", help="run every notebook headless into a report site")
     r.add_argument("--profile", default="offline", help="offline (default, no network), local, quick, paper")
@@ -237,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-center-bias", type=float, help="exit 1 when the centre bias (pp) exceeds this")
     f.add_argument("--check", metavar="JSON", help="check an existing profile.json against the thresholds, run nothing")
     f.add_argument("--quiet", action="store_true")
-    f.set_defaults(func=cmd_profile)
+    f.set_defaults(func=cmd_profile, validate=validate_profile)
 
     q = sub.add_parser("paper", help="the paper as a matrix: preflight, then every (model, dataset) sweep of "
                        "Table 1 and the ImageNet-Hard runs that this machine has data for")
@@ -265,16 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-probe", action="store_true", help="skip the one-batch speed probe")
     q.add_argument("--dry-run", action="store_true", help="print the preflight only")
     q.add_argument("--quiet", action="store_true")
-    q.set_defaults(func=cmd_paper)
+    q.set_defaults(func=cmd_paper, validate=validate_paper)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or an argparse error (2, already printed in one line)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        validate = getattr(args, "validate", None)
+        if validate is not None:
+            validate(args)  # nothing loaded yet
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except (ValueError, OSError) as e:
+        msg = " ".join(str(e).split()) if str(e).strip() else type(e).__name__
         print(f"zoomstudy {args.command}: error: {msg}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,9 @@ Two layers, in this module because they share one contract (the `Sample`), and t
 * Sources (`ImageFolderSource`, `CsvSource`, `HFSource`, `ObjectNetSource`, `SyntheticSource`) share
   one interface: iterate `Sample`s (an undecodable image gives `Sample(image=None, error=reason)`,
   it does not stop a 50,000-image sweep), `len()`, `name`, `provenance()` (JSON: kind, location,
-  revision, rows and a fingerprint that changes when the data changes) and `shard(index, count)`
+  revision, rows and a fingerprint that changes when the data changes: by default each file's size,
+  modification time and the sha256 of its first and last 64 KiB, see `FINGERPRINTS`) and
+  `shard(index, count)`
   (every count-th item, so that N workers split a dataset without coordination and the union is
   the whole).
 * `DATASETS` (in `registry`), the registry of the paper's datasets (SPEC sections 2 and 5): label
@@ -266,6 +268,19 @@ def parse_labels(value) -> tuple[int, ...]:
     return tuple(sorted(set(items)))
 
 
+#: Labels are ImageNet-1k indices (whatever the label space a dataset is scored in).
+N_LABELS = N_IMAGENET_CLASSES
+
+
+def check_label_range(labels: Sequence[int], where: str) -> tuple[int, ...]:
+    """labels unchanged, or ValueError naming `where` when one is not an ImageNet-1k index (0-999)."""
+    bad = [v for v in labels if not 0 <= v < N_LABELS]
+    if bad:
+        raise ValueError(f"{where}: label {bad[0]} is outside the label space: labels are ImageNet-1k indices "
+                         f"0..{N_LABELS - 1}")
+    return tuple(labels)
+
+
 @functools.lru_cache(maxsize=1)
 def real_labels() -> tuple[tuple[int, ...], ...]:
     """ImageNet-ReaL label sets of the 50,000 val images, in ILSVRC2012_val_00000001.. order.
@@ -297,6 +312,22 @@ def _size_token(path: Path) -> str:
     return str(path.stat().st_size)
 
 
+#: Bytes hashed at each end of a file by the default ("quick") fingerprint.
+EDGE_BYTES = 64 * 1024
+
+
+def _quick_token(path: Path) -> str:
+    """size, mtime (ns) and the sha256 of the first and last EDGE_BYTES (the whole file up to 128 KiB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        h.update(f.read(EDGE_BYTES))
+        if st.st_size > EDGE_BYTES:
+            f.seek(max(EDGE_BYTES, st.st_size - EDGE_BYTES))
+            h.update(f.read(EDGE_BYTES))
+    return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()[:32]}"
+
+
 def _sha256_token(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -305,12 +336,19 @@ def _sha256_token(path: Path) -> str:
     return h.hexdigest()
 
 
-#: How a file enters a content fingerprint: its size (cheap: one stat) or its bytes (exact, slower).
-FINGERPRINTS: dict[str, Callable[[Path], str]] = {"size": _size_token, "sha256": _sha256_token}
+#: How a file enters a content fingerprint.
+#: "quick" (default): size + modification time (ns) + sha256 of the first and last 64 KiB. Sees any
+#:   replacement or edit that changes the size, the time, or either end (every byte of a file up to
+#:   128 KiB); misses only a same-size edit confined to the middle of a larger file whose modification
+#:   time was put back. Copies share it only when they keep modification times (rsync -a, cp -p, tar).
+#: "sha256": every byte; exact, copies always share it, reads the whole dataset.
+#: "size": one stat; misses any same-size replacement (kept for old result sets).
+FINGERPRINTS: dict[str, Callable[[Path], str]] = {"quick": _quick_token, "sha256": _sha256_token, "size": _size_token}
+DEFAULT_FINGERPRINT = "quick"
 
 
 def _files_fingerprint(files: Iterable[tuple[str, Path]], method: str, prefix: bytes = b"") -> str:
-    """sha256 over sorted (relative path, size-or-hash) lines; a missing file hashes as 'missing'."""
+    """sha256 over sorted (relative path, file token) lines; a missing file hashes as 'missing'."""
     token = FINGERPRINTS[method]
     h = hashlib.sha256(prefix)
     for rel, path in sorted(files, key=lambda t: t[0]):
@@ -391,6 +429,15 @@ class Source:
         if self._records is not None:
             return iter(self._records[index::count])
         return itertools.islice(self._stream(), index, None, count)
+
+    def iter_records(self) -> Iterator[Record]:
+        """This shard's records in order, without decoding anything (streaming sources too); pass one to
+        `sample` to decode it. How a DataLoader worker decodes only its own share of a stream."""
+        return self._iter_records()
+
+    def sample(self, record: Record) -> Sample:
+        """The Sample of one record of this source (decodes its image; an unreadable one gives error)."""
+        return self._sample(record)
 
     def records(self) -> list[Record]:
         """This shard's records (ids, labels, meta) without decoding anything; indexed sources only."""
@@ -540,6 +587,8 @@ def _integer_labels(folders: list[str]) -> dict[str, int]:
     bad = [f for f in folders if not f.isdigit()]
     if bad:
         raise ValueError(f"folders are not class indices: {bad[:5]}")
+    for f in folders:
+        check_label_range((int(f),), f"class folder {f!r}")
     return {f: int(f) for f in folders}
 
 
@@ -571,7 +620,8 @@ class ImageFolderSource(Source):
     classes: None picks the labeling from the folder names ("synsets" when every folder is an
     ImageNet synset, "integers" when every folder is a number, else "sorted"); a name of
     `FOLDER_LABELINGS` forces one; a list gives the class order explicitly (label = position).
-    fingerprint: "size" (relative path + size of every file) or "sha256" (file contents).
+    fingerprint: how each file enters the content fingerprint, a name of `FINGERPRINTS` ("quick" by
+    default: size, modification time, first and last 64 KiB; "sha256": every byte).
     """
 
     kind = "folder"
@@ -581,7 +631,7 @@ class ImageFolderSource(Source):
         root: str | os.PathLike,
         classes: Sequence[str] | str | None = None,
         *,
-        fingerprint: str = "size",
+        fingerprint: str = DEFAULT_FINGERPRINT,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
     ):
         root = Path(root).expanduser()
@@ -653,7 +703,7 @@ class ObjectNetSource(Source):
 
     kind = "objectnet"
 
-    def __init__(self, root: str | os.PathLike, *, one_to_one: bool = False, fingerprint: str = "size"):
+    def __init__(self, root: str | os.PathLike, *, one_to_one: bool = False, fingerprint: str = DEFAULT_FINGERPRINT):
         root = Path(root).expanduser()
         folder_map_path = root / "mappings" / "folder_to_objectnet_label.json"
         if not (root / "images").is_dir() or not folder_map_path.is_file():
@@ -710,7 +760,7 @@ class CsvSource(Source):
         file_column: str = "file",
         label_column: str = "label",
         *,
-        fingerprint: str = "size",
+        fingerprint: str = DEFAULT_FINGERPRINT,
     ):
         root = Path(root).expanduser()
         if not root.is_dir():
@@ -740,6 +790,7 @@ class CsvSource(Source):
                 labels = parse_labels(row[label_column])
             except ValueError as e:
                 raise ValueError(f"CsvSource: {csv_path}:{line}: {e}") from None
+            check_label_range(labels, f"CsvSource: {csv_path}:{line} ({file})")
             meta = {k: v for k, v in row.items() if k not in (file_column, label_column) and k is not None}
             records.append(Record(file, root / file, labels, meta))
         if not records:
@@ -812,8 +863,10 @@ class HFSource(Source):
     any image is decoded. Images are read undecoded (`datasets.Image(decode=False)`) and decoded by
     `load_image`, so a broken row gives an error Sample. Image id: the `id_column` value, else the row
     index. Columns other than image and label go to Sample.meta (e.g. ImageNet-Hard's origin).
-    A local parquet file or folder works with `repo_id="parquet", data_files=PATH` (split "train").
-    Streaming shards skip rows of one stream (each shard reads the whole stream).
+    A local parquet file or folder works with `repo_id="parquet", data_files=PATH` (split "train"); its
+    files enter the fingerprint by `fingerprint` (see `FINGERPRINTS`).
+    Streaming shards skip rows of one stream (each shard reads the whole stream's rows, and decodes
+    only its own images).
     """
 
     kind = "hf"
@@ -831,7 +884,10 @@ class HFSource(Source):
         expected_rows: int | None = None,
         data_files=None,
         cache_dir: str | os.PathLike | None = None,
+        fingerprint: str = DEFAULT_FINGERPRINT,
     ):
+        _check_fingerprint_method("HFSource", fingerprint)
+        self.fingerprint_method = fingerprint
         split_files = _expand_data_files(data_files)
         is_local = split_files is not None or repo_id in _PACKAGED_BUILDERS or Path(repo_id).expanduser().exists()
         if not is_local and not revision:
@@ -919,6 +975,7 @@ class HFSource(Source):
             labels = parse_labels(row[self.label_column])
         except ValueError as e:
             raise ValueError(f"HFSource({self.repo_id}): row {position}: {e}") from None
+        check_label_range(labels, f"HFSource({self.repo_id}): row {position}")
         skip = (self.image_column, self.label_column)
         keep = self._meta_columns
         meta = {k: v for k, v in row.items() if k not in skip and (keep is None or k in keep)}
@@ -940,7 +997,8 @@ class HFSource(Source):
             base = os.path.commonpath([str(f.resolve().parent) for f in self._data_files])
             files = [(os.path.relpath(f.resolve(), base), f) for f in self._data_files]
             location = [str(f.resolve()) for f in self._data_files]
-            method, digest = "sha256 over sorted (relative data file, size)", _files_fingerprint(files, "size")
+            method = f"sha256 over sorted (relative data file, {self.fingerprint_method})"
+            digest = _files_fingerprint(files, self.fingerprint_method)
         else:
             location = self.repo_id
             key = [self.repo_id, self.resolved_revision or self.revision, self.split, self._rows, self._ds_fingerprint]
@@ -981,8 +1039,9 @@ class SyntheticSource(Source):
     def __init__(self, n: int = 16, *, size=(64, 48), n_classes: int = N_IMAGENET_CLASSES, seed: int = 0):
         if n < 0:
             raise ValueError(f"SyntheticSource: n must be >= 0, got {n}")
-        if n_classes < 1:
-            raise ValueError(f"SyntheticSource: n_classes must be >= 1, got {n_classes}")
+        if not 1 <= n_classes <= N_LABELS:
+            raise ValueError(f"SyntheticSource: n_classes must be in 1..{N_LABELS} (labels are ImageNet-1k indices), "
+                             f"got {n_classes}")
         self.size_range = self._size_range(size)
         super().__init__(f"synthetic-{n}")
         self.n, self.n_classes, self.seed = int(n), int(n_classes), int(seed)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,8 +194,17 @@ def file_sha256(path: str | Path) -> str:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's state_dict: the file itself or its "state_dict"/"model" entry, "module." stripped."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """A checkpoint's state_dict: the file itself or its "state_dict"/"model" entry, "module." stripped.
+
+    A file torch cannot read as weights (random bytes, a pickle of other objects, which the
+    weights-only unpickler refuses without running it) is a one-line ValueError.
+    """
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...: all one answer
+        first = " ".join(str(e).split())[:160]
+        raise ValueError(f"checkpoint {path} is not a weights file torch can read (a state_dict saved with "
+                         f"torch.save): {type(e).__name__}: {first}") from None
     if isinstance(ckpt, dict):
         for key in ("state_dict", "model"):
             if isinstance(ckpt.get(key), dict):
@@ -205,8 +215,29 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in ckpt.items()}
 
 
+def _keys_message(text: str, limit: int = 5) -> str:
+    """torch's multi-line load_state_dict error -> one line that keeps the key names (the first few of each kind)."""
+    parts = []
+    for kind, label in (("Missing key(s)", "missing"), ("Unexpected key(s)", "unexpected")):
+        m = re.search(re.escape(kind) + r' in state_dict: (.*?)(?:\.\s*$|\.\s*\n)', text, re.S | re.M)
+        if m:
+            keys = re.findall(r'"([^"]+)"', m.group(1))
+            more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+            parts.append(f"{label} {keys[:limit]}{more}")
+    sizes = re.findall(r"size mismatch for ([^:]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+                       r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)", text)
+    if sizes:
+        more = f" and {len(sizes) - 3} more" if len(sizes) > 3 else ""
+        parts.append("shapes differ: " + ", ".join(f"{k} {a} in the checkpoint, {b} in the model"
+                                                   for k, a, b in sizes[:3]) + more)
+    return "; ".join(parts) if parts else " ".join(text.split())[:300]
+
+
 def _load_strict(module: nn.Module, state_dict: dict, what: str) -> None:
-    result = module.load_state_dict(state_dict, strict=False)
+    try:
+        result = module.load_state_dict(state_dict, strict=False)
+    except RuntimeError as e:  # shapes that do not fit
+        raise ValueError(f"{what} does not fit the architecture: {_keys_message(str(e))}") from None
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
             f"{what} does not fit the architecture: missing {result.missing_keys[:5]}"
@@ -264,7 +295,15 @@ def _timm_build(name: str, weights: str | None, pretrained: bool, checkpoint: Pa
         try:
             module = timm.create_model(full, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)))
         except RuntimeError as e:
-            raise ValueError(f"checkpoint {checkpoint} does not fit timm:{full}: {str(e).splitlines()[0]}") from e
+            if "state_dict" not in str(e):  # torch could not read the file at all
+                raise ValueError(f"checkpoint {checkpoint} is not a weights file torch can read: "
+                                 f"{type(e).__name__}: {' '.join(str(e).split())[:160]}") from None
+            raise ValueError(f"checkpoint {checkpoint} does not fit timm:{full}: {_keys_message(str(e))}") from None
+        except (OSError, ValueError):
+            raise
+        except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, ...: a file that is no checkpoint
+            raise ValueError(f"checkpoint {checkpoint} is not a weights file torch can read: "
+                             f"{type(e).__name__}: {' '.join(str(e).split())[:160]}") from None
         weights_id, source = file_sha256(checkpoint), str(checkpoint)
     elif pretrained:
         module = _fetching(

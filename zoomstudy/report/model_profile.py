@@ -292,8 +292,9 @@ def compute_profile(
         "resolution_peak_size": None, "resolution_peak_accuracy": None, "resolution_train_size": train_size,
         "resolution_train_accuracy": None, "fixres_gain": None, "resolution_skipped_sizes": []})
 
-    key_settings = rs.settings["key"]
-    mprov, dprov = key_settings["model"], key_settings["dataset"]
+    from zoomstudy.sweep.store import provenance as stored_provenance
+
+    mprov, dprov = stored_provenance(rs.settings, "model"), stored_provenance(rs.settings, "dataset")
     from zoomstudy.report.tables import describe_data
 
     provenance = {

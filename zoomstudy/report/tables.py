@@ -172,8 +172,11 @@ def provenance_info(result_set, profile: str | None, checkpoint: str | None = No
         settings, stored = result_set, None
     else:
         settings, stored = result_set.settings, int(len(result_set.images()))
+    from zoomstudy.sweep.store import provenance
+
     key = settings["key"]
-    model, data, grid = key["model"], key["dataset"], ViewGrid.from_dict(key["grid"])
+    # the key's content plus where it ran (data path, device), which the store keeps outside the key
+    model, data, grid = provenance(settings, "model"), provenance(settings, "dataset"), ViewGrid.from_dict(key["grid"])
     info = {
         "profile": profile,
         "model": model.get("architecture") or f"{model.get('source')}:{model.get('name')}",
