@@ -294,6 +294,7 @@ def compute_profile(
 
     from zoomstudy.sweep.store import provenance as stored_provenance
 
+    key_settings = rs.settings["key"]
     mprov, dprov = stored_provenance(rs.settings, "model"), stored_provenance(rs.settings, "dataset")
     from zoomstudy.report.tables import describe_data
 
