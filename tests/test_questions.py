@@ -117,13 +117,17 @@ def test_context_model_loses_more_under_zoom_in(meas):
     assert lc > lo + 5, a.sentence
 
 
-def test_photo_one_crop_is_below_the_any_view_bound(models):
-    """The paper's gap, in miniature: on photo-like images the 1-crop view misses what some view finds."""
-    from zoomstudy.experiment.training import measure_regime
+def test_photo_one_crop_is_below_the_any_view_bound(models, cache, tmp_path):
+    """The paper's gap, in miniature: on photo-like images the 1-crop view misses what some view finds
+    (the rrc arm's cached model, opened by name and measured by the package's sweep)."""
+    from zoomstudy import study
+    from zoomstudy.sweep.engine import sweep
 
-    model = models[0][("rrc", 0)]
+    model = study.open_model("world:rrc", seed=0, training=CI_TRAINING, cache=cache, device="cpu")
     grid = world_grid(WorldSpec())
-    correct = measure_regime(model, WorldSource(WorldSpec(), 32, "photo", seed=1), grid)
+    rs = sweep(model, WorldSource(WorldSpec(), 32, "photo", seed=1), grid, tmp_path, workers=0, progress=False,
+               tta=False)
+    correct = rs.correct()
     one_crop = correct[:, grid.standard_view].mean()
     assert correct.any(1).mean() > one_crop + 0.1 and 0.2 < one_crop < 1.0
 
