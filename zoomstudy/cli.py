@@ -74,7 +74,7 @@ def _dataset(spec: str, root: str | None) -> None:
                f"folder:DIR, hf:REPO@REV:split, synthetic:N or world:REGIME")
 
 
-def _model(spec: str, checkpoint: str | None, label_space: str, device: str | None) -> None:
+def _model(spec: str, checkpoint: str | None, label_space: str | None, device: str | None) -> None:
     """Model name, checkpoint file, label space and device, checked without building anything."""
     from zoomstudy.data.labels import get_label_space
     from zoomstudy.models.loading import resolve_device, resolve_spec
@@ -83,7 +83,8 @@ def _model(spec: str, checkpoint: str | None, label_space: str, device: str | No
         raise _Bad(f"--checkpoint {checkpoint} is not a file")
     if not spec.startswith("world:"):
         resolve_spec(spec)
-    get_label_space(label_space)
+    if label_space is not None:  # None: the dataset's own, which the registry knows
+        get_label_space(label_space)
     resolve_device(device)
 
 
