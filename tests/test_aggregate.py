@@ -394,6 +394,7 @@ def test_notebook_runs_headless(swept, memo_df, store_dir, tmp_path):
     # the notebook resolves its profile itself (a known one); every value given here overrides the profile's
     params = {"profile": "offline", "model": MODEL, "pretrained": False, "dataset": f"synthetic:{N_IMAGES}",
               "scales": list(SCALES), "crop": 96, "memo_k": 2, "memo_seeds": [0], "memo_max_images": 2,
+              "memo_lr": 0.00025,  # the memo_df fixture's (MEMO's) step, not the offline profile's
               "results_dir": str(store_dir), "report_dir": str(out), "device": "cpu"}
     html = reports.run_notebook(REPO / "notebooks" / "03_test_time_augmentation.ipynb", out, params, cwd=tmp_path,
                                 timeout=600)

@@ -572,8 +572,8 @@ def test_per_origin_table_and_example_labels():
 class _Sweep:
     """What the findings functions read of a steps.Sweep."""
 
-    def __init__(self, correct, grid, random_weights=False):
-        self.correct, self.grid, self.random_weights = correct, grid, random_weights
+    def __init__(self, correct, grid, random_weights=False, n_classes=1000):
+        self.correct, self.grid, self.random_weights, self.n_classes = correct, grid, random_weights, n_classes
         self.info = {"model": "m", "dataset": "d"}
 
 
@@ -588,6 +588,12 @@ def test_findings_are_sentences_with_the_run_numbers():
                         "36 views would reach 75.0% (+50.0 points).")
     assert found[1].startswith("The greedy top-2 views reach 50.0%") and "3 views together" in found[1]
     assert steps.oracle_findings(table, _Sweep(c, GRID, True), 3, 2)[0].startswith("Random weights")
+    # with 12 classes, 36 guesses cover every label: the finding says the bound is saturated by chance
+    few = steps.oracle_findings(table, _Sweep(c, GRID, n_classes=12), 3, 2)[0]
+    assert few.endswith("(+50.0 points), but 36 random guesses among 12 classes would reach 100% too, so this bound "
+                        "is saturated by chance; the cross-validated top-N is the informative bound here.")
+    assert steps.chance_saturation(_Sweep(c, GRID, n_classes=72)) is not None  # 36 / 72 = 50%
+    assert steps.chance_saturation(_Sweep(c, GRID, n_classes=73)) is None
     summary = bounds.summarize(c, GRID, top_n=2)
     centre = steps.centre_findings(summary, _Sweep(c, GRID), top_n=2)
     assert centre[0].startswith("m on d: the per-anchor bound is 50.0% at the centre against 28.1% on average off-centre (+21.9 points).")

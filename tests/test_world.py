@@ -295,6 +295,7 @@ def ci_correct(ci_models, tmp_path_factory):
                                      cache=Path(info["path"]).parent, device="cpu")
             for a, b in zip(model.module.module.state_dict().values(), trained.state_dict().values()):
                 assert torch.equal(a.cpu(), b.cpu()), "open_model trained another model than the fixture's"
+            assert study.model_spec(model) == f"world:{r}"  # reports name it as open_model takes it
             rs = sweep(model, src, CI_GRID, store, workers=0, progress=False, tta=False)
             out[r] = rs.correct().reshape(N_TEST, CI_GRID.n_scales, 3, 3)
     return out

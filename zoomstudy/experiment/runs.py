@@ -107,7 +107,9 @@ def world_model(regime: str = "centered", *, seed: int = 0, training: Training =
         crop_pct=224 / 256,
         label_space=world_label_space(spec),
         device=dev,
-        architecture=f"world:{training.arch}",
+        # the name open_model takes for it (as "timm:NAME" for a timm model), which reports print;
+        # the network (training.arch) and the seed are in `name` and the weights id
+        architecture=f"world:{regime}" + ("" if spec.context == "none" else f":ctx-{spec.context}"),
     )
 
 

@@ -82,7 +82,12 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
             "04_imagenet_hard": {"dataset": "world-hard:150", "plain_protocol": "sweep",
                                  "compare_with": ["world-photo"]},
             "05_zoom_sensitivity": {"models": [], "checkpoints": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
-            "03_test_time_augmentation": {"memo_k": 4, "memo_seeds": [0, 1], "memo_max_images": 8},
+            # MEMO on all 96 images, the paper's K = 16, three view seeds. Its SGD step 0.00025 was tuned for
+            # ResNet-50 and moves this small CNN by nothing (MEMO = baseline on every image); on a held-out
+            # draw (96 photo-like images, seed 1) accuracy rises with the step and plateaus from 0.05
+            # (README, "The controlled experiment"), so the world uses 0.05.
+            "03_test_time_augmentation": {"memo_k": 16, "memo_seeds": [0, 1, 2], "memo_max_images": None,
+                                          "memo_lr": 0.05},
         },
         "local": {
             COMMON: {"model": "torchvision:squeezenet1_0",

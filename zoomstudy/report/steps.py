@@ -58,6 +58,26 @@ class Sweep:
 
         return is_random_weights(self.settings)
 
+    @property
+    def n_classes(self) -> int:
+        """Classes of the label space the predictions were scored in (1000 for ImageNet-1k, 12 on the world)."""
+        return int(self.settings["key"]["model"]["label_space"]["n_classes"])
+
+
+def chance_saturation(sweep) -> str | None:
+    """The clause a finding adds when a uniform guesser with as many tries as the grid has views would
+    reach the any-view bound too (Table 1's random row at 50% or more): with few classes, hundreds of
+    views cover every label by chance, so the bound says nothing about framing. None otherwise (with
+    ImageNet's 1000 classes the paper's 324 views give a guesser 32.4%)."""
+    from zoomstudy.analysis.bounds import random_bound
+
+    v, k = sweep.grid.n_views, sweep.n_classes
+    chance = random_bound(v, k)
+    if chance < 50:
+        return None
+    return (f"{v} random guesses among {k} classes would reach {chance:.0f}% too, so this bound is saturated by "
+            f"chance; the cross-validated top-N is the informative bound here")
+
 
 def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | None = None,
                label_space: str | None = None, verbose: bool = True) -> Sweep:
@@ -103,10 +123,12 @@ def oracle_findings(table: pd.DataFrame, sweep: Sweep, cover_length: int, top_n:
     out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
     std, upper = _acc(table, "standard"), _acc(table, "upper_all")
     if std is not None:
-        out.append(f"{where}: 1-crop accuracy is {std:.1f}%; the right framing among the {v} views would reach "
-                   f"{upper:.1f}% (+{upper - std:.1f} points).")
+        s = (f"{where}: 1-crop accuracy is {std:.1f}%; the right framing among the {v} views would reach "
+             f"{upper:.1f}% (+{upper - std:.1f} points)")
     else:
-        out.append(f"{where}: the right framing among the {v} views would reach {upper:.1f}% (the grid has no 1-crop view).")
+        s = f"{where}: the right framing among the {v} views would reach {upper:.1f}% (the grid has no 1-crop view)"
+    chance = chance_saturation(sweep)
+    out.append(s + (f", but {chance}." if chance else "."))
     topn, cv = _acc(table, "upper_topn"), _acc(table, "upper_topn_cv")
     if topn is not None:
         s = f"The greedy top-{top_n} views reach {topn:.1f}%"
@@ -182,7 +204,8 @@ def run_memo(p: Mapping[str, Any], label_space: str):
     table = memo.memo_table(a["model"], p["dataset"], a["checkpoint"], root=p["root"], pretrained=a["pretrained"],
                             label_space=label_space, device=p["device"], results_dir=p["results_dir"],
                           methods=p["memo_methods"], k=p["memo_k"], seeds=p["memo_seeds"], max_images=a["max_images"],
-                          resize=round(p["crop"] * 256 / 224), crop=p["crop"], progress=p.get("report_dir") is None)
+                          resize=round(p["crop"] * 256 / 224), crop=p["crop"], progress=p.get("report_dir") is None,
+                          **({} if p.get("memo_lr") is None else {"lr": float(p["memo_lr"])}))
     settings = table.attrs["settings"]
     print(memo.memo_description(settings))
     print(("Read back from " if table.attrs["reused"] else "Computed and stored in ") + table.attrs["path"])
@@ -294,7 +317,9 @@ def hard_findings(board: pd.DataFrame, ranking: pd.DataFrame, here: pd.DataFrame
     out.append(s + ".")
     upper = _acc(here, "upper_all")
     if upper is not None:
-        out.append(f"The right framing among {sweep.grid.n_views} views would solve {upper:.1f}% of these images.")
+        chance = chance_saturation(sweep)
+        out.append(f"The right framing among {sweep.grid.n_views} views would solve {upper:.1f}% of these images"
+                   + (f", but {chance}." if chance else "."))
     return out
 
 
