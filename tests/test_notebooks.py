@@ -648,3 +648,12 @@ def test_local_profile_points_at_the_real_data_kit(realdata):
     local = reports.resolve_parameters("local", "01_oracle_accuracy")
     assert Path(local["checkpoint"]).is_file()
     assert (Path(local["dataset"].removeprefix("csv:")) / "labels.csv").is_file()
+
+
+def test_world_data_is_described_by_its_split_seed_and_size():
+    from zoomstudy.experiment.world import WorldSource, WorldSpec
+    from zoomstudy.report import tables
+
+    prov = WorldSource(WorldSpec(), 5, "photo", seed=2).provenance()
+    assert tables.describe_data(prov) == "world-photo (procedural world, photo split, seed 2, 5 images)"
+    assert tables.describe_data({"name": "x"}) == "x"

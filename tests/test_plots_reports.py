@@ -184,6 +184,11 @@ def test_compare_table_styler_formats_and_colours_diffs():
     # the diff cells carry a background colour, the ours/paper cells do not
     styled_cells = set(re.findall(r"#(T_\w+_row\d+_col\d+)", html))
     assert styled_cells and all(cell.endswith("_col2") for cell in styled_cells)
+    # VGG-16 has no diff (ours missing): its cell is blank, not the colormap's black "bad" colour
+    rows = list(plots.compare_frame(OURS, PAPER, on=["model", "split"], value_cols=["top1"]).index)
+    vgg = rows.index(("VGG-16", "IN"))
+    css = re.search(rf"#T_\w+_row{vgg}_col2 {{(.*?)}}", html, re.S).group(1)
+    assert "transparent" in css and "#000000" not in css.split("transparent")[-1]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -419,6 +419,9 @@ def compare_table(
     lim = lim if lim > 0 else 1.0
     styler = frame.style.format(precision=precision, na_rep="-")
     styler = styler.background_gradient(cmap="RdBu", subset=diff_cols, vmin=-lim, vmax=lim)
+    # a missing diff (the paper has no such row) would take the colormap's "bad" colour, black: keep it blank
+    styler = styler.map(lambda v: "background-color: transparent; color: inherit" if pd.isna(v) else "",
+                        subset=diff_cols)
     if caption:
         styler = styler.set_caption(caption)
     return styler

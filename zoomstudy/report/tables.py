@@ -218,8 +218,11 @@ def describe_weights(model: Mapping, checkpoint: str | None = None) -> str:
 def describe_data(data: Mapping, used: int | None = None) -> str:
     """One phrase for a dataset provenance record: name, kind, size (and how many images were `used`
     when not all), where, revision, fingerprint."""
-    parts = [str(data.get("kind"))]
-    rows = data.get("rows")
+    world = data.get("source") == "zoomstudy.world"  # experiment.world.WorldSource.provenance()
+    kind = data.get("kind") or (f"procedural world, {data.get('split')} split, seed {data.get('seed')}" if world
+                                else None)
+    parts = [str(kind)] if kind else []
+    rows = data.get("rows") if data.get("rows") is not None else data.get("items")
     if used is not None and rows is not None and used != rows:
         parts.append(f"{used} of {rows} images")
     elif rows is not None:
@@ -236,7 +239,7 @@ def describe_data(data: Mapping, used: int | None = None) -> str:
         parts.append(f"generator seed {data['params'].get('seed')}")
     if data.get("fingerprint"):
         parts.append(f"fingerprint {str(data['fingerprint'])[:12]}")
-    return f"{data.get('name')} ({', '.join(parts)})"
+    return f"{data.get('name')} ({', '.join(parts)})" if parts else str(data.get("name"))
 
 
 def provenance_statement(info: Mapping) -> str:
