@@ -657,3 +657,16 @@ def test_world_data_is_described_by_its_split_seed_and_size():
     prov = WorldSource(WorldSpec(), 5, "photo", seed=2).provenance()
     assert tables.describe_data(prov) == "world-photo (procedural world, photo split, seed 2, 5 images)"
     assert tables.describe_data({"name": "x"}) == "x"
+
+
+def test_world_results_are_scored_in_the_worlds_own_classes():
+    """label_space_note stays silent for world data scored in the world's classes (not 'given explicitly')."""
+    from zoomstudy import study
+    from zoomstudy.experiment.world import WorldSource, WorldSpec
+
+    photo = WorldSource(WorldSpec(), 3, "photo").provenance()
+    used = {"model": {"label_space": {"name": "world-12"}}}
+    assert study.label_space_note({**used, "dataset": photo}) is None
+    assert study.label_space_note({**used, "dataset": {"name": "world-hard", "kind": "parquet"}}) is None
+    note = study.label_space_note({"model": {"label_space": {"name": "imagenet1k"}}, "dataset": photo})
+    assert note and "'world-12'" in note

@@ -221,7 +221,10 @@ def label_space_note(settings: dict) -> str | None:
     used = (key.get("model", {}).get("label_space") or {}).get("name")
     ds = key.get("dataset", {})
     name = ds.get("swept_as") or ds.get("name")
-    default = (ds.get("dataset") or {}).get("label_space") or resolve_label_space(name)
+    from zoomstudy.experiment.runs import world_data_label_space
+
+    default = (world_data_label_space(ds) or (ds.get("dataset") or {}).get("label_space")
+               or resolve_label_space(name))
     if used and used != default:
         return f"scored in label space {used!r}, not the dataset's own {default!r} (given explicitly)"
     return None

@@ -132,6 +132,19 @@ def open_world_model(spec: str, *, device=None, training: Training = Training(),
     return world_model(regime, device=device, training=training, spec_kw=spec_kw, **world_kw)  # seed=, cache=
 
 
+def world_data_label_space(record: dict) -> str | None:
+    """The label space world images are scored in (the world's own classes: "world-12"), from a result
+    set's dataset record; None when the record is not world data. World sources record their spec;
+    world-hard (a parquet source) is drawn from the default world."""
+    from zoomstudy.experiment.world import WorldSpec
+
+    if record.get("source") == "zoomstudy.world":
+        return world_label_space(WorldSpec.from_dict(record["spec"])).name
+    if str(record.get("name", "")).split(":")[0] in WORLD_DATA:
+        return world_label_space(WorldSpec()).name
+    return None
+
+
 #: World data specs of study.open_data: name -> (split, default number of images).
 WORLD_DATA = {"world-test": ("test", 48), "world-photo": ("photo", 96), "world-hard": ("hard", 400)}
 
