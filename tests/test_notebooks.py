@@ -670,3 +670,38 @@ def test_world_results_are_scored_in_the_worlds_own_classes():
     assert study.label_space_note({**used, "dataset": {"name": "world-hard", "kind": "parquet"}}) is None
     note = study.label_space_note({"model": {"label_space": {"name": "imagenet1k"}}, "dataset": photo})
     assert note and "'world-12'" in note
+
+
+def test_hard_ranking_places_the_run_beside_the_paper_or_the_world_models(monkeypatch):
+    """ImageNet data: beside the paper's models. world-hard: beside the other world models trained here
+    (this run's own model appears once, as this run), and the finding says which."""
+    from zoomstudy.analysis import hard
+    from zoomstudy.experiment import hard_set
+    from zoomstudy.report import steps
+
+    plain = pd.DataFrame({"correct": [True, False, False, False], "origin": ["a", "b", "a", "b"]})
+    board = hard.leaderboard({"world-rrc-cnn-s0": plain})  # 25%
+    sweep = _Sweep(np.zeros((4, 36), bool), GRID, n_classes=12)
+    sweep.settings = {"key": {"model": {"name": "world-rrc-cnn-s0"}}}
+    sweep.info = {"model": "world:rrc", "dataset": "world-hard"}
+
+    paper_rank = steps.hard_ranking(board, sweep, "imagenet-hard")
+    assert paper_rank.attrs["reference"] == f"the paper's {len(paper.IMAGENET_HARD)} models"
+
+    def fake_board(source, alpha=0.05, **kw):
+        results = {"world-centered-cnn-s0": pd.DataFrame({"correct": [True, True, False, False]}),  # 50%
+                   "world-left-cnn-s0": pd.DataFrame({"correct": [False] * 4}),  # 0%
+                   "world-rrc-cnn-s0": plain}  # this run's own model: not listed twice
+        return hard.leaderboard(results, alpha=alpha), None
+
+    monkeypatch.setattr(hard_set, "world_hard_leaderboard", fake_board)
+    monkeypatch.setattr("zoomstudy.study.open_data", lambda spec, root=None: object())
+    rank = steps.hard_ranking(board, sweep, "world-hard:150")
+    assert list(rank["model"]) == ["world-centered-cnn-s0", "world-rrc-cnn-s0 (this run)", "world-left-cnn-s0"]
+    assert list(rank["source"]) == ["world model (seed 0)", "this run", "world model (seed 0)"]
+    assert rank.attrs["reference"] == "the 2 other world models trained here (seed 0)"
+    here = pd.DataFrame({"key": ["upper_all"], "accuracy": [75.0]})
+    found = steps.hard_findings(board, rank, here, sweep)
+    assert found[0] == ("world:rrc on world-hard (4 images): plain 1-crop top-1 25.0%, place 2 of 3 beside the 2 other "
+                        "world models trained here (seed 0).")
+    assert found[1].startswith("The right framing among 36 views would solve 75.0% of these images, but 36 random")

@@ -263,6 +263,12 @@ def test_bar_with_ci_bars_and_error_bars():
     assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # beside the bars
     single = plots.bar_with_ci(df[df.model == "R50"], "origin", "acc", "lo", "hi")
     assert len(single.axes[0].patches) == 3
+    # a leaderboard (one row per x) coloured by source: each bar centred on its category, full width
+    board = pd.DataFrame({"model": ["a", "b", "c"], "source": ["paper", "this run", "paper"], "acc": [30.0, 20, 10]})
+    board["lo"], board["hi"] = board["acc"] - 1, board["acc"] + 1
+    bars = plots.bar_with_ci(board, "model", "acc", "lo", "hi", hue="source").axes[0].patches
+    assert sorted(round(b.get_x() + b.get_width() / 2, 6) for b in bars) == [0, 1, 2]
+    assert {round(b.get_width(), 6) for b in bars} == {0.76}
     with pytest.raises(ValueError, match="lo <= acc <= hi"):
         plots.bar_with_ci(df.assign(lo=df["acc"] + 1), "origin", "acc", "lo", "hi", hue="model")
 

@@ -614,18 +614,20 @@ def bar_with_ci(
     cats = _unique(df[x])
     hues = _unique(df[hue]) if hue else [None]
     colors = sns.color_palette(PALETTE, len(hues))
-    width = 0.8 / len(hues)
+    # one bar per category (a leaderboard coloured by source): full-width bars at the category, no gaps
+    single = hue is not None and not df.duplicated([x]).any()
+    width = 0.8 if single else 0.8 / len(hues)
     pos = {c: i for i, c in enumerate(cats)}
     with _styled():
         owned = ax is None
         if owned:
-            width_in = max(4.0, 0.6 * len(cats) * max(1.0, 0.6 * len(hues)) + 1.5)
+            width_in = max(4.0, 0.6 * len(cats) * (1.0 if single else max(1.0, 0.6 * len(hues))) + 1.5)
             fig, ax = plt.subplots(figsize=(width_in, 3.8), layout="constrained")
         else:
             fig = ax.figure
         for j, h in enumerate(hues):
             d = df if h is None else df[df[hue] == h]
-            xs = np.array([pos[c] for c in d[x]], float) - 0.4 + width * (j + 0.5)
+            xs = np.array([pos[c] for c in d[x]], float) - 0.4 + width * ((0 if single else j) + 0.5)
             yv = d[y].to_numpy(float)
             err = np.vstack([yv - d[lo].to_numpy(float), d[hi].to_numpy(float) - yv])
             ax.bar(xs, yv, width * 0.95, yerr=err, capsize=3, color=colors[j],

@@ -271,6 +271,43 @@ def plain_top1(p: Mapping[str, Any], sweep: Sweep, data_spec: str, data_root: st
     return plain, "Resize 256 + CenterCrop 224 with the model's preprocessing (hard.evaluate_plain)"
 
 
+#: How the notebook-04 ranking labels this run's rows.
+RUN_LABEL = "this run"
+
+
+def hard_ranking(board: pd.DataFrame, sweep: Sweep, data_spec: str, data_root: str | None = None, *,
+                 alpha: float = 0.05) -> pd.DataFrame:
+    """The leaderboard this run's plain 1-crop row is ranked in, tidy for `plots.bar_with_ci` (model,
+    source, top1, ci_low, ci_high, n, note; best first), its attrs["reference"] naming the other rows.
+
+    ImageNet-Hard (or any ImageNet-labelled set): beside the paper's models (`tables.hard_leaderboard_table`).
+    world-hard: beside the world models trained here, the seed-0 model of every training regime
+    (`hard_set.world_hard_leaderboard`, the same plain pipeline; the seed-1 models chose the images, so
+    none of these did), measured on the same images; this run's own model is its row, not a duplicate.
+    12-class world models have no place among ImageNet models.
+    """
+    from zoomstudy import study
+    from zoomstudy.report import tables
+
+    if str(data_spec).split(":")[0] != "world-hard":
+        ranking = tables.hard_leaderboard_table(board, run_label=RUN_LABEL)
+        ranking.attrs["reference"] = f"the paper's {int((ranking['source'] == 'paper').sum())} models"
+        return ranking
+    from zoomstudy.experiment.hard_set import world_hard_leaderboard
+
+    world, _ = world_hard_leaderboard(study.open_data(data_spec, data_root), alpha=alpha)
+    mine = sweep.settings["key"]["model"]["name"]
+    rows = [{"model": r.model, "source": "world model (seed 0)", "top1": float(r.accuracy), "ci_low": float(r.ci_low),
+             "ci_high": float(r.ci_high), "n": int(r.n), "note": "trained here"}
+            for r in world.itertuples(index=False) if r.model != mine]
+    rows += [{"model": f"{r.model} ({RUN_LABEL})", "source": RUN_LABEL, "top1": float(r.accuracy),
+              "ci_low": float(r.ci_low), "ci_high": float(r.ci_high), "n": int(r.n), "note": ""}
+             for r in board.itertuples(index=False)]
+    ranking = pd.DataFrame(rows).sort_values("top1", ascending=False, kind="stable").reset_index(drop=True)
+    ranking.attrs["reference"] = f"the {len(rows) - len(board)} other world models trained here (seed 0)"
+    return ranking
+
+
 def per_origin_table(images: pd.DataFrame, correct: np.ndarray, plain: pd.DataFrame, alpha: float = 0.05
                      ) -> pd.DataFrame | None:
     """Per source set (ImageNet-Hard's origin column): 1-crop accuracy and the zoom bound (any view).
@@ -306,14 +343,14 @@ def hard_findings(board: pd.DataFrame, ranking: pd.DataFrame, here: pd.DataFrame
     leaderboard, and how far the zoom bound gets on these images."""
     out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
     r = board.iloc[0]
-    ours = ranking.index[ranking["source"] != "paper"]
+    ours = ranking.index[ranking["source"] == RUN_LABEL]
     place = int(ours[0]) + 1 if len(ours) else None
-    n_paper = int((ranking["source"] == "paper").sum())
+    reference = ranking.attrs.get("reference") or f"the paper's {int((ranking['source'] == 'paper').sum())} models"
     s = f"{sweep.info['model']} on {sweep.info['dataset']} ({int(r['n'])} images): plain 1-crop top-1 {r['accuracy']:.1f}%"
     if not math.isnan(r["paper_top1"]):
         s += f" (paper: {r['paper_top1']:.1f}%)"
     if place is not None:
-        s += f", place {place} beside the paper's {n_paper} models"
+        s += f", place {place} of {len(ranking)} beside {reference}"
     out.append(s + ".")
     upper = _acc(here, "upper_all")
     if upper is not None:
