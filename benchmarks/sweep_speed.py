@@ -108,9 +108,12 @@ def per_view_pil(model, tmp: Path, chunk: int) -> float:
         files.append(f)
     workers = args.workers if args.workers is not None else (8 if device.type == "cuda" else 1)
     loader = torch.utils.data.DataLoader(PerViewPIL(files), batch_size=min(chunk, 324), num_workers=workers)
+    batches = iter(loader)
+    model.logits(next(batches).to(device))  # worker start-up and the first batch: warm-up, not timed
+    sync()
     t = time.perf_counter()
     n = 0
-    for x in loader:
+    for x in batches:
         model.logits(x.to(device))
         n += len(x)
     sync()

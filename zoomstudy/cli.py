@@ -54,14 +54,15 @@ def _results_dir(path) -> None:
 def _dataset(spec: str, root: str | None) -> None:
     """The dataset spec names something that exists (cheap checks: no listing, no decoding)."""
     from zoomstudy.data import DATASETS, SOURCE_SCHEMES
+    from zoomstudy.data.registry import dataset_spec
 
-    if spec in DATASETS:
+    if dataset_spec(spec) is not None:  # a registry name or one of its aliases (imagenet-plus-real, ...)
         if root is not None and not Path(root).expanduser().exists():
             raise _Bad(f"--root {root} does not exist")
         return
-    scheme, sep, rest = spec.partition(":")
-    if sep and scheme == "world":
+    if spec.startswith("world"):  # the world's data (world:REGIME, world-photo:N, world-hard:N), as open_data routes it
         return
+    scheme, sep, rest = spec.partition(":")
     if sep and scheme in SOURCE_SCHEMES:
         if scheme in ("csv", "folder"):
             folder = rest if scheme == "folder" or Path(rest).exists() else rest.partition(":")[0]
@@ -105,7 +106,7 @@ def validate_sweep(a) -> None:
     a.view_grid = make_grid(a.scales, a.grid, a.crop)
     _results_dir(a.results_dir)
     _dataset(a.dataset, a.root)
-    if a.fingerprint is not None and a.dataset.partition(":")[0] in ("synthetic", "world"):
+    if a.fingerprint is not None and a.dataset.startswith(("synthetic", "world")):
         raise _Bad(f"--fingerprint applies to data read from files, not to {a.dataset}")
     _model(a.model, a.checkpoint, a.label_space, a.device)
 

@@ -68,7 +68,7 @@ from zoomstudy import __version__
 from zoomstudy.analysis import paper
 from zoomstudy.analysis.stats import accuracy_with_ci, bootstrap_ci, clopper_pearson, mcnemar_exact
 from zoomstudy.provenance import git_commit
-from zoomstudy.sweep.store import atomic_write
+from zoomstudy.sweep.store import atomic_write, settings_key
 from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, pil_to_tensor, resize_center_crop
 
 VIEW_KINDS = ("rrc", "augmix")
@@ -775,10 +775,9 @@ def memo_settings(model, source, *, methods, k, seeds, max_images, prior_n=16, l
         },
     }
     key = json.loads(json.dumps(key, default=str))
-    blob = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return {
         "key": key,
-        "key_hash": hashlib.sha256(blob.encode()).hexdigest()[:16],
+        "key_hash": settings_key({"key": key}),  # the result store's hash: same digest as before
         "git_commit": git_commit(),
         "host": {"platform": platform.platform(), "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

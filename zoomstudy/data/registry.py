@@ -516,12 +516,14 @@ class RelabelledResultSet(_ResultSet):
         self.dataset = DATASET_ALIASES.get(dataset, dataset)
         self._real = real
 
+    @functools.cached_property
     def _base(self) -> _ResultSet:
+        """The stored val result set, opened once (its scan cache then serves every read)."""
         return _ResultSet(self.path)
 
     @functools.cached_property
     def _relabelled(self):
-        images = self._base().images()
+        images = self._base.images()
         if not len(images):
             return images, set()
         new, keep = analysis_labels(self.dataset, images["image_id"].tolist(), images["labels"].tolist(), self._real)
@@ -530,7 +532,7 @@ class RelabelledResultSet(_ResultSet):
 
     @functools.cached_property
     def settings(self) -> dict:
-        s = copy.deepcopy(self._base().settings)
+        s = copy.deepcopy(self._base.settings)
         stored = s["key"]["dataset"].get("name")
         s["key"]["dataset"] = {**s["key"]["dataset"], "name": self.dataset, "swept_as": stored}
         s["analysis_relabel"] = {
@@ -549,16 +551,16 @@ class RelabelledResultSet(_ResultSet):
         return df[df["image_id"].isin(self._relabelled[1])].reset_index(drop=True)
 
     def errors(self):
-        return self._only_kept(self._base().errors())
+        return self._only_kept(self._base.errors())
 
     def groups(self):
-        return self._only_kept(self._base().groups())
+        return self._only_kept(self._base.groups())
 
     def views(self, columns=None):
-        return self._only_kept(self._base().views(columns))
+        return self._only_kept(self._base.views(columns))
 
     def predictions(self):
-        ids, top1, conf = self._base().predictions()
+        ids, top1, conf = self._base.predictions()
         kept = self._relabelled[1]
         keep = np.array([i in kept for i in ids], bool)
         return [i for i, k in zip(ids, keep) if k], top1[keep], conf[keep]

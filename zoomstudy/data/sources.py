@@ -268,16 +268,12 @@ def parse_labels(value) -> tuple[int, ...]:
     return tuple(sorted(set(items)))
 
 
-#: Labels are ImageNet-1k indices (whatever the label space a dataset is scored in).
-N_LABELS = N_IMAGENET_CLASSES
-
-
 def check_label_range(labels: Sequence[int], where: str) -> tuple[int, ...]:
     """labels unchanged, or ValueError naming `where` when one is not an ImageNet-1k index (0-999)."""
-    bad = [v for v in labels if not 0 <= v < N_LABELS]
+    bad = [v for v in labels if not 0 <= v < N_IMAGENET_CLASSES]
     if bad:
         raise ValueError(f"{where}: label {bad[0]} is outside the label space: labels are ImageNet-1k indices "
-                         f"0..{N_LABELS - 1}")
+                         f"0..{N_IMAGENET_CLASSES - 1}")
     return tuple(labels)
 
 
@@ -1039,8 +1035,8 @@ class SyntheticSource(Source):
     def __init__(self, n: int = 16, *, size=(64, 48), n_classes: int = N_IMAGENET_CLASSES, seed: int = 0):
         if n < 0:
             raise ValueError(f"SyntheticSource: n must be >= 0, got {n}")
-        if not 1 <= n_classes <= N_LABELS:
-            raise ValueError(f"SyntheticSource: n_classes must be in 1..{N_LABELS} (labels are ImageNet-1k indices), "
+        if not 1 <= n_classes <= N_IMAGENET_CLASSES:
+            raise ValueError(f"SyntheticSource: n_classes must be in 1..{N_IMAGENET_CLASSES} (labels are ImageNet-1k indices), "
                              f"got {n_classes}")
         self.size_range = self._size_range(size)
         super().__init__(f"synthetic-{n}")

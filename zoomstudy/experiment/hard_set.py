@@ -52,14 +52,19 @@ def hard_settings(n_per_origin: int, builders=BUILDERS, training: Training = Tra
             "builders": [[r, int(s)] for r, s in builders], "training": training.kwargs(0) | {"seed": None}}
 
 
-@torch.no_grad()
-def plain_predictions(module: torch.nn.Module, images: list, spec: WorldSpec = WorldSpec()) -> np.ndarray:
-    """Top-1 class of the plain 1-crop view (Resize round(56 * 256 / 224) + CenterCrop 56, bicubic,
-    the renderer of analysis.resolution) of each PIL image: int [n]."""
+def plain_inputs(images: list, spec: WorldSpec = WorldSpec()) -> torch.Tensor:
+    """The plain 1-crop view (Resize round(56 * 256 / 224) + CenterCrop 56, bicubic, the renderer of
+    analysis.resolution) of each PIL image, normalised: float [n, 3, 56, 56], rendered once for all models."""
     from zoomstudy.analysis.resolution import render_center_crop
     from zoomstudy.views import normalize, pil_to_tensor
 
-    x = torch.stack([normalize(render_center_crop(pil_to_tensor(im), spec.image_size)) for im in images])
+    return torch.stack([normalize(render_center_crop(pil_to_tensor(im), spec.image_size)) for im in images])
+
+
+@torch.no_grad()
+def plain_predictions(module: torch.nn.Module, images, spec: WorldSpec = WorldSpec()) -> np.ndarray:
+    """Top-1 class of each image's plain 1-crop view: int [n]. images: PIL images or `plain_inputs`' tensor."""
+    x = images if isinstance(images, torch.Tensor) else plain_inputs(images, spec)
     return module(x).argmax(1).numpy()
 
 
@@ -87,8 +92,9 @@ def build_world_hard(folder, n_per_origin: int = 400, *, builders=BUILDERS, trai
         images = [s.image for s in samples]
         labels = np.array([s.labels[0] for s in samples])
         wrong = np.ones(len(samples), bool)
+        x = plain_inputs(images)  # [n, 3, 56, 56], once for all builders
         for m in models:
-            wrong &= plain_predictions(m, images) != labels
+            wrong &= plain_predictions(m, x) != labels
         counts[origin] = {"candidates": len(samples), "kept": int(wrong.sum())}
         for i in np.flatnonzero(wrong):
             buf = io.BytesIO()
@@ -129,7 +135,11 @@ def open_world_hard(n_per_origin: int = 400, *, root=None, cache=None, builders=
     return HFSource("parquet", data_files=str(path), split="train", expected_rows=rows)
 
 
-def world_hard_leaderboard(source, arms=("centered", "anywhere", "multiscale", "rrc", "left"), seed: int = 0, *,
+#: The training regimes whose seed-0 models make the world-hard leaderboard.
+LEADERBOARD_ARMS = ("centered", "anywhere", "multiscale", "rrc", "left")
+
+
+def world_hard_leaderboard(source, arms=LEADERBOARD_ARMS, seed: int = 0, *,
                            training: Training = Training(), alpha: float = 0.05, cache=None):
     """Plain 1-crop accuracy of world models on a world-hard source with analysis.hard's pipeline
     (evaluate_plain with the world models' data config, leaderboard, per_origin_accuracy).
@@ -144,9 +154,7 @@ def world_hard_leaderboard(source, arms=("centered", "anywhere", "multiscale", "
     results, per_origin = {}, []
     for arm in arms:
         m = world_model(arm, seed=seed, training=training, cache=cache, device="cpu")
-        cfg = {"input_size": m.input_size, "crop_pct": m.crop_pct, "interpolation": m.interpolation,
-               "mean": m.mean, "std": m.std}
-        df = hard.evaluate_plain(m.logits, samples, cfg)
+        df = hard.evaluate_plain(m.logits, samples, m.data_config())
         results[m.name] = df
         per_origin.append(hard.per_origin_accuracy(df, alpha=alpha).assign(model=m.name))
     return hard.leaderboard(results, alpha=alpha), pd.concat(per_origin, ignore_index=True)

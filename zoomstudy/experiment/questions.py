@@ -18,7 +18,6 @@ beside the object decides the class, "context", or is present but irrelevant, "o
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -89,13 +88,16 @@ def arm_spec(arm: str, seed: int) -> WorldSpec:
 # ================================================================================================
 # Training (parallel, cached)
 # ================================================================================================
-def _train_one(job: tuple) -> dict:
-    """Worker: train (or load) one model with one thread; returns its metrics and CPU seconds."""
+def _train_one(job: tuple, keep: dict | None = None) -> dict:
+    """Worker: train (or load) one model with one thread; returns its metrics and CPU seconds (and puts
+    the model in `keep` under (arm, seed) when given, so that the caller need not load it again)."""
     from zoomstudy.experiment.training import get_or_train
 
     arm, seed, training, cache = job
     t0, c0 = time.perf_counter(), time.process_time()
-    _, metrics = get_or_train(arm_spec(arm, seed), cache=cache, threads=1, **training.kwargs(seed))
+    model, metrics = get_or_train(arm_spec(arm, seed), cache=cache, threads=1, **training.kwargs(seed))
+    if keep is not None:
+        keep[(arm, int(seed))] = model
     return {"arm": arm, "seed": int(seed), "cache": metrics["cache"], "val_accuracy": metrics["val_accuracy"],
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "path": metrics["path"]}
 
@@ -112,27 +114,32 @@ def train_arms(arms: Iterable[str], design: Design = Design(), *, workers: int |
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
 
-    from zoomstudy.experiment.training import get_or_train
+    from zoomstudy.experiment.training import get_or_train, weights_path
 
     arms = list(dict.fromkeys(arms))
     for a in arms:
         arm_spec(a, 0)  # validates the name before any training
     jobs = [(a, s, design.training, cache) for a in arms for s in design.seeds]
+    # only the models missing from the cache go to the worker processes; the cached ones load once, below
+    missing = [j for j in jobs if not weights_path(arm_spec(j[0], j[1]), cache=cache, **j[2].kwargs(j[1])).exists()]
     workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
-    if workers > 1 and len(jobs) > 1:
+    rows = {}
+    if workers > 1 and len(missing) > 1:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            rows = []
-            for r in pool.map(_train_one, jobs):
-                rows.append(r)
+            for r in pool.map(_train_one, missing):
+                rows[(r["arm"], r["seed"])] = r
                 if log:
                     log(f"{r['arm']} seed {r['seed']}: {r['cache']}, {r['cpu_s']:.1f} s CPU")
-    else:
-        rows = [_train_one(j) for j in jobs]
     models = {}
-    for a, s, training, _ in jobs:  # all cached now: load them here
-        m, _ = get_or_train(arm_spec(a, s), cache=cache, **training.kwargs(s))
-        models[(a, int(s))] = m.eval()
-    return models, pd.DataFrame(rows)
+    for job in jobs:  # trained by the workers or cached: load each once here (or train it here, one worker)
+        a, s = job[0], int(job[1])
+        if (a, s) in rows:
+            m, _ = get_or_train(arm_spec(a, s), cache=cache, **design.training.kwargs(s))
+        else:
+            rows[(a, s)] = _train_one(job, keep=models)
+            m = models.pop((a, s))
+        models[(a, s)] = m.eval()
+    return models, pd.DataFrame([rows[(a, int(s))] for a, s, _, _ in jobs])
 
 
 # ================================================================================================
@@ -216,9 +223,10 @@ def position_hits(modules: dict, spec: WorldSpec, positions: int = 5, n: int = 4
 
 
 @torch.no_grad()
-def resolution_hits(module, source, sizes) -> np.ndarray:
-    """bool [n_sizes, n_images]: Resize(round(s * 256 / 224)) + CenterCrop(s), the FixRes protocol of
-    analysis.resolution (the same renderer), at every test size s; the CNN's global pooling takes any size."""
+def resolution_hits(modules: dict, source, sizes) -> dict:
+    """{name: bool [n_sizes, n_images]}: Resize(round(s * 256 / 224)) + CenterCrop(s), the FixRes protocol
+    of analysis.resolution (the same renderer), at every test size s, each size's batch rendered once for
+    all models; the CNN's global pooling takes any size."""
     from zoomstudy.analysis.resolution import render_center_crop
     from zoomstudy.views import normalize, pil_to_tensor
 
@@ -227,10 +235,12 @@ def resolution_hits(module, source, sizes) -> np.ndarray:
         images.append(pil_to_tensor(s.image))
         labels.append(s.labels[0])
     y = torch.tensor(labels)
-    out = np.zeros((len(sizes), len(images)), bool)
-    for k, size in enumerate(sizes):
+    out = {k: np.zeros((len(sizes), len(images)), bool) for k in modules}
+    for i, size in enumerate(sizes):
         x = torch.stack([normalize(render_center_crop(im, int(size))) for im in images])
-        out[k] = (module(x.contiguous(memory_format=torch.channels_last)).argmax(1) == y).numpy()
+        x = x.contiguous(memory_format=torch.channels_last)  # [n, 3, size, size]
+        for k, m in modules.items():
+            out[k][i] = (m(x).argmax(1) == y).numpy()
     return out
 
 
@@ -243,11 +253,11 @@ def measure_arms(models: dict, arms: Iterable[str], design: Design = Design(), *
     rerun computes nothing): {"views": {arm: bool [S, N, scales, 3, 3]}, "positions": {arm: [S, P, P, n]},
     "resolution": {arm: [S, sizes, N]}}. Measurement images: n_test test images of each world (seed
     1, never seen in training; the same for every arm of a world)."""
-    from zoomstudy.experiment.training import get_or_train
+    from zoomstudy.experiment.training import weights_path
 
     arms = list(arms)
     grid = world_grid(WorldSpec())
-    paths = {(a, int(s)): get_or_train(arm_spec(a, s), cache=cache, **design.training.kwargs(s))[1]["path"]
+    paths = {(a, int(s)): str(weights_path(arm_spec(a, s), cache=cache, **design.training.kwargs(s)))
              for a in arms for s in design.seeds}
     kinds = {
         "views": ([a for a in arms if a in QUESTION_ARMS["zoom"] + QUESTION_ARMS["centre_bias"] + QUESTION_ARMS["context"]],
@@ -274,7 +284,7 @@ def measure_arms(models: dict, arms: Iterable[str], design: Design = Design(), *
                 elif kind == "positions":
                     got = position_hits(todo, test_spec, design.positions, design.n_probe)
                 else:
-                    got = {k: resolution_hits(m, src, design.sizes) for k, m in todo.items()}
+                    got = resolution_hits(todo, src, design.sizes)
                 for k, arr in got.items():
                     _save(files[k], arr)
             for k in keys:
@@ -414,8 +424,9 @@ def answer_zoom(meas: dict, design: Design = Design()) -> Answer:
 
 def _centre_bias(x: np.ndarray) -> float:
     """[S, N, scales, 3, 3] -> (pp) centre anchor's any-scale bound minus the mean of the 8 others."""
-    anchors = x.any(2).mean((0, 1))  # [3, 3]
-    return 100 * float(anchors[1, 1] - np.delete(anchors.ravel(), 4).mean())
+    from zoomstudy.analysis.bounds import center_bias
+
+    return center_bias(100 * x.any(2).mean((0, 1)))[2]  # anchors [3, 3]
 
 
 def answer_centre_bias(meas: dict, design: Design = Design()) -> Answer:
@@ -569,10 +580,6 @@ ANSWERS = {"zoom": answer_zoom, "centre_bias": answer_centre_bias, "positions": 
            "fixres": answer_fixres, "context": answer_context}
 
 
-def answer_all(meas: dict, design: Design = Design()) -> dict[str, Answer]:
-    return {k: f(meas, design) for k, f in ANSWERS.items()}
-
-
 def run_questions(design: Design = Design(), *, questions: Iterable[str] = tuple(QUESTION_ARMS), workers=None,
                   cache=None, log=None):
     """Train (cached), measure (cached) and answer: (answers {key: Answer}, training table)."""
@@ -654,19 +661,3 @@ def example_gallery(n: int = 6):
             images.append(pil_to_tensor(smp.image).numpy())
             names.append(f"{title}: {smp.meta['class_name']}")
     return plots.view_gallery(np.stack(images), names=names, ncols=n, title="world measurement images")
-
-
-def save_answers(answers: dict[str, Answer], path) -> None:
-    """The sentences and numbers as JSON (for provenance and the README)."""
-    def clean(o):
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        if isinstance(o, (np.floating, np.integer)):
-            return o.item()
-        return o
-
-    data = {k: {"question": a.question, "answer": a.sentence, "numbers": clean(a.numbers)} for k, a in answers.items()}
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)

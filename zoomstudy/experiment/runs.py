@@ -49,7 +49,7 @@ class WorldLabelSpace(LabelSpace):
 
 
 def world_label_space(spec) -> WorldLabelSpace:
-    ctx = "" if spec.context == "none" else f"-ctx-{spec.context}"
+    ctx = spec.context_tag
     return WorldLabelSpace(f"world-{spec.n_classes}{ctx}", np.arange(spec.n_classes), class_names=spec.class_names)
 
 
@@ -94,7 +94,7 @@ def world_model(regime: str = "centered", *, seed: int = 0, training: Training =
     module, _metrics = get_or_train(spec, cache=cache, **kw)
     dev = resolve_device(device)
     key = cache_key(train_settings(spec, **kw))
-    ctx = "" if spec.context == "none" else f"-ctx-{spec.context}"
+    ctx = spec.context_tag
     return LoadedModel(
         module=_OneThousand(module, spec.n_classes).eval().to(dev),
         name=f"world-{regime}{ctx}-{training.arch}-s{seed}",

@@ -328,6 +328,16 @@ def cache_key(settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def _weights_path(folder: Path, spec: WorldSpec, arch: str, settings: dict) -> Path:
+    return folder / f"{spec.regime}-{arch}-{cache_key(settings)}.pt"
+
+
+def weights_path(spec: WorldSpec, *, cache: str | os.PathLike | None = None, arch: str = "cnn", **kw) -> Path:
+    """Where `get_or_train(spec, cache=cache, arch=arch, **kw)` keeps the weights (they may not exist yet):
+    the model's identity without loading it. kw: the training settings of get_or_train."""
+    return _weights_path(cache_dir(cache), spec, arch, train_settings(spec, arch=arch, **kw))
+
+
 def get_or_train(
     spec: WorldSpec,
     *,
@@ -358,8 +368,8 @@ def get_or_train(
         images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
     )
     folder = cache_dir(cache)
-    stem = f"{spec.regime}-{arch}-{cache_key(settings)}"
-    weights, info = folder / f"{stem}.pt", folder / f"{stem}.json"
+    weights = _weights_path(folder, spec, arch, settings)
+    info = weights.with_suffix(".json")
     if not retrain and weights.exists() and info.exists():
         meta = json.loads(info.read_text())
         if meta.get("settings") != settings:

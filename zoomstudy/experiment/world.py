@@ -98,6 +98,11 @@ class WorldSpec:
     companion_distance: float = 0.9
     companion_palette: str = "by-kind"
 
+    @property
+    def context_tag(self) -> str:
+        """"" for the plain world, "-ctx-KIND" for a context world: the suffix of its names."""
+        return "" if self.context == "none" else f"-ctx-{self.context}"
+
     def __post_init__(self):
         object.__setattr__(self, "scale_range", tuple(float(x) for x in self.scale_range))
         object.__setattr__(self, "rrc_scale", tuple(float(x) for x in self.rrc_scale))
@@ -770,7 +775,7 @@ class WorldSource:
 
     @property
     def name(self) -> str:
-        ctx = "" if self.spec.context == "none" else f"-ctx-{self.spec.context}"
+        ctx = self.spec.context_tag
         if self.split in MEASURE_REGIMES:
             return f"world-{self.split}{ctx}"
         return f"world-train-{self.spec.regime}{ctx}"

@@ -265,19 +265,20 @@ class _Built:
     config: dict  # mean, std, input_size, interpolation, crop_pct
 
 
-def _timm_split(name: str, weights: str | None) -> tuple[str, str | None]:
-    """'resnet50.a1_in1k' -> ('resnet50', 'a1_in1k'); a tag in the name and in `weights` must agree."""
-    arch, _, tag = name.partition(".")
+def _split_tag(source: str, name: str, weights: str | None, sep: str) -> tuple[str, str | None]:
+    """'resnet50.a1_in1k' (timm, sep '.') -> ('resnet50', 'a1_in1k'), 'ViT-L-14@openai' (clip, sep '@') ->
+    ('ViT-L-14', 'openai'); a tag in the name and in `weights` must agree."""
+    arch, _, tag = name.partition(sep)
     tag = tag or None
     if tag and weights and tag != weights:
-        raise ValueError(f"timm:{name} names tag {tag!r} but weights={weights!r}")
+        raise ValueError(f"{source}:{name} names tag {tag!r} but weights={weights!r}")
     return arch, tag or weights
 
 
 def _timm_check(name: str, weights: str | None) -> None:
     import timm
 
-    arch, tag = _timm_split(name, weights)
+    arch, tag = _split_tag("timm", name, weights, ".")
     if not timm.is_model(arch):
         raise ValueError(f"unknown timm model {arch!r}")
     if tag and f"{arch}.{tag}" not in timm.list_pretrained(f"{arch}.*"):
@@ -288,7 +289,7 @@ def _timm_build(name: str, weights: str | None, pretrained: bool, checkpoint: Pa
     import timm
     import timm.data
 
-    arch, tag = _timm_split(name, weights)
+    arch, tag = _split_tag("timm", name, weights, ".")
     full = f"{arch}.{tag}" if tag else arch
     if checkpoint is not None:
         # timm's own file path: unwraps state_dict/model keys, strips "module.", applies the filter_fn
@@ -406,15 +407,6 @@ def _open_clip():
     return open_clip
 
 
-def _clip_split(name: str, weights: str | None) -> tuple[str, str | None]:
-    """'ViT-L-14@openai' -> ('ViT-L-14', 'openai'); a tag in the name and in `weights` must agree."""
-    arch, at, tag = name.partition("@")
-    tag = tag or None
-    if tag and weights and tag != weights:
-        raise ValueError(f"clip:{name} names pretrained tag {tag!r} but weights={weights!r}")
-    return arch, tag or weights
-
-
 def clip_templates() -> list[str]:
     """The prompt templates of CLIP models: OpenAI's 80 (SPEC 5), or the first N when
     $ZOOMSTUDY_CLIP_TEMPLATES=N. The shortcut exists for pipeline checks on a CPU (encoding
@@ -442,7 +434,7 @@ def _is_clip_arch(name: str) -> bool:
 
 
 def _clip_check(name: str, weights: str | None) -> None:
-    arch, tag = _clip_split(name, weights)
+    arch, tag = _split_tag("clip", name, weights, "@")
     open_clip = _open_clip()
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model {arch!r}; see open_clip.list_models()")
@@ -460,7 +452,7 @@ def _clip_build(name: str, weights: str | None, pretrained: bool, checkpoint: Pa
     from zoomstudy.models.clip import ZeroShotClassifier, preprocess_info
 
     open_clip = _open_clip()
-    arch, tag = _clip_split(name, weights)
+    arch, tag = _split_tag("clip", name, weights, "@")
     if checkpoint is not None:
         sha = file_sha256(checkpoint)
         model = open_clip.create_model(arch, pretrained=str(checkpoint))

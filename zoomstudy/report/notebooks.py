@@ -63,9 +63,6 @@ def _realdata_dir() -> str:
 
 def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
     rd = _realdata_dir()
-    # The one place to swap the offline data (e.g. for the controlled "world:" experiments): every
-    # notebook reads it through the `dataset` parameter.
-    offline_dataset = "world:centered"  # the controlled experiment's 48 test images
     # A reduced grid (6 scales x 3 x 3 = 54 views, zoom out to zoom in) for CPU runs of a few minutes.
     reduced_scales = [64, 128, 224, 256, 320, 448]
     # ImageNet-Hard for the local profile: a local copy named by $ZOOMSTUDY_IMAGENET_HARD, else the

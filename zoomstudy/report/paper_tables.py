@@ -10,7 +10,6 @@ as the paper did, with the paper's value and the difference in every cell.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 

@@ -293,10 +293,12 @@ def hard_ranking(board: pd.DataFrame, sweep: Sweep, data_spec: str, data_root: s
         ranking = tables.hard_leaderboard_table(board, run_label=RUN_LABEL)
         ranking.attrs["reference"] = f"the paper's {int((ranking['source'] == 'paper').sum())} models"
         return ranking
-    from zoomstudy.experiment.hard_set import world_hard_leaderboard
+    from zoomstudy.experiment.hard_set import LEADERBOARD_ARMS, world_hard_leaderboard
 
-    world, _ = world_hard_leaderboard(study.open_data(data_spec, data_root), alpha=alpha)
     mine = sweep.settings["key"]["model"]["name"]
+    own = sweep.settings["key"]["model"].get("architecture", "").removeprefix("world:")  # "rrc": not evaluated twice
+    world, _ = world_hard_leaderboard(study.open_data(data_spec, data_root), alpha=alpha,
+                                      arms=tuple(a for a in LEADERBOARD_ARMS if a != own))
     rows = [{"model": r.model, "source": "world model (seed 0)", "top1": float(r.accuracy), "ci_low": float(r.ci_low),
              "ci_high": float(r.ci_high), "n": int(r.n), "note": "trained here"}
             for r in world.itertuples(index=False) if r.model != mine]
@@ -405,7 +407,7 @@ def compute_profiles(p: Mapping[str, Any]) -> tuple[list, list[dict]]:
         profiles.append(prof)
         infos.append(info)
         print(info["statement"])
-        if tables.is_random(prof.result_set.settings):
+        if tables.is_random_weights(prof.result_set.settings):
             print(f"  {prof.label}: random weights, accuracies near chance are expected (a pipeline check).")
     g = profiles[0].grid
     print(f"{profiles[0].metrics['n_images']} images x {g.n_views} views "

@@ -36,8 +36,7 @@ import pandas as pd
 from zoomstudy.analysis import bounds as analysis
 from zoomstudy.analysis import paper
 from zoomstudy.analysis.stats import accuracy_with_ci, clopper_pearson
-# the one test of random weights, under the name the notebooks call (figures.is_random)
-from zoomstudy.provenance import is_random_weights as is_random
+from zoomstudy.provenance import is_random_weights
 from zoomstudy.views import GROUPS, ViewGrid
 
 #: Scheme of the offline ImageNet-Hard stand-in: "synthetic-hard:N" (see `make_hard_standin`).
@@ -207,7 +206,7 @@ def describe_weights(model: Mapping, checkpoint: str | None = None) -> str:
     """One phrase for the weights of a model provenance record ('random (untrained) weights', ...)."""
     arch = model.get("architecture") or f"{model.get('source')}:{model.get('name')}"
     wid = str(model.get("weights_id"))
-    if is_random(model):
+    if is_random_weights(model):
         return f"random (untrained {arch})"
     if model.get("source") == "checkpoint" or checkpoint:
         where = f" {Path(str(checkpoint)).name}" if checkpoint else ""
@@ -295,7 +294,7 @@ def _is_realdata(settings: Mapping) -> bool:
     """The run is the real-data kit's: its 100 ImageNet images with the real SqueezeNet weights."""
     model, data = settings["key"]["model"], settings["key"]["dataset"]
     return (data.get("kind") == "csv" and data.get("name") == "imagenet-sample" and data.get("rows") == 100
-            and model.get("name") == "squeezenet1_0" and not is_random(settings))
+            and model.get("name") == "squeezenet1_0" and not is_random_weights(settings))
 
 
 def reference_comparison(settings: Mapping, frame: pd.DataFrame, top_n: int = 36,
@@ -333,7 +332,7 @@ def reference_comparison(settings: Mapping, frame: pd.DataFrame, top_n: int = 36
         caption = (f"ours vs the real-data kit's reference figures ({paper.REALDATA_MODEL}, "
                    f"{paper.REALDATA_DATASET}); diff = ours - reference{subset}")
         return {"ours": mine, "paper": ref, "on": ["metric"], "value_cols": ["value"], "caption": caption}
-    if is_random(settings):
+    if is_random_weights(settings):
         return None
     pm, pdn = paper.paper_names(settings)
     ref = paper.TABLE1[(paper.TABLE1["model"] == pm) & (paper.TABLE1["dataset"] == pdn)]
@@ -478,7 +477,7 @@ def anchor_comparison(settings: Mapping, bounds: np.ndarray) -> dict | None:
     else:
         pm, pdn = paper.paper_names(settings)
         ref = paper.PER_ANCHOR[(paper.PER_ANCHOR["model"] == pm) & (paper.PER_ANCHOR["dataset"] == pdn)]
-        if ref.empty or is_random(settings):
+        if ref.empty or is_random_weights(settings):
             return None
         ref = ref[["row", "col", "bound"]]
         caption = f"per-anchor bound: ours vs paper ({pm}, {pdn}); diff = ours - paper"

@@ -363,11 +363,11 @@ def _render_into(fwd: "_Forwarder", item: _Item, grid: ViewGrid, device, render_
         views = render_windows(src, scale, tops, lefts, crop).reshape(g * g, 3, crop, crop).to(torch.uint8)
         _drop_render_plans()
         fwd.add_views(slot, s * g * g, views)
-    del src
-    if tta:
-        views = tta_crops(x, crop, grid.standard_scale, dtype=render_dtype).to(torch.uint8)
+    if tta:  # from the image already in the accumulation dtype (tta_crops' .to(dtype) is then a no-op)
+        views = tta_crops(src, crop, grid.standard_scale, dtype=render_dtype).to(torch.uint8)
         _drop_render_plans()
         fwd.add_views(slot, grid.n_views, views)
+    del src
 
 
 def activation_bytes(model, crop: int) -> int:
@@ -452,8 +452,8 @@ class _Forwarder:
     image's softmax rows are gathered in its own [n_total, 1000] buffer and handed to `done` (in the
     order the images were added) once all of its views have been through the model."""
 
-    def __init__(self, model, plan: "_ChunkPlan | int", n_total: int, mean, std, done):
-        self.plan = plan if isinstance(plan, _ChunkPlan) else _ChunkPlan(int(plan))
+    def __init__(self, model, plan: "_ChunkPlan", n_total: int, mean, std, done):
+        self.plan = plan
         self.chunk = self.plan.chunk
         self.model, self.n_total, self.mean, self.std, self.done = model, n_total, mean, std, done
         self.queue: list[tuple[int, int, torch.Tensor]] = []  # (slot, first view, uint8 [k, 3, c, c])

@@ -41,10 +41,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from zoomstudy.views import ViewGrid
+if TYPE_CHECKING:  # views imports torch: the store (and zoomstudy.data, which reads result sets) need not
+    from zoomstudy.views import ViewGrid
 
 #: Bump when the stored layout or the meaning of a column changes: old result sets then get new keys.
 #: 2: the key holds the data's content, not its path or the device; part names carry a process token.
@@ -183,17 +185,15 @@ class ResultSet:
 
     @property
     def grid(self) -> ViewGrid:
+        from zoomstudy.views import ViewGrid
+
         return ViewGrid.from_dict(self.settings["key"]["grid"])
 
     def record_run(self, prefix: str, token: str, info: dict) -> Path:
         """Write one process's provenance (host, device, data location, ...) to runs/<prefix>-<token>.json."""
         folder = self.path / "runs"
         folder.mkdir(exist_ok=True)
-        target = folder / f"{prefix}-{token}.json"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, target)
-        return target
+        return atomic_write(folder / f"{prefix}-{token}.json", json.dumps(info, indent=2, sort_keys=True, default=str))
 
     # ---- the protocol: lock, scan, clean, write ---------------------------------------------------
     @contextlib.contextmanager
@@ -366,9 +366,12 @@ class ResultSet:
         return done
 
     def next_part(self, prefix: str, token: str | None = None) -> str:
-        """The next part name of `prefix` (numbered after every part of it, committed or not)."""
-        existing = [i for i in self.scan().values() if i.prefix == prefix]
-        n = max((int(_PART_NAME.match(i.name)["n"]) for i in existing), default=-1) + 1
+        """The next part name of `prefix` (numbered after every part of it, committed or not). From the
+        file names alone: `scan` would check every committed part, once per part written (quadratic)."""
+        folder = self.path / "parts"
+        numbers = [int(m["n"]) for name in (os.listdir(folder) if folder.is_dir() else ()) if not name.startswith(".")
+                   and (m := _PART_NAME.match(name.split(".", 1)[0])) and m["prefix"] == prefix]
+        n = max(numbers, default=-1) + 1
         return f"{prefix}-{n:06d}" + (f"-{token}" if token else "")
 
     def _before_commit(self, part: str) -> None:
@@ -393,8 +396,6 @@ class ResultSet:
         problem = f"lost its {' and '.join(missing)} file(s)" if missing else None
         n_views = self._n_views()
         if problem is None and n_views is not None:
-            import pyarrow.parquet as pq
-
             n_ok = sum(bool(x) for x in images.column("ok").to_pylist()) if "ok" in images.column_names else images.num_rows
             rows = pq.read_metadata(self._file(part, "views")).num_rows
             if rows != n_views * n_ok:
