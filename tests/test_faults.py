@@ -496,9 +496,10 @@ def no_loading(monkeypatch):
 _real_open_data = study.open_data
 
 
-@pytest.fixture
-def files(tmp_path):
-    """A small CSV dataset, a file, a registry-shaped folder and bad checkpoints."""
+@pytest.fixture(scope="module")
+def _inputs(tmp_path_factory):
+    """A small CSV dataset, a file, a registry-shaped folder and bad checkpoints: built once, only read."""
+    tmp_path = tmp_path_factory.mktemp("inputs")
     data = _dataset(tmp_path / "data")
     bad_label = _dataset(tmp_path / "bad_label")
     (bad_label / "labels.csv").write_text("file,label\n0.jpg,1\n1.jpg,5000\n2.jpg,3\n")
@@ -517,7 +518,13 @@ def files(tmp_path):
     for i in range(3):
         (val / "n01440764" / f"ILSVRC2012_val_{i + 1:08d}.JPEG").write_bytes(_jpeg(40, 40, i))
     return {"data": data, "bad_label": bad_label, "file": a_file, "pickle": pickle_ckpt, "noise": noise, "val": val,
-            "ten_classes": ten_classes, "tmp": tmp_path}
+            "ten_classes": ten_classes}
+
+
+@pytest.fixture
+def files(_inputs, tmp_path):
+    """The shared inputs, and this test's own folder ("tmp") for what it writes."""
+    return {**_inputs, "tmp": tmp_path}
 
 
 #: (id, extra arguments, words the message must hold, what may be loaded: None / "data" / "model")
@@ -615,3 +622,14 @@ def test_a_good_sweep_from_the_cli_opens_the_data_before_the_model(files, tmp_pa
     assert summary["images"] == 3
     settings = json.loads((Path(summary["path"]) / "settings.json").read_text())
     assert settings["key"]["dataset"]["fingerprint_method"].endswith("sha256)")
+
+
+@pytest.mark.parametrize("spec", ["world-photo:96", "world-hard:150", "world:centered", "imagenet-plus-real",
+                                  "imagenet+real"])
+def test_the_cli_accepts_the_dataset_specs_open_data_accepts(spec):
+    """The CLI's cheap check routes a spec as study.open_data does (registry names and aliases, world data)."""
+    from zoomstudy import cli
+
+    cli._dataset(spec, None)  # no _Bad
+    with pytest.raises(cli._Bad, match="unknown dataset"):
+        cli._dataset("imagenet-vall", None)

@@ -439,10 +439,10 @@ def center_crop_offsets(width: int, height: int, scale: int, crop: int, center: 
     (SPEC 1.1 sizes); the geometry every "Resize, then centre crop" of the package shares."""
     if center not in CENTERS:
         raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
+    if center == "anchor":  # the middle window of the 3 x 3 grid
+        tops, lefts, _, _ = ViewGrid(scales=(scale,), crop=crop, grid=3).windows(width, height, scale)
+        return tops[1], lefts[1]
     W, H = resized_size(width, height, scale)
-    if center == "anchor":
-        tile_x, tile_y = W // 3, H // 3
-        return tile_y + tile_y // 2 - crop // 2, tile_x + tile_x // 2 - crop // 2
     return int(round((H - crop) / 2.0)), int(round((W - crop) / 2.0))
 
 

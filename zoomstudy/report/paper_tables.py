@@ -60,9 +60,10 @@ def table1_cells(results_dir: str | Path, models: Mapping[str, str] | None = Non
     Columns: model, dataset, status ('ok' or the how-to of a missing cell), n_images, label_space,
     n_classes, note (an explicitly different label space, ReaL relabelling), result_set (its path),
     then per metric m of `METRICS`: m (ours %), m_paper, m_diff; random_topn / random_all (Table 1's
-    'random' row for the cell's number of classes).
+    'random' row for the cell's number of classes); center_share (% of the greedy top-N views at the
+    centre anchor) and cover_length, from the same greedy cover (`bounds.summarize`, once per cell).
     """
-    from zoomstudy.analysis.bounds import random_bound, table1_row
+    from zoomstudy.analysis.bounds import summarize
     from zoomstudy.study import label_space_note
 
     models = dict(models or matrix.TABLE1_MODELS)
@@ -71,7 +72,8 @@ def table1_cells(results_dir: str | Path, models: Mapping[str, str] | None = Non
     for m, spec in models.items():
         for d, name in datasets.items():
             row = {"model": m, "dataset": d, "status": "ok", "n_images": 0, "label_space": None, "n_classes": np.nan,
-                   "note": "", "result_set": None, "random_topn": np.nan, "random_all": np.nan}
+                   "note": "", "result_set": None, "random_topn": np.nan, "random_all": np.nan,
+                   "center_share": np.nan, "cover_length": 0}
             rs = matrix.find_cell(results_dir, spec, name)
             if rs is None or not len(rs.images()):
                 row["status"] = how_to_get(name, spec, roots, data_dir)
@@ -80,8 +82,10 @@ def table1_cells(results_dir: str | Path, models: Mapping[str, str] | None = Non
             else:
                 correct = rs.correct()
                 grid = rs.grid
-                ours = table1_row(correct, grid, m, d, top_n=min(top_n, grid.n_views), folds=folds)
                 space = rs.settings["key"]["model"]["label_space"]
+                # one greedy cover per cell: the Table 1 bounds, the random row and the centre share
+                ours = summarize(correct, grid, n_classes=int(space["n_classes"]), top_n=min(top_n, grid.n_views),
+                                 folds=folds)
                 notes = [label_space_note(rs.settings) or ""]
                 if "analysis_relabel" in rs.settings:
                     r = rs.settings["analysis_relabel"]
@@ -91,12 +95,11 @@ def table1_cells(results_dir: str | Path, models: Mapping[str, str] | None = Non
                     notes.append(f"{grid.n_views}-view grid (the paper's has 324)")
                 row.update(n_images=int(correct.shape[0]), label_space=space["name"], n_classes=int(space["n_classes"]),
                            note="; ".join(n for n in notes if n), result_set=str(rs.path))
-                row["standard"] = ours["standard"]
-                row["upper_324"] = ours[f"upper_{grid.n_views}"]
-                row["upper_topn"] = ours["upper_topn"]
-                row["upper_topn_cv"] = ours["upper_topn_cv"]
-                row["random_topn"] = random_bound(min(top_n, grid.n_views), int(space["n_classes"]))
-                row["random_all"] = random_bound(grid.n_views, int(space["n_classes"]))
+                for k in ("standard", "upper_324", "upper_topn", "upper_topn_cv"):
+                    value = ours["upper_all" if k == "upper_324" else k]  # (acc, lo, hi), or None
+                    row[k] = value[0] if value is not None else np.nan
+                row.update(random_topn=ours["random_topn"], random_all=ours["random_all"],
+                           center_share=ours["center_share"], cover_length=ours["cover_length"])
             for k, (_, col) in METRICS.items():
                 row[f"{k}_paper"] = _paper_value(m, d, col)
                 row[f"{k}_diff"] = row[k] - row[f"{k}_paper"]
@@ -157,21 +160,12 @@ def anchor_grids(results_dir: str | Path, spec: str = "resnet50",
     return out
 
 
-def centre_share(cells: pd.DataFrame, top_n: int = 36) -> pd.DataFrame:
+def centre_share(cells: pd.DataFrame) -> pd.DataFrame:
     """Share of the greedy top-N views at the centre anchor per stored cell, and their mean (the
     paper averages over datasets and models: 26.65%; a uniform choice gives 100/9 = 11.1%)."""
-    from zoomstudy.analysis.bounds import summarize
-    from zoomstudy.sweep.store import ResultSet
-    from zoomstudy.data.registry import relabel_results
-
-    rows = []
-    for r in cells[cells["status"] == "ok"].itertuples(index=False):
-        name = matrix.TABLE1_DATASETS.get(r.dataset, r.dataset)
-        rs = relabel_results(ResultSet(Path(r.result_set)), name)
-        s = summarize(rs.correct(), rs.grid, top_n=min(top_n, rs.grid.n_views))
-        rows.append({"model": r.model, "dataset": r.dataset, "center_share": float(s["center_share"]),
-                     "cover_length": int(s["cover_length"])})
-    out = pd.DataFrame(rows, columns=["model", "dataset", "center_share", "cover_length"])
+    ok = cells[cells["status"] == "ok"]  # table1_cells computed each cell's cover (its first top_n views)
+    out = ok[["model", "dataset", "center_share", "cover_length"]].reset_index(drop=True)
+    out = out.astype({"center_share": float, "cover_length": int})
     # a cell whose cover is empty (no image solved by any view) has no share: left out of the mean
     out.attrs["mean"] = float(out["center_share"].mean()) if out["center_share"].notna().any() else np.nan
     out.attrs["n_cells"] = int(out["center_share"].notna().sum())
@@ -291,7 +285,7 @@ def the_paper(results_dir: str | Path, *, roots: Mapping[str, str] | None = None
         "table1": {m: table1_display(cells, m) for m in METRICS},
         "random": random_row(cells),
         "anchors": anchor_grids(results_dir, **how),
-        "centre": centre_share(cells, top_n),
+        "centre": centre_share(cells),
         "table4": table4(results_dir, **how),
         "table5": table5(results_dir),
         "hard": board,

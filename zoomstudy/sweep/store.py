@@ -444,16 +444,17 @@ class ResultSet:
             df = df.merge(self.grid.table(), on="view", how="left")
         return df
 
-    def _views_per_image(self, ok: list[str], v=None) -> None:
+    def _views_per_image(self, ok: list[str], v=None) -> np.ndarray:
         """IncompleteResults unless every decoded image (`ok`) has each view exactly once and nothing else
-        has views. v: the views table's image_id and view columns, when already read."""
+        has views. v: the views table's image_id and view columns, when already read. Returns each view
+        row's image index in `ok` (int64 [rows]), which `predictions` scatters by."""
         if v is None:
             v = self._read("views", ["image_id", "view"])
         n_views = self.grid.n_views
         if not len(v):
             if ok:
                 raise IncompleteResults(f"{self.path}: no views stored for {len(ok)} decoded image(s) (e.g. {ok[:3]})")
-            return
+            return np.zeros(0, np.int64)
         order = {k: i for i, k in enumerate(ok)}
         row = v["image_id"].map(order)
         if row.isna().any():
@@ -463,7 +464,8 @@ class ResultSet:
         view = v["view"].to_numpy().astype(np.int64)
         if ((view < 0) | (view >= n_views)).any():
             raise IncompleteResults(f"{self.path}: view indices outside 0..{n_views - 1}")
-        cells = np.bincount(row.to_numpy().astype(np.int64) * n_views + view, minlength=len(ok) * n_views)
+        row = row.to_numpy().astype(np.int64)
+        cells = np.bincount(row * n_views + view, minlength=len(ok) * n_views)
         cells = cells.reshape(len(ok), n_views)
         bad = np.nonzero((cells != 1).any(1))[0]
         if len(bad):
@@ -475,6 +477,7 @@ class ResultSet:
                 f"rows; e.g. {ids[:3]}, in part {where[0]}); to recompute them, delete parts/{where[0]}.* "
                 f"and {rerun_hint(part_owner(where[0])[0])}"
             )
+        return row
 
     def _parts_of(self, image_ids: list[str]) -> list[str]:
         import pyarrow.parquet as pq
@@ -493,11 +496,9 @@ class ResultSet:
         ok = [i for i, e in zip(ids, images.get("ok", [True] * len(ids))) if e]
         n_views = self.grid.n_views
         v = self._read("views", ["image_id", "view", "pred0", "prob0"])
-        self._views_per_image(ok, v)
+        row = self._views_per_image(ok, v)  # checked, and each row's image index
         if not len(v):
             return [], np.zeros((0, n_views), np.int16), np.zeros((0, n_views), np.float32)
-        order = {k: i for i, k in enumerate(ok)}
-        row = v["image_id"].map(order).to_numpy().astype(np.int64)
         top1 = np.empty((len(ok), n_views), np.int16)
         conf = np.empty((len(ok), n_views), np.float32)
         top1[row, v["view"].to_numpy()] = v["pred0"].to_numpy()
