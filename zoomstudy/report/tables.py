@@ -58,6 +58,7 @@ def make_hard_standin(folder: str | Path, n: int = 24, seed: int = 0, size=(96, 
     fingerprint is resumed, not recomputed. Open it with `open_source("csv:FOLDER")`.
     """
     from zoomstudy.data import SyntheticSource
+    from zoomstudy.data.labels import imagenet_class_names
     from zoomstudy.sweep.store import atomic_write
 
     if n < 1:
@@ -74,7 +75,9 @@ def make_hard_standin(folder: str | Path, n: int = 24, seed: int = 0, size=(96, 
         if not path.exists():
             atomic_write(path, lambda tmp: pixels[i].image.save(tmp, format="PNG"))
         rows.append({"file": name, "label": ";".join(map(str, labels)),
-                     "origin": STANDIN_ORIGINS[i % len(STANDIN_ORIGINS)], "english_label": class_name(labels[0])})
+                     "origin": STANDIN_ORIGINS[i % len(STANDIN_ORIGINS)],
+                     # ImageNet's name whatever model was opened last: these bytes are part of the data's key
+                     "english_label": imagenet_class_names()[labels[0]].split(",")[0].strip()})
     text = _csv_text(rows)
     target = folder / "labels.csv"
     if not target.exists() or target.read_text(encoding="utf-8") != text:
