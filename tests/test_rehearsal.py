@@ -323,6 +323,9 @@ def test_missing_dataset_cells_say_how_to_get_them(rehearsal, tmp_path):
     assert status["IN"].startswith("not run yet: zoomstudy paper --models resnet50")  # data there, sweep not run
     shown = paper_tables.table1_display(cells, "upper_topn_cv")
     assert shown.loc["ResNet-50", "IN-Sketch"] == status["IN-Sketch"]
+    missing = paper_tables.missing_cells(cells).set_index("dataset")  # one row per column, said once
+    assert len(missing) == 7 and missing.loc["IN-Sketch", "how to get them"] == status["IN-Sketch"]
+    assert missing.loc["IN", "models without data"] == "ResNet-50"
 
 
 @pytest.mark.slow

@@ -107,6 +107,17 @@ def table1_cells(results_dir: str | Path, models: Mapping[str, str] | None = Non
     return pd.DataFrame(rows)
 
 
+def missing_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset column with cells lacking data: column, the models it lacks, and the how-to
+    (each cell's status, said once per distinct text), so that an empty store reads as a short list of
+    what to provide rather than 42 repeated cells."""
+    rows = []
+    for d, g in cells[cells["status"] != "ok"].groupby("dataset", sort=False):
+        rows.append({"dataset": d, "models without data": ", ".join(g["model"]),
+                     "how to get them": " / ".join(dict.fromkeys(g["status"]))})
+    return pd.DataFrame(rows, columns=["dataset", "models without data", "how to get them"])
+
+
 def cell_notes(cells: pd.DataFrame) -> pd.DataFrame:
     """Where each Table 1 cell with data comes from: images, label space, notes (an explicitly other
     label space, an analysis-time relabelling, a reduced grid) and the result set read."""
