@@ -89,6 +89,16 @@ def _model(spec: str, checkpoint: str | None, label_space: str | None, device: s
     resolve_device(device)
 
 
+def _place(a, shard=None):
+    """This process's placement (`models.placement`): a.device becomes its device ("cuda:LOCAL_RANK"
+    under torchrun), and the shard defaults to the torchrun rank. Every command that loads a model calls it."""
+    from zoomstudy.models.placement import placement
+
+    place = placement(getattr(a, "device", None), shard)
+    a.device = str(place.device)
+    return place
+
+
 def validate_sweep(a) -> None:
     """Check and normalise `zoomstudy sweep`'s arguments (a.shard -> (i, n), a.scales -> list or None)."""
     from zoomstudy.study import make_grid
@@ -114,6 +124,7 @@ def validate_sweep(a) -> None:
 def cmd_sweep(a) -> int:
     from zoomstudy.study import ensure_results
 
+    a.shard = _place(a, a.shard).shard
     # ensure_results opens the data first (row count, pins and labels checked, nothing decoded), then
     # loads the model in the dataset's own label space unless --label-space says otherwise; ReaL and
     # IN+ReaL come back as the val result set, relabelled.
@@ -183,6 +194,12 @@ def cmd_reproduce(a) -> int:
             overrides[k] = json.loads(v)
         except json.JSONDecodeError:
             overrides[k] = v
+    from zoomstudy.models.placement import placement
+
+    # the notebooks' kernels load their models on this process's device (cuda:LOCAL_RANK under torchrun)
+    place = placement(overrides.get("device"))
+    if place.device.type == "cuda":
+        overrides["device"] = str(place.device)
     index = reproduce(Path(a.notebooks), Path(a.out), profile=a.profile, notebooks=a.only or None,
                       overrides=overrides or None, progress=not a.quiet)
     print(f"reports: {index}")
@@ -207,6 +224,8 @@ def cmd_profile(a) -> int:
     from zoomstudy.study import resolve_label_space
 
     thresholds = {"max_oracle_gap": a.max_oracle_gap, "max_center_bias": a.max_center_bias}
+    if not a.check:
+        _place(a)
     if a.check:
         failures = check_regression(a.check, **thresholds)
     else:
@@ -266,12 +285,7 @@ def cmd_paper(a) -> int:
     from zoomstudy.sweep.engine import parse_shard
 
     grid = make_grid(_scales(a.scales), a.grid, a.crop)  # bad parameters fail here, before anything loads
-    shard = parse_shard(a.shard)
-    if a.device is None and os.environ.get("LOCAL_RANK") is not None:  # torchrun: one GPU per process
-        import torch
-
-        if torch.cuda.is_available():
-            a.device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    shard = _place(a, parse_shard(a.shard)).shard  # torchrun: rank i on cuda:LOCAL_RANK, shard i/n
     roots = matrix.parse_assignments(a.root, "--root")
     checkpoints = matrix.parse_assignments(a.checkpoint, "--checkpoint")
     rows = {k: None if v == "none" else int(v) for k, v in matrix.parse_assignments(a.expected_rows, "--expected-rows").items()}

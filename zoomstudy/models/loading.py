@@ -494,16 +494,12 @@ SOURCES: dict[str, _Source] = {
 # load_model
 # ================================================================================================
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """None -> CUDA when available, else CPU; an explicit CUDA request without CUDA is an error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"bad device {device!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
+    """This process's device (`placement.placement`): None -> its GPU when CUDA is available, else CPU;
+    "cuda" -> cuda:LOCAL_RANK under torchrun (cuda:0 alone); an explicit CUDA request without CUDA
+    is an error. Every model load goes through here, so every command places its model alike."""
+    from zoomstudy.models.placement import placement
+
+    return placement(device).device
 
 
 def resolve_spec(spec: str, weights: str | None = None) -> tuple[str, str, str | None]:

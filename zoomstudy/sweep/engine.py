@@ -201,8 +201,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         except ValueError:
             raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
         return i, n
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+    from zoomstudy.models.placement import env_shard  # the one placement rule (device and shard alike)
+
+    return env_shard()
 
 
 class _Groups:
