@@ -2,13 +2,34 @@
 kit in ../shared/realdata when it is there (skipped cleanly when absent)."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import socket
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("ZOOMSTUDY_REALDATA", REPO.parent / "shared" / "realdata"))
+
+# The hub, for every test and every process a test starts: a local stand-in (tests/hub_standin.py) on a
+# port reserved here, before any test imports huggingface_hub (which reads these variables at import),
+# and caches in a fresh folder of this session. A test that reaches for the hub reaches 127.0.0.1:
+# nothing leaves the machine, and nothing of an earlier session's cache is reused.
+_HUB_SOCKET = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_HUB_SOCKET.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+_HUB_SOCKET.bind(("127.0.0.1", 0))
+HF_SESSION_HOME = Path(tempfile.mkdtemp(prefix="zoomstudy-hf-"))
+atexit.register(shutil.rmtree, HF_SESSION_HOME, True)
+os.environ.update({
+    "HF_ENDPOINT": f"http://127.0.0.1:{_HUB_SOCKET.getsockname()[1]}", "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HOME": str(HF_SESSION_HOME), "HF_HUB_CACHE": str(HF_SESSION_HOME / "hub"),
+    "HF_DATASETS_CACHE": str(HF_SESSION_HOME / "datasets"), "HF_HUB_OFFLINE": "0",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+})
+os.environ.pop("HF_TOKEN", None)
 
 # Subprocesses and notebook kernels started by the tests import this checkout, not whichever copy of
 # the package happens to be installed (a second worktree, an older install).
@@ -52,3 +73,25 @@ def report_site(tmp_path_factory):
     finally:
         mp.undo()
     return out, index, SITE_NOTEBOOKS
+
+
+@pytest.fixture(scope="session")
+def hub():
+    """The hub stand-in (tests/hub_standin.py) behind HF_ENDPOINT, serving a miniature ImageNet-Hard in the
+    real layout: 9 parquet files of 1,220 rows (10,980, the pinned count) at the pinned commit, which
+    `main` points at; and e292574, the mid-upload snapshot holding a 5-file and the 9-file set."""
+    from huggingface_hub import constants as hf_constants
+
+    from hub_standin import HARD_REPO, Hub, hard_parquet_files
+    from zoomstudy.data.registry import IMAGENET_HARD_PIN
+
+    if hf_constants.ENDPOINT != os.environ["HF_ENDPOINT"]:
+        pytest.fail("huggingface_hub was imported before tests/conftest.py set HF_ENDPOINT")
+    files = hard_parquet_files()
+    old = hard_parquet_files((5, 5, 5, 5, 5), seed=1)  # the earlier 5-file set, still there mid-upload
+    h = Hub().start(sock=_HUB_SOCKET)
+    h.add("datasets", HARD_REPO, IMAGENET_HARD_PIN.revision, files)
+    h.add("datasets", HARD_REPO, "e292574214aa16ede29857c613a50a12f60b8eb1", {**old, **files}, branches=())
+    h.hard_files = files
+    yield h
+    h.stop()

@@ -63,7 +63,8 @@ def _is_source(obj) -> bool:
     return isinstance(obj, data.Source) or (hasattr(obj, "provenance") and hasattr(obj, "shard"))  # e.g. WorldSource
 
 
-def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str | os.PathLike | None = None, **kw):
+def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str | os.PathLike | None = None,
+              max_images: int | None = None, **kw):
     """A `zoomstudy.data` source from what a user has at hand.
 
     dataset: a source object (returned as it is, e.g. a `WorldSource`); a name of the registry
@@ -72,7 +73,8 @@ def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str
     folder of images (with labels_csv: `CsvSource(folder, labels_csv)`; with a labels.csv inside:
     `CsvSource`; else class sub-folders: `ImageFolderSource`, labels from synset folder names,
     integer names or sorted order); or a source spec ("csv:DIR", "folder:DIR", "hf:REPO@REV:split",
-    "synthetic:N"). kw go to the source's constructor.
+    "synthetic:N"). kw go to the source's constructor. max_images: the caller reads at most the first
+    max_images images: a hub dataset then downloads only the files holding them (`open_dataset`'s max_rows).
     """
     from zoomstudy import data
 
@@ -97,6 +99,8 @@ def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str
     from zoomstudy.data.registry import dataset_spec, swept_dataset
 
     if dataset_spec(text) is not None:  # ReaL / IN+ReaL open the val images they relabel
+        if max_images is not None:
+            kw = {"max_rows": int(max_images), **kw}
         return data.open_dataset(swept_dataset(text), root=root, **kw)
     if path.is_dir():
         return data.open_source(str(path), **kw)
@@ -208,7 +212,8 @@ def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, r
     from zoomstudy.sweep.engine import sweep
 
     view_grid = make_grid(scales, grid, crop)  # bad grids fail here, before any loading
-    src = open_data(dataset, root, **(data_kw or {}))  # row counts and pins are checked before the model loads
+    # row counts and pins are checked before the model loads; a hub dataset fetches only the files it reads
+    src = open_data(dataset, root, max_images=max_images, **(data_kw or {}))
     m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained, dataset=dataset)
     rs = sweep(m, src, view_grid, results_dir, max_images=max_images, batch_size=batch_size,
                workers=workers, progress=progress, **sweep_kw)

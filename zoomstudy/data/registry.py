@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -104,6 +105,8 @@ class HubPin:
     repo: str
     revision: str | None
     rows: int
+    #: The number of parquet files of the split at that revision (one set data/<split>-0000k-of-0000n-<hash>).
+    files: int | None = None
 
     @property
     def pinned(self) -> bool:
@@ -117,14 +120,15 @@ def is_commit_sha(revision) -> bool:
 
 #: Sizes ImageNet-Hard's hub repository has had, oldest first (SPEC section 5).
 IMAGENET_HARD_SIZES: tuple[int, ...] = (23845, 13630, 11350, 10980)
-#: The ImageNet-Hard revision this package expects: the final release of 10,980 rows, the paper's.
-#: No commit sha of taesiri/imagenet-hard was available offline when this pin was written, so its
-#: revision is None ("not pinned"): loading from the hub then needs revision=<40-hex sha> and
-#: expected_rows=<the rows of that revision> (a local parquet snapshot, root=DIR, is checked against
-#: the 10,980 rows). Replace None by the sha of the 10,980-row commit once it is known; the row count
-#: stays tied to it.
-IMAGENET_HARD_PIN = HubPin("taesiri/imagenet-hard", None, 10980)
-IMAGENET_HARD_4K_PIN = HubPin("taesiri/imagenet-hard-4K", None, 10980)
+#: The ImageNet-Hard revision this package expects: the final release of 10,980 rows (the paper's),
+#: as the hub's public commit history shows it: the card reached 10,980 rows on 24 May 2023 when the
+#: data was resharded into 9 files data/validation-0000k-of-00009-<hash>.parquet; 32bfa94 (16 June
+#: 2023, a README edit) is the last commit. Not e292574: that mid-upload snapshot holds both the old
+#: 5-file set and the new 9-file set (the layout check refuses it). The dataset viewer's "9.76k rows"
+#: is the partial refs/convert/parquet branch, not main.
+IMAGENET_HARD_PIN = HubPin("taesiri/imagenet-hard", "32bfa94dcd95e7c3bbe09fa281f5b89870921745", 10980, files=9)
+#: The 4K upscale: the card shows 10,980 rows from 42a6d8d, in 178 files.
+IMAGENET_HARD_4K_PIN = HubPin("taesiri/imagenet-hard-4K", "42a6d8d2fa33f5df0aa26f70e38040f4341f4f80", 10980, files=178)
 
 
 _VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})")
@@ -167,9 +171,9 @@ _VAL_HOWTO = (
     "ILSVRC2012_val_XXXXXXXX file names (ReaL is indexed by them)"
 )
 _HARD_HOWTO = (
-    "loaded from the Hugging Face hub (MIT licence) at a pinned commit: pass revision=<40-hex sha> with "
-    "expected_rows=<its row count>, or set {env}_REVISION and {env}_ROWS (the final release has 10,980 rows; "
-    "'main' is a branch, not a pin). "
+    "loaded from the Hugging Face hub (MIT licence) at the pinned commit {sha} (10,980 rows, {files} parquet files); "
+    "another commit: pass revision=<40-hex sha> with expected_rows=<its row count>, or set {env}_REVISION and "
+    "{env}_ROWS ('main' is resolved to the commit it names now). "
     "Offline: `huggingface-cli download {repo} --repo-type dataset --revision SHA --local-dir data/{folder}` "
     "(read before the hub), or pass root=DIR (its parquet files are read) or set {env}"
 )
@@ -225,8 +229,9 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "imagenet-hard", "imagenet1k", 10980,
-            _HARD_HOWTO.format(repo="taesiri/imagenet-hard", env="ZOOMSTUDY_IMAGENET_HARD", folder="imagenet-hard"),
-            hub_repo="taesiri/imagenet-hard", hub_revision="main", hub_split="validation",
+            _HARD_HOWTO.format(repo="taesiri/imagenet-hard", env="ZOOMSTUDY_IMAGENET_HARD", folder="imagenet-hard",
+                               sha=IMAGENET_HARD_PIN.revision[:7], files=IMAGENET_HARD_PIN.files),
+            hub_repo="taesiri/imagenet-hard", hub_revision=IMAGENET_HARD_PIN.revision, hub_split="validation",
             env="ZOOMSTUDY_IMAGENET_HARD", history=IMAGENET_HARD_SIZES, pin=IMAGENET_HARD_PIN,
             notes="labels are lists of ImageNet-1k indices (up to 10), extra columns origin and english_label; "
             "earlier revisions had 23,845, 13,630 and 11,350 rows",
@@ -234,8 +239,9 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "imagenet-hard-4k", "imagenet1k", 10980,
             _HARD_HOWTO.format(repo="taesiri/imagenet-hard-4K", env="ZOOMSTUDY_IMAGENET_HARD_4K",
-                               folder="imagenet-hard-4k"),
-            hub_repo="taesiri/imagenet-hard-4K", hub_revision="main", hub_split="validation",
+                               folder="imagenet-hard-4k", sha=IMAGENET_HARD_4K_PIN.revision[:7],
+                               files=IMAGENET_HARD_4K_PIN.files),
+            hub_repo="taesiri/imagenet-hard-4K", hub_revision=IMAGENET_HARD_4K_PIN.revision, hub_split="validation",
             env="ZOOMSTUDY_IMAGENET_HARD_4K", history=IMAGENET_HARD_SIZES, pin=IMAGENET_HARD_4K_PIN,
             notes="the ImageNet-Hard images upscaled to 4K; "
             "raise max_pixels with with_decoding() if an image is refused",
@@ -289,6 +295,8 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
     (`data/<folder>`, see `local_copy`), else $spec.env, else the hub.
 
     kw: expected_rows (default: the spec's; None skips the check), crop_border (default: the spec's),
+    max_rows (the caller reads at most the first max_rows rows: pinned hub datasets then download only
+    the parquet files holding them; ignored elsewhere),
     and the source constructor's keywords (e.g. revision= for hub datasets, classes=, cache_dir=).
     Raises a one-line ValueError with the spec's instructions when the data is not available.
     """
@@ -298,6 +306,7 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
     spec = DATASETS[name]
     if spec.pin is not None:
         return _open_pinned(spec, root, kw)
+    kw.pop("max_rows", None)  # a hint for hub datasets (read only the files holding the rows used)
     expected = kw.pop("expected_rows", spec.expected_rows)
     crop_border = kw.pop("crop_border", spec.crop_border)
     if root is None:
@@ -362,15 +371,20 @@ def check_pinned_rows(spec: DatasetSpec, rows: int | None, expected: int | None,
 
 
 def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
-    """A pinned hub dataset (ImageNet-Hard): the revision and its row count are checked before anything
-    else happens: no image is decoded and no model is run before this returns.
+    """A pinned hub dataset (ImageNet-Hard): the revision, the file layout and the row count are checked
+    before anything else happens: no image is decoded and no model is run before this returns.
 
-    From the hub: revision (default $<env>_REVISION, with $<env>_ROWS its row count, e.g.
-    ZOOMSTUDY_IMAGENET_HARD_REVISION / _ROWS) must be a 40-hex commit sha; "main" (or no sha at all)
-    is refused as unpinned. The expected rows are the pin's when the revision is the pinned one; any other revision
-    needs its own expected_rows. From a local snapshot (root= or $env): the parquet rows are checked
-    against expected_rows (default: the pin's 10,980).
+    From the hub (`data.hub`): revision (default $<env>_REVISION with $<env>_ROWS its row count, e.g.
+    ZOOMSTUDY_IMAGENET_HARD_REVISION / _ROWS, else the pin's sha). A branch or tag ("main") is resolved
+    to the commit it names now, through huggingface_hub, before anything is read; that sha is what is
+    read and recorded. The pinned sha brings its row count and file count; any other commit needs its
+    own expected_rows. max_rows=N (a hint: the caller reads at most the first N rows) downloads only
+    the parquet files holding them; the full count is still checked, from every file's parquet footer.
+    From a local snapshot (root= or $env): the parquet rows are checked against expected_rows (default:
+    the pin's 10,980).
     """
+    from . import hub
+
     pin = spec.pin
     revision = kw.pop("revision", None)
     if revision is None and spec.env and os.environ.get(f"{spec.env}_REVISION"):
@@ -381,41 +395,61 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
     has_expected = "expected_rows" in kw
     expected = kw.pop("expected_rows", pin.rows)
     crop_border = kw.pop("crop_border", spec.crop_border)
+    max_rows = kw.pop("max_rows", None)
+    kw.pop("streaming", None)  # the files are read locally once fetched
     if root is None:
         root = local_copy(spec.name)
     if root is None and spec.env:
         root = os.environ.get(spec.env) or None
     hkw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
+    extra: dict = {}
     if root is None:
         revision = revision or pin.revision
-        if not is_commit_sha(revision):
-            raise ValueError(
-                f"{spec.name}: revision {revision or spec.hub_revision!r} is not pinned (a branch moves; "
-                f"{spec.hub_repo} has held {', '.join(f'{n:,}' for n in spec.history)} rows over time): "
-                f"pass revision=<40-hex commit sha> with expected_rows=<its row count>, or a local snapshot: "
-                f"{spec.instructions}"
-            )
-        if revision != pin.revision and not has_expected:
-            raise ValueError(
-                f"{spec.name}: revision {revision} is not the pinned one ({pin.revision}), so its row count is "
-                f"unknown here: pass expected_rows=<its row count> with it"
-            )
-        split = kw.pop("split", spec.hub_split)
-        hkw.pop("split", None)
+        split = hkw.pop("split", spec.hub_split)
+        another = "pass revision=<40-hex sha> with expected_rows=<its row count> (CLI: --hard-revision SHA --hard-rows N)"
         try:
-            src = HFSource(spec.hub_repo, revision=revision, split=split, **hkw)
-        except ValueError:
-            raise
+            sha = hub.resolve_revision(spec.hub_repo, revision)
         except Exception as e:
-            raise ValueError(f"{spec.name}: cannot load {spec.hub_repo}@{revision} ({_short(e)}): {spec.instructions}") from e
-        where = f"{spec.hub_repo}@{revision}"
+            raise ValueError(f"{spec.name}: cannot resolve {spec.hub_repo}@{revision} ({_short(e)}): "
+                             f"{spec.instructions}") from e
+        named = revision if revision == sha else f"{revision} (now commit {sha})"
+        if sha != pin.revision and not has_expected:
+            raise ValueError(
+                f"{spec.name}: {spec.hub_repo}@{named} is not the pinned commit {pin.revision} "
+                f"({pin.rows:,} rows), so its row count is unknown here: {another}"
+            )
+        try:
+            p = hub.plan(spec.hub_repo, sha, split, expected_files=pin.files if sha == pin.revision else None,
+                         max_rows=max_rows)
+        except ValueError as e:
+            raise ValueError(f"{spec.name}: {spec.hub_repo}@{named}: {e}; for another commit {another}") from None
+        except Exception as e:
+            raise ValueError(f"{spec.name}: cannot list {spec.hub_repo}@{named} ({_short(e)}): "
+                             f"{spec.instructions}") from e
+        where = f"{spec.hub_repo}@{named}"
+        check_pinned_rows(spec, p.rows, expected, where)  # the full count, before any image byte is fetched
+        part = "" if len(p.needed) == len(p.files) else f" (the first {len(p.needed)} of {len(p.files)}) for rows 0..{max_rows - 1}"
+        try:
+            local = hub.fetch(spec.hub_repo, sha, list(p.needed), kw.get("cache_dir"), what=f"{part} of {p.rows:,}")
+        except Exception as e:
+            raise ValueError(f"{spec.name}: cannot download {where} ({_short(e)}): {spec.instructions}") from e
+        src = hub.HubParquetSource(spec.hub_repo, sha, sha, split, list(p.needed), local, p.rows, **hkw)
+        read = sum(f.rows for f in p.needed)
+        if src._total_rows() != read:
+            raise ValueError(f"{spec.name}: the files fetched from {where} hold {src._total_rows()} rows, "
+                             f"their parquet footers said {read}")
+        if revision != sha:  # a branch: the commit it named is what the result set records
+            print(f"{spec.name}: {spec.hub_repo}@{revision} is commit {sha} ({p.rows:,} rows)", file=sys.stderr)
+        # the requested name stays out of the key: "main" read at sha X is the same data as X itself
+        extra = {"pinned_revision": sha, "hub_rows": p.rows, "rows_read": read, "files_read": len(p.needed),
+                 "files": len(p.files)}
     else:
         path = Path(root).expanduser()
         if not _has_parquet(path):
             raise ValueError(f"{spec.name}: {path} holds no parquet files: {spec.instructions}")
         src = _open_parquet(path, spec, None, {k: v for k, v in kw.items() if k != "split"})
-        where = str(path)
-    check_pinned_rows(spec, src._total_rows(), expected, where)
+        check_pinned_rows(spec, src._total_rows(), expected, str(path))
+        extra = {"pinned_revision": None}
     src = src.with_decoding(crop_border=crop_border)
     src.name = spec.name
     src._extra = {
@@ -424,7 +458,7 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
             "label_space": spec.label_space,
             "labels": spec.labels,
             "expected_rows": expected,
-            "pinned_revision": revision if root is None else None,
+            **extra,
             "notes": spec.notes,
         }
     }

@@ -191,7 +191,7 @@ def provenance_info(result_set, profile: str | None, checkpoint: str | None = No
         "dataset_kind": data.get("kind"),
         "dataset_location": data.get("location"),
         "dataset_revision": data.get("resolved_revision") or data.get("revision"),
-        "dataset_rows": data.get("rows"),
+        "dataset_rows": data.get("hub_rows") or data.get("rows"),  # a hub prefix: the commit's full count
         "dataset_fingerprint": data.get("fingerprint"),
         "images_stored": stored,
         "data": describe_data(data, stored),
@@ -225,6 +225,7 @@ def describe_data(data: Mapping, used: int | None = None) -> str:
                                 else None)
     parts = [str(kind)] if kind else []
     rows = data.get("rows") if data.get("rows") is not None else data.get("items")
+    rows = data.get("hub_rows") or rows  # a pinned hub read of the first files: of the commit's full count
     if used is not None and rows is not None and used != rows:
         parts.append(f"{used} of {rows} images")
     elif rows is not None:

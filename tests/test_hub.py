@@ -1,0 +1,114 @@
+"""The hub paths through the real clients (huggingface_hub, datasets) against the local stand-in
+(tests/hub_standin.py, the `hub` fixture): the pinned commit, the layout and row-count checks, the
+branch-to-sha resolution, and the quick read that downloads only the files holding the rows used."""
+from __future__ import annotations
+
+import pytest
+
+from zoomstudy import data
+from zoomstudy.data.registry import IMAGENET_HARD_PIN
+
+PIN = IMAGENET_HARD_PIN.revision
+MID_UPLOAD = "e292574214aa16ede29857c613a50a12f60b8eb1"
+
+
+@pytest.fixture()
+def fresh(hub, tmp_path, monkeypatch):
+    """An empty hub cache for one test (cache_dir), the request log emptied, no local copy in the way."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZOOMSTUDY_IMAGENET_HARD", raising=False)
+    monkeypatch.delenv("ZOOMSTUDY_IMAGENET_HARD_REVISION", raising=False)
+    hub.requests.clear()
+    return tmp_path / "hf"
+
+
+def _parquet_gets(hub):
+    return sorted(p for p in hub.fetched("taesiri/imagenet-hard") if p.endswith(".parquet"))
+
+
+def test_pin_is_the_final_release():
+    assert PIN == "32bfa94dcd95e7c3bbe09fa281f5b89870921745" and IMAGENET_HARD_PIN.pinned
+    assert IMAGENET_HARD_PIN.rows == 10980 and IMAGENET_HARD_PIN.files == 9
+    pin4k = data.registry.IMAGENET_HARD_4K_PIN
+    assert pin4k.revision == "42a6d8d2fa33f5df0aa26f70e38040f4341f4f80" and (pin4k.rows, pin4k.files) == (10980, 178)
+    assert data.DATASETS["imagenet-hard"].hub_revision == PIN
+
+
+def test_quick_read_fetches_one_file(hub, fresh, capfd):
+    """max_rows=300 of the 10,980: the footers of all 9 files are read (ranged requests, the row-count
+    check), the bytes of one file only."""
+    src = data.open_dataset("imagenet-hard", max_rows=300, cache_dir=fresh)
+    first = sorted(hub.hard_files)[0]
+    assert _parquet_gets(hub) == [first]
+    ranged = {p for m, p, r in hub.requests if r is not None}
+    assert len(ranged) == 9  # one footer read per file
+    assert len(src) == 1220  # the rows of the file read; the first 300 are the dataset's first 300
+    prov = src.provenance()
+    assert prov["resolved_revision"] == PIN and prov["hub_rows"] == 10980 and prov["hub_files_read"] == [first]
+    assert prov["dataset"]["pinned_revision"] == PIN and prov["dataset"]["files"] == 9
+    assert prov["location"] == "taesiri/imagenet-hard" and prov["hub_bytes_read"] == len(hub.hard_files[first])
+    err = capfd.readouterr().err
+    assert f"downloading 1 parquet file(s), {len(hub.hard_files[first]) / 1e6:,.1f} MB, of taesiri/imagenet-hard@32bfa94" in err
+    s = src[5]
+    assert s.image is not None and s.image.mode == "RGB" and s.meta["origin"] and len(s.labels) >= 1
+    # read again: the cache answers; no file is fetched twice
+    hub.requests.clear()
+    again = data.open_dataset("imagenet-hard", max_rows=300, cache_dir=fresh)
+    assert _parquet_gets(hub) == [] and again.provenance()["fingerprint"] == prov["fingerprint"]
+    # 1,221 rows need the second file too
+    hub.requests.clear()
+    two = data.open_dataset("imagenet-hard", max_rows=1221, cache_dir=fresh)
+    assert _parquet_gets(hub) == [sorted(hub.hard_files)[1]] and len(two) == 2440
+
+
+def test_full_read_at_the_pinned_sha(hub, fresh):
+    src = data.open_dataset("imagenet-hard", cache_dir=fresh)
+    assert _parquet_gets(hub) == sorted(hub.hard_files) and len(src) == 10980
+    ids = [r.image_id for r in src.records()]
+    assert ids[:2] == ["0", "1"] and ids[-1] == "10979"  # row positions, in file order
+
+
+def test_main_is_resolved_to_its_sha(hub, fresh, capfd):
+    src = data.open_dataset("imagenet-hard", revision="main", max_rows=10, cache_dir=fresh)
+    prov = src.provenance()
+    assert prov["resolved_revision"] == PIN and prov["revision"] == PIN and prov["hub_rows"] == 10980
+    assert f"taesiri/imagenet-hard@main is commit {PIN} (10,980 rows)" in capfd.readouterr().err
+    # resolution comes first: the revision-info route was asked for main before any file
+    first_file = next(i for i, (m, p, r) in enumerate(hub.requests) if "/resolve/" in p)
+    assert any(p.endswith("/revision/main") for m, p, r in hub.requests[:first_file])
+    # main at the pinned commit is the same data: the same key as asking for the sha
+    assert prov["fingerprint"] == data.open_dataset("imagenet-hard", max_rows=10, cache_dir=fresh).provenance()["fingerprint"]
+
+
+def test_layout_and_row_checks_are_one_line(hub, fresh):
+    with pytest.raises(ValueError) as e:
+        data.open_dataset("imagenet-hard", revision=MID_UPLOAD, expected_rows=10980, cache_dir=fresh)
+    msg = str(e.value)
+    assert "found 5 of a 5-file set; 9 of a 9-file set" in msg and "revision=<40-hex sha>" in msg and "\n" not in msg
+    assert _parquet_gets(hub) == []  # nothing downloaded
+    with pytest.raises(ValueError, match="its row count is unknown here"):
+        data.open_dataset("imagenet-hard", revision="f" * 40, cache_dir=fresh)
+    with pytest.raises(ValueError) as e:
+        data.open_dataset("imagenet-hard", expected_rows=11350, cache_dir=fresh)
+    assert "has 10980 rows, expected 11350" in str(e.value) and "expected_rows=<its row count>" in str(e.value)
+    assert _parquet_gets(hub) == []
+    with pytest.raises(ValueError, match="cannot resolve taesiri/imagenet-hard@no-such-branch"):
+        data.open_dataset("imagenet-hard", revision="no-such-branch", cache_dir=fresh)
+
+
+def test_study_and_sweep_read_only_the_prefix(hub, fresh, monkeypatch):
+    """ensure_results(max_images=N) tells the data what it reads; the result set records sha and rows."""
+    from zoomstudy.study import ensure_results
+
+    rs = ensure_results("torchvision:squeezenet1_0", "imagenet-hard", max_images=2, scales=[64, 96], crop=64,
+                        results_dir=fresh.parent / "r", pretrained=False, device="cpu", workers=0, tta=False,
+                        progress=False, data_kw={"cache_dir": str(fresh)})
+    assert _parquet_gets(hub) == [sorted(hub.hard_files)[0]]
+    key = rs.settings["key"]["dataset"]
+    assert key["resolved_revision"] == PIN and key["hub_rows"] == 10980 and key["dataset"]["pinned_revision"] == PIN
+    assert len(rs.images()) == 2
+    from zoomstudy.report.tables import provenance_info
+
+    info = provenance_info(rs, "quick")
+    assert info["dataset_revision"] == PIN and info["dataset_rows"] == 10980
+    assert f"2 of 10980 images, taesiri/imagenet-hard, revision {PIN}" in info["statement"]
