@@ -389,9 +389,14 @@ def test_preflight_prices_views_from_a_probe(tmp_path):
     assert 0 < s < 60
 
 
-def test_cli_paper_dry_run_and_bad_parameters(tmp_path, capsys):
+def test_cli_paper_dry_run_and_bad_parameters(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants as hf_constants
+
     from zoomstudy.cli import main
 
+    # offline: ImageNet-Hard (read from the hub at its pin otherwise) is one of the missing, whatever the
+    # hub stand-in of another test serves
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     assert main(["paper", "--dry-run", "--no-probe", "--data-dir", str(tmp_path), "--models", "resnet50"]) == 0
     out = capsys.readouterr().out
     assert "datasets missing (6)" in out and "how:" in out

@@ -132,11 +132,12 @@ def _hub_cache_has(repo: str) -> str | None:
 
 def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Path = "data",
            hard_revision: str | None = None, expected_rows: Mapping[str, int | None] | None = None,
-           open_it: bool = True) -> DatasetStatus:
+           open_it: bool = True, max_rows: int | None = None) -> DatasetStatus:
     """Find a registry dataset and open it (row count and pin checked, nothing decoded).
 
-    Order: roots[name], $spec.env, data_dir/<name>/; ImageNet-Hard also the hub (with
-    hard_revision, a 40-hex sha) or, without one, a note that the hub cache holds it but needs a pin.
+    Order: roots[name], $spec.env, data_dir/<name>/; ImageNet-Hard also the hub, at its pinned commit
+    or hard_revision (a 40-hex sha, with its row count in expected_rows). max_rows: the rows the run reads
+    (a hub dataset then downloads only the files holding them).
     expected_rows: per-dataset override of the registry's count (None accepts a partial copy).
     """
     from zoomstudy.data.registry import dataset_spec, open_dataset
@@ -156,10 +157,12 @@ def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Pa
         root, via = os.environ[spec.env], f"${spec.env}"
     elif local.exists():
         root, via = str(local), f"{Path(data_dir).name}/{spec.name}/"
-    elif spec.pin is not None and (hard_revision or os.environ.get(f"{spec.env}_REVISION")):
+    elif spec.pin is not None:  # the hub at the pinned commit (or hard_revision), only the files read
         via = "hub"
         if hard_revision:
             kw["revision"] = hard_revision
+        if max_rows is not None:
+            kw["max_rows"] = int(max_rows)
     else:
         cached = _hub_cache_has(spec.hub_repo) if spec.hub_repo else None
         why = (f"in the hub cache ({cached}) but no pinned revision: pass --hard-revision SHA --hard-rows N"
@@ -170,7 +173,7 @@ def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Pa
     if open_it:
         try:
             src = open_dataset(spec.name, root=root, **kw)
-            status.rows = len(src)
+            status.rows = getattr(src, "hub_rows", None) or len(src)  # a hub prefix: the commit's full count
         except (ValueError, FileNotFoundError, OSError) as e:
             status.found, status.error = False, str(e).splitlines()[0]
     return status
@@ -285,7 +288,7 @@ def preflight(jobs: Sequence[Job], *, roots: Mapping[str, str] | None = None, da
 
     grid = grid or make_grid()
     dev = resolve_device(device)
-    statuses = {d: locate(d, roots, data_dir, hard_revision, expected_rows)
+    statuses = {d: locate(d, roots, data_dir, hard_revision, expected_rows, max_rows=max_images)
                 for d in dict.fromkeys(j.dataset for j in jobs)}
     probe_fn = probe_fn or probe_seconds_per_image
     speed: dict[tuple[str, str], float] = {}

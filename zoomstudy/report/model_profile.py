@@ -235,7 +235,7 @@ def compute_profile(
 
     view_grid, grid_note = compact_grid(scales, grid, crop)  # bad grids fail before any loading
     sizes = RESOLUTION_SIZES if resolution_sizes is None else tuple(int(s) for s in resolution_sizes)
-    source = open_data(images, labels_csv=labels_csv)
+    source = open_data(images, labels_csv=labels_csv, max_images=max_images)
     spec = model_spec(model, checkpoint)
     loaded = open_model(spec if model is None else model, checkpoint, pretrained=pretrained, device=device,
                         label_space=label_space)

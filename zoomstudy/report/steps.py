@@ -267,7 +267,8 @@ def plain_top1(p: Mapping[str, Any], sweep: Sweep, data_spec: str, data_root: st
         return (tables.plain_from_sweep(sweep.result_set),
                 f"the sweep's 1-crop view {g.view_name(g.standard_view)} (bicubic)")
     loaded = study.open_model(p["model"], p["checkpoint"], device=p["device"], pretrained=p["pretrained"])
-    plain = tables.plain_from_model(loaded, study.open_data(data_spec, data_root), max_images=p["max_images"])
+    plain = tables.plain_from_model(loaded, study.open_data(data_spec, data_root, max_images=p["max_images"]),
+                                    max_images=p["max_images"])
     return plain, "Resize 256 + CenterCrop 224 with the model's preprocessing (hard.evaluate_plain)"
 
 
@@ -395,7 +396,7 @@ def compute_profiles(p: Mapping[str, Any]) -> tuple[list, list[dict]]:
 
     quiet_progress_warning()
     runs = model_runs(p.get("models"), p.get("checkpoints"), p.get("model"), p.get("checkpoint"))
-    source = study.open_data(p["dataset"], p["root"])
+    source = study.open_data(p["dataset"], p["root"], max_images=p["max_images"])
     profiles, infos = [], []
     for name, ckpt in runs:
         prof = model_profile.compute_profile(name, source, checkpoint=ckpt, results_dir=p["results_dir"],
