@@ -3,6 +3,8 @@
 branch-to-sha resolution, and the quick read that downloads only the files holding the rows used."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from zoomstudy import data
@@ -112,3 +114,49 @@ def test_study_and_sweep_read_only_the_prefix(hub, fresh, monkeypatch):
     info = provenance_info(rs, "quick")
     assert info["dataset_revision"] == PIN and info["dataset_rows"] == 10980
     assert f"2 of 10980 images, taesiri/imagenet-hard, revision {PIN}" in info["statement"]
+
+
+def test_timm_weights_come_from_the_hub(hub, tmp_path):
+    """timm's pretrained weights: `pretrained_cfg['hf_hub_id']` -> hf_hub_download of model.safetensors
+    from the stand-in (a small random model), loaded by zoomstudy's load_model as the hub serves them."""
+    import timm
+    import torch
+    from safetensors.torch import save
+
+    from zoomstudy.models.loading import load_model
+
+    repo = "timm/test_vit.r160_in1k"
+    torch.manual_seed(7)
+    served = timm.create_model("test_vit.r160_in1k", pretrained=False).state_dict()
+    cfg = {"architecture": "test_vit", "num_classes": 1000, "pretrained_cfg": {"tag": "r160_in1k"}}
+    hub.add("models", repo, "1" * 40, {"model.safetensors": save(served), "config.json": json.dumps(cfg).encode()})
+    hub.requests.clear()
+    m = load_model("timm:test_vit.r160_in1k", device="cpu")
+    assert hub.fetched(repo, kind="models") == ["model.safetensors"]
+    got = m.module.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in served.items())
+    assert m.weights_id == "test_vit.r160_in1k" and m.weights_source == repo
+
+
+def test_torchvision_weights_from_a_seeded_torch_home(tmp_path, monkeypatch):
+    """torchvision downloads to $TORCH_HOME/hub/checkpoints/<the URL's file name>; a file already there is
+    used without a download, and the sha256 prefix in its name is checked only when downloading
+    (torch.hub.load_state_dict_from_url: check_hash applies to download_url_to_file)."""
+    import os
+
+    import torch
+    import torchvision
+
+    from zoomstudy.models.loading import load_model
+
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    assert os.path.basename(url) == "resnet18-f37072fd.pth"  # the real name, hash prefix included
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    seeded = tmp_path / "torch" / "hub" / "checkpoints" / os.path.basename(url)
+    seeded.parent.mkdir(parents=True)
+    torch.manual_seed(3)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, seeded)
+    m = load_model("resnet18", device="cpu")  # the paper's ResNet-18: torchvision IMAGENET1K_V1
+    assert m.weights_id == "ResNet18_Weights.IMAGENET1K_V1" and m.weights_source == url
+    assert torch.equal(m.module.state_dict()["fc.weight"], state["fc.weight"])
