@@ -859,7 +859,7 @@ def memo_table(
         torch.manual_seed(0)  # random weights are the same in every run of the key (load_model seeds them too)
         model = open_model(model_spec, checkpoint, label_space=label_space or dataset_label_space(dataset),
                            device=device, pretrained=pretrained)
-    source = open_data(dataset, root)
+    source = open_data(dataset, root, max_images=max_images)  # a hub dataset: only the files read
     settings = memo_settings(model, source, methods=methods, k=k, seeds=seeds, max_images=max_images,
                              prior_n=prior_n, lr=lr, steps=steps, resize=resize, crop=crop,
                              interpolation=interpolation)

@@ -120,7 +120,7 @@ def resolution_curve(
     if isinstance(source, str):
         from zoomstudy.study import open_data
 
-        source = open_data(source)
+        source = open_data(source, max_images=max_images)
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
     device = model.device
     if render_dtype is None:

@@ -128,7 +128,8 @@ def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
 #:   the paper's 324 views; compared with the kit's reference figures. ImageNet-Hard from
 #:   $ZOOMSTUDY_IMAGENET_HARD when set, else the stand-in.
 #: * quick: torchvision ResNet-18 (V1 weights, a paper model) on the first 300 ImageNet-Hard images
-#:   from the hub (all parquet files are downloaded; the 10,980-row guard applies), 6 scales.
+#:   from the hub at the pinned commit (only the first of its 9 parquet files, ~190 MB, is downloaded;
+#:   the 10,980-row guard applies, from the files' parquet footers), 6 scales.
 #: * paper: ResNet-50 (torchvision IMAGENET1K_V1, the paper's; "torchvision:resnet50" would load V2)
 #:   on ImageNet val (a local copy: root or $ZOOMSTUDY_IMAGENET_VAL) with the paper's 324 views on a
 #:   GPU; ImageNet-Hard from the hub. The paper's other models and datasets are the `model` and
