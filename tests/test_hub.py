@@ -50,13 +50,15 @@ def test_quick_read_fetches_one_file(hub, fresh, capfd):
     assert prov["dataset"]["pinned_revision"] == PIN and prov["dataset"]["files"] == 9
     assert prov["location"] == "taesiri/imagenet-hard" and prov["hub_bytes_read"] == len(hub.hard_files[first])
     err = capfd.readouterr().err
-    assert f"downloading 1 parquet file(s), {len(hub.hard_files[first]) / 1e6:,.1f} MB, of taesiri/imagenet-hard@32bfa94" in err
+    assert (f"downloading 1 parquet file(s), {len(hub.hard_files[first]) / 1e6:,.1f} MB, of taesiri/imagenet-hard@32bfa94 "
+            f"for rows 0..299 of 10,980 (the first 1 of 9 files)") in err
     s = src[5]
     assert s.image is not None and s.image.mode == "RGB" and s.meta["origin"] and len(s.labels) >= 1
     # read again: the cache answers; no file is fetched twice
     hub.requests.clear()
     again = data.open_dataset("imagenet-hard", max_rows=300, cache_dir=fresh)
     assert _parquet_gets(hub) == [] and again.provenance()["fingerprint"] == prov["fingerprint"]
+    assert len({p for m, p, r in hub.requests if r is not None}) == 8  # the cached file's rows are read locally
     # 1,221 rows need the second file too
     hub.requests.clear()
     two = data.open_dataset("imagenet-hard", max_rows=1221, cache_dir=fresh)
@@ -160,3 +162,22 @@ def test_torchvision_weights_from_a_seeded_torch_home(tmp_path, monkeypatch):
     m = load_model("resnet18", device="cpu")  # the paper's ResNet-18: torchvision IMAGENET1K_V1
     assert m.weights_id == "ResNet18_Weights.IMAGENET1K_V1" and m.weights_source == url
     assert torch.equal(m.module.state_dict()["fc.weight"], state["fc.weight"])
+
+
+def test_offline_rerun_reads_the_cached_files(hub, fresh, monkeypatch, capfd):
+    """A rerun without the hub (offline mode here): the cached first files of the pinned commit serve a
+    prefix, under the same result-set key; more rows than are cached stop in one line."""
+    from huggingface_hub import constants as hf_constants
+
+    online = data.open_dataset("imagenet-hard", max_rows=300, cache_dir=fresh).provenance()
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    hub.requests.clear()
+    offline = data.open_dataset("imagenet-hard", max_rows=300, cache_dir=fresh).provenance()
+    assert hub.requests == [] and offline["fingerprint"] == online["fingerprint"] and offline["hub_rows"] == 10980
+    assert {k: offline["dataset"][k] for k in ("pinned_revision", "files", "files_read")} == {
+        "pinned_revision": PIN, "files": 9, "files_read": 1}
+    assert "the hub is unreachable: reading 1 cached file(s) of 32bfa94" in capfd.readouterr().err
+    with pytest.raises(ValueError, match="only 1 of the 9 files of 32bfa94 are cached"):
+        data.open_dataset("imagenet-hard", max_rows=2000, cache_dir=fresh)
+    with pytest.raises(ValueError, match="cannot resolve"):
+        data.open_dataset("imagenet-hard", revision="main", cache_dir=fresh)

@@ -134,7 +134,7 @@ def fetch(repo: str, sha: str, files: list[HubFile], cache_dir=None, *, what: st
     if todo:
         size = sum(f.size or 0 for f in todo) if all(f.size is not None for f in todo) else None
         print(f"downloading {len(todo)} parquet file(s), {_mb(size)}, of {repo}@{sha[:7]}{what}"
-              f"{f' ({sum(cached)} already cached)' if any(cached) else ''}", file=sys.stderr, flush=True)
+              f"{f'; {sum(cached)} already cached' if any(cached) else ''}", file=sys.stderr, flush=True)
     return [Path(hf_hub_download(repo, f.path, repo_type="dataset", revision=sha, cache_dir=cache_dir)) for f in files]
 
 
@@ -170,7 +170,8 @@ class HubParquetSource(HFSource):
 @dataclass(frozen=True)
 class HubPlan:
     """What a pinned read will fetch: the resolved sha, every file of the split (with rows), the
-    full row count and the files needed for the rows asked for."""
+    full row count and the files needed for the rows asked for. rows_from: how the full count was
+    had ("parquet footers", or "the pin" when offline with only some files cached)."""
 
     repo: str
     revision: str
@@ -178,22 +179,81 @@ class HubPlan:
     split: str
     files: tuple[HubFile, ...]
     needed: tuple[HubFile, ...]
+    total_rows: int | None = None
+    rows_from: str = "parquet footers"
 
     @property
     def rows(self) -> int:
-        return sum(f.rows for f in self.files)
+        return self.total_rows if self.total_rows is not None else sum(f.rows for f in self.files)
 
 
-def plan(repo: str, revision: str, split: str, *, expected_files: int | None, max_rows: int | None) -> HubPlan:
-    """Resolve, list, check the layout, count rows from the footers and choose the files (see the module
-    docstring); raises ValueError (one line, without the dataset's name) when the layout is not the pin's."""
-    sha = resolve_revision(repo, revision)
-    files = check_layout(split_files(repo, sha, split), split, expected_files)
-    files = [HubFile(f.path, f.size, _footer_rows(repo, sha, f.path)) for f in files]
+def _cached(repo: str, sha: str, path: str, cache_dir) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo, path, cache_dir=cache_dir, revision=sha, repo_type="dataset")
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def _local_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _choose(files: list[HubFile], max_rows: int | None) -> list[HubFile]:
     needed, have = [], 0
     for f in files:
         if max_rows is not None and have >= max_rows:
             break
         needed.append(f)
         have += f.rows
-    return HubPlan(repo, revision, sha, split, tuple(files), tuple(needed))
+    return needed
+
+
+def _offline_plan(repo: str, sha: str, split: str, expected_files: int | None, pin_rows: int | None,
+                  max_rows: int | None, cache_dir, why: BaseException) -> HubPlan:
+    """The hub cannot be reached: the files of `sha` already in the hub cache, when they are the first
+    files of the pinned set and hold the rows asked for; the full count is then the pin's."""
+    from huggingface_hub import constants
+
+    owner, _, name = repo.partition("/")
+    snap = Path(cache_dir or constants.HF_HUB_CACHE) / f"datasets--{owner}--{name}" / "snapshots" / sha
+    cached = sorted(str(p.relative_to(snap)) for p in snap.rglob("*.parquet")) if snap.is_dir() else []
+    mine = [c for c in cached if (m := _SHARD.match(c)) and m["split"] == split]
+    if not mine or expected_files is None or pin_rows is None:
+        raise ConnectionError(f"the hub is unreachable ({type(why).__name__}) and the cache holds no files of "
+                              f"the pinned commit {sha[:7]}") from why
+    counts = {int(_SHARD.match(c)["count"]) for c in mine}
+    index = sorted(int(_SHARD.match(c)["index"]) for c in mine)
+    if counts != {expected_files} or index != list(range(len(index))):
+        raise ConnectionError(f"the hub is unreachable and the cached files of {sha[:7]} are not the first files "
+                              f"of its {expected_files}-file set") from why
+    files = [HubFile(c, (snap / c).stat().st_size, _local_rows(snap / c)) for c in mine]
+    needed = _choose(files, max_rows)
+    if max_rows is None or sum(f.rows for f in needed) < max_rows:
+        if len(files) < expected_files:
+            raise ConnectionError(f"the hub is unreachable and only {len(files)} of the {expected_files} files of "
+                                  f"{sha[:7]} are cached ({sum(f.rows for f in files):,} rows)") from why
+    return HubPlan(repo, sha, sha, split, tuple(files), tuple(needed), pin_rows, "the pin (offline, cached files)")
+
+
+def plan(repo: str, revision: str, split: str, *, expected_files: int | None, max_rows: int | None,
+         cache_dir=None, pin_rows: int | None = None) -> HubPlan:
+    """Resolve, list, check the layout, count rows from the footers (local metadata for files already
+    cached) and choose the files (see the module docstring); raises ValueError (one line, without the
+    dataset's name) when the layout is not the pin's. Offline (the hub unreachable) at a 40-hex sha:
+    the files already cached, when they are the pinned set's first and hold the rows asked for
+    (`pin_rows` is then the full count)."""
+    sha = resolve_revision(repo, revision)
+    try:
+        listed = split_files(repo, sha, split)
+    except Exception as e:  # noqa: BLE001 - offline, DNS, timeouts: try the cache
+        if "RepositoryNotFound" in type(e).__name__ or "RevisionNotFound" in type(e).__name__:
+            raise
+        return _offline_plan(repo, sha, split, expected_files, pin_rows, max_rows, cache_dir, e)
+    files = check_layout(listed, split, expected_files)
+    out = []
+    for f in files:
+        local = _cached(repo, sha, f.path, cache_dir)
+        out.append(HubFile(f.path, f.size, _local_rows(local) if local else _footer_rows(repo, sha, f.path)))
+    return HubPlan(repo, revision, sha, split, tuple(out), tuple(_choose(out, max_rows)))

@@ -419,8 +419,9 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
                 f"({pin.rows:,} rows), so its row count is unknown here: {another}"
             )
         try:
-            p = hub.plan(spec.hub_repo, sha, split, expected_files=pin.files if sha == pin.revision else None,
-                         max_rows=max_rows)
+            pinned = sha == pin.revision
+            p = hub.plan(spec.hub_repo, sha, split, expected_files=pin.files if pinned else None, max_rows=max_rows,
+                         cache_dir=kw.get("cache_dir"), pin_rows=pin.rows if pinned else None)
         except ValueError as e:
             raise ValueError(f"{spec.name}: {spec.hub_repo}@{named}: {e}; for another commit {another}") from None
         except Exception as e:
@@ -428,9 +429,11 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
                              f"{spec.instructions}") from e
         where = f"{spec.hub_repo}@{named}"
         check_pinned_rows(spec, p.rows, expected, where)  # the full count, before any image byte is fetched
-        part = "" if len(p.needed) == len(p.files) else f" (the first {len(p.needed)} of {len(p.files)}) for rows 0..{max_rows - 1}"
+        n_all = pin.files if p.rows_from != "parquet footers" else len(p.files)
+        what = (f" (all {n_all} files, {p.rows:,} rows)" if max_rows is None or len(p.needed) == n_all else
+                f" for rows 0..{max_rows - 1} of {p.rows:,} (the first {len(p.needed)} of {n_all} files)")
         try:
-            local = hub.fetch(spec.hub_repo, sha, list(p.needed), kw.get("cache_dir"), what=f"{part} of {p.rows:,}")
+            local = hub.fetch(spec.hub_repo, sha, list(p.needed), kw.get("cache_dir"), what=what)
         except Exception as e:
             raise ValueError(f"{spec.name}: cannot download {where} ({_short(e)}): {spec.instructions}") from e
         src = hub.HubParquetSource(spec.hub_repo, sha, sha, split, list(p.needed), local, p.rows, **hkw)
@@ -441,8 +444,11 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
         if revision != sha:  # a branch: the commit it named is what the result set records
             print(f"{spec.name}: {spec.hub_repo}@{revision} is commit {sha} ({p.rows:,} rows)", file=sys.stderr)
         # the requested name stays out of the key: "main" read at sha X is the same data as X itself
+        if p.rows_from != "parquet footers":
+            print(f"{spec.name}: the hub is unreachable: reading {len(p.needed)} cached file(s) of {sha[:7]}; "
+                  f"the full row count is the pin's ({p.rows:,})", file=sys.stderr)
         extra = {"pinned_revision": sha, "hub_rows": p.rows, "rows_read": read, "files_read": len(p.needed),
-                 "files": len(p.files)}
+                 "files": n_all}
     else:
         path = Path(root).expanduser()
         if not _has_parquet(path):
