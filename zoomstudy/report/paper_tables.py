@@ -270,7 +270,7 @@ def hard_leaderboard(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFram
     have = set(board["paper_model"].dropna())
     missing = [{"model": m, "paper_model": m, "paper_top1": float(t),
                 "status": f"not stored: zoomstudy paper --hard-models {matrix.HARD_MODELS.get(m, m)!r} "
-                          f"(needs imagenet-hard: --root imagenet-hard=PATH or --hard-revision SHA --hard-rows N)"}
+                          f"(needs imagenet-hard: the hub at its pinned commit, --root imagenet-hard=PATH, or --hard-revision SHA --hard-rows N)"}
                for m, t in paper.IMAGENET_HARD[["model", "top1"]].itertuples(index=False) if m not in have]
     board = pd.concat([board, pd.DataFrame(missing)], ignore_index=True) if missing else board
     per = [per_origin_accuracy(df)[["origin", "accuracy"]].assign(model=names.get(s) or s) for s, df in tables.items()]
