@@ -411,8 +411,12 @@ def _paper_names(a) -> None:
     from zoomstudy import matrix
     from zoomstudy.models.loading import resolve_device
 
+    from zoomstudy.models.loading import resolve_spec
+
     try:
-        matrix.plan(a.models, a.datasets, [] if a.no_hard else a.hard_models)
+        for job in matrix.plan(a.models, a.datasets, [] if a.no_hard else a.hard_models):
+            if not str(job.spec).startswith("world"):
+                resolve_spec(job.spec)  # a model name that no loader knows: refused now, not per job
     except (ValueError, KeyError) as e:
         raise _Bad(" ".join(str(e).strip("'\"").split())) from None
     if a.hard_revision is not None and not re.fullmatch(r"[0-9a-f]{40}", a.hard_revision):
