@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         print(f"store_scale: {a.images} images x 324 views, {len(files)} files, {size_mb:.0f} MiB "
               f"(build {build_s:.0f} s); code: {Path(zoomstudy.__file__).parents[1]}")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        for step in a.steps.split(","):
+        for step in filter(None, a.steps.split(",")):
             r = subprocess.run([sys.executable, __file__, "--measure", step, "--dir", str(folder),
                                 "--images", str(a.images)], capture_output=True, text=True, env=env)
             try:
