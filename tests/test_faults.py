@@ -275,6 +275,10 @@ def test_merge_checks_views_per_image_not_only_positions(model, tmp_path):
     v.loc[v["image_id"] == ids[0], "view"] = (np.arange(2 * TINY.n_views) % TINY.n_views).astype(np.int16)
     pq.write_table(pa.Table.from_pandas(v, preserve_index=False), f)
     rs = ResultSet(rs.path)
+    with pytest.raises(IncompleteResults, match="views file is .* bytes, its manifest says"):
+        store.merge(rs, 1)  # the manifest sees the rewrite first
+    rs._manifest_file(part).unlink()  # as a store of an earlier version, without manifests
+    rs = ResultSet(rs.path)
     with pytest.raises(IncompleteResults, match=f"exactly {TINY.n_views} views"):
         store.merge(rs, 1)
 

@@ -370,7 +370,7 @@ def test_same_settings_same_folder_and_nothing_recomputed(model, tmp_path):
     rs = _run(model, src, tmp_path)
     assert rs.path.name == _key(model, src)  # tta=True, float64 on CPU, imagenet normalisation
     before = _parts(rs)
-    assert len(before) == 2 * 4
+    assert len(before) == 2 * 5  # 4 tables and the manifest per part
     t0 = time.perf_counter()
     again = _run(model, src, tmp_path)
     assert again.path == rs.path and _parts(again) == before

@@ -30,7 +30,92 @@ def _scales(text: str | None):
         raise _Bad(f"--scales must be integers separated by commas, got {text!r}") from None
     if any(s < 1 for s in scales):
         raise _Bad(f"--scales must be positive, got {text!r}")
+    if any(s > MAX_SCALE for s in scales):
+        raise _Bad(f"--scales must be <= {MAX_SCALE} (a view of scale s renders an s x s image, about 70 bytes "
+                   f"per pixel on CPU; the paper's largest is 1024), got {max(scales)}")
     return scales
+
+
+#: Bounds of the numeric options, checked before anything loads. MAX_SCALE: a scale of s renders an
+#: s x s image (about 70 bytes per pixel in float64: 4096 -> 1.2 GB); the paper's largest is 1024.
+MAX_SCALE = 4096
+#: grid g renders g x g windows per scale (the paper: 3); 32 is already 1,024 views per scale.
+MAX_GRID = 32
+#: decoding processes; more than this is a typo, not a machine.
+MAX_WORKERS = 256
+
+
+def _at_most(a, name: str, most: int) -> None:
+    value = getattr(a, name.lstrip("-").replace("-", "_"))
+    if value is not None and value > most:
+        raise _Bad(f"{name} must be <= {most}, got {value}")
+
+
+def _common_numbers(a) -> None:
+    """--grid, --crop, --workers upper bounds (the lower ones are each subcommand's _at_least)."""
+    for name, most in (("--grid", MAX_GRID), ("--crop", MAX_SCALE), ("--workers", MAX_WORKERS)):
+        if hasattr(a, name[2:].replace("-", "_")):
+            _at_most(a, name, most)
+
+
+def _finite(a, name: str) -> None:
+    import math
+
+    value = getattr(a, name.lstrip("-").replace("-", "_"))
+    if value is not None and not math.isfinite(value):
+        raise _Bad(f"{name} must be a finite number, got {value}")
+
+
+def _shard(text: str | None):
+    """--shard parsed and range-checked (0 <= i < n), or the torchrun rank, or None."""
+    from zoomstudy.sweep.engine import check_sweep_args, parse_shard
+
+    try:
+        shard = parse_shard(text)
+        check_sweep_args(shard=shard)
+    except ValueError as e:
+        raise _Bad(str(e).replace("shard must", "--shard must")) from None
+    return shard
+
+
+def _sizes(text: str | None):
+    """--sizes of `zoomstudy profile`: None (default sizes), () ('none') or distinct sizes 1..MAX_SCALE."""
+    if not text:
+        return None
+    if text.strip() == "none":
+        return ()
+    try:
+        sizes = [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise _Bad(f"--sizes must be integers separated by commas, or 'none', got {text!r}") from None
+    if not sizes or any(not 1 <= x <= MAX_SCALE for x in sizes) or len(set(sizes)) != len(sizes):
+        raise _Bad(f"--sizes must be distinct integers in 1..{MAX_SCALE} (or 'none'), got {text!r}")
+    return sizes
+
+
+def _profile_json(spec: str) -> None:
+    """`profile --check FILE`: a JSON object whose metrics are numbers or null, else one line naming
+    the file (exit 2, not a traceback, and never 1, which means 'regression')."""
+    from zoomstudy.report.model_profile import JSON_NAME, THRESHOLDS
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / JSON_NAME
+    if not path.is_file():
+        raise _Bad(f"--check {path}: no such file (give a profile.json or the folder holding it)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _Bad(f"--check {path} is not JSON ({type(e).__name__}: {' '.join(str(e).split())[:80]})") from None
+    if not isinstance(data, dict):
+        raise _Bad(f"--check {path} holds a JSON {type(data).__name__}, not a profile summary (an object with 'metrics')")
+    metrics = data.get("metrics", data)
+    if not isinstance(metrics, dict):
+        raise _Bad(f"--check {path}: 'metrics' is {json.dumps(metrics)[:40]}, not an object of numbers")
+    for key, _what in THRESHOLDS.values():
+        value = metrics.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise _Bad(f"--check {path}: metric {key!r} is {json.dumps(value)[:40]}, not a number (or null)")
 
 
 def _at_least(a, name: str, least: int) -> None:
@@ -104,10 +189,11 @@ def validate_sweep(a) -> None:
     from zoomstudy.study import make_grid
     from zoomstudy.sweep.engine import check_sweep_args, parse_shard
 
-    a.shard = parse_shard(a.shard)
+    a.shard = _shard(a.shard)
     a.scales = _scales(a.scales)
     for name, least in (("--batch-size", 1), ("--workers", 0), ("--max-images", 1), ("--grid", 1), ("--crop", 1)):
         _at_least(a, name, least)
+    _common_numbers(a)
     try:
         check_sweep_args(batch_size=a.batch_size, workers=a.workers or 0, shard=a.shard, max_images=a.max_images,
                          max_host_mb=a.max_host_mb, normalization=a.normalization)
@@ -146,9 +232,16 @@ def validate_merge(a) -> None:
 
 
 def cmd_merge(a) -> int:
-    from zoomstudy.sweep.store import ResultSet, merge
+    """Validate a result set (--verify: every table's sha256 too); --repair first removes damaged
+    parts and duplicate images (each change printed on stderr, one line each)."""
+    from zoomstudy.sweep.store import ResultSet, merge, repair
 
-    rs = merge(ResultSet(Path(a.result_set)), a.shards)
+    rs = ResultSet(Path(a.result_set))
+    if a.repair:
+        for line in repair(rs, a.shards):
+            print(f"zoomstudy merge: repair: {line}", file=sys.stderr)
+        rs = ResultSet(rs.path)
+    rs = merge(rs, a.shards, verify=a.verify)
     print(json.dumps(rs.summary()))
     return 0
 
@@ -156,6 +249,17 @@ def cmd_merge(a) -> int:
 def validate_summary(a) -> None:
     if not Path(a.results_dir).is_dir():
         raise _Bad(f"{a.results_dir} is not a directory")
+
+
+def _all_failed(rs) -> None:
+    """ValueError when every stored image of `rs` failed to decode (Table 1 has nothing to count):
+    says so and where the reasons are, instead of an empty-array message from the analysis."""
+    images = rs.images()
+    if len(images) and "ok" in images and not images["ok"].astype(bool).any():
+        errors = rs.errors()
+        first = f" (e.g. {errors['image_id'].iloc[0]}: {errors['reason'].iloc[0]})" if len(errors) else ""
+        raise ValueError(f"{rs.path}: every image ({len(images)}) failed to decode; the reasons are in "
+                         f"{rs.path / 'parts'}/*.errors.parquet{first}")
 
 
 def cmd_summary(a) -> int:
@@ -171,6 +275,7 @@ def cmd_summary(a) -> int:
     for rs in find_results(a.results_dir, model=a.model, dataset=a.dataset and swept_dataset(a.dataset)):
         rs = relabel_results(rs, a.dataset) if a.dataset else rs
         s = rs.summary()
+        _all_failed(rs)
         correct = rs.correct(keep=None)
         row = table1_row(correct, rs.grid, s["model"], rs.settings["key"]["dataset"].get("name"))
         row["label_space"] = rs.settings["key"]["model"]["label_space"]["name"]
@@ -180,6 +285,27 @@ def cmd_summary(a) -> int:
         raise ValueError(f"no result sets under {a.results_dir}")
     print(pd.DataFrame(rows).round(2).to_string(index=False))
     return 0
+
+
+def validate_reproduce(a) -> None:
+    """`zoomstudy reproduce`: profile name, folders and -p key=value, before any notebook runs."""
+    from zoomstudy.report.notebooks import PROFILES
+
+    if a.profile not in PROFILES:
+        raise _Bad(f"--profile must be one of {sorted(PROFILES)}, got {a.profile!r}")
+    out = Path(a.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise _Bad(f"--out {out} is a file, not a directory")
+    notebooks = Path(a.notebooks).expanduser()
+    if not notebooks.is_dir():
+        raise _Bad(f"--notebooks {notebooks} is not a directory")
+    known = {p.stem for p in notebooks.glob("*.ipynb")}
+    unknown = [n for n in a.only or [] if Path(n).stem not in known]
+    if unknown:
+        raise _Bad(f"--only: no notebook {unknown[0]!r} in {notebooks} (known: {', '.join(sorted(known))})")
+    for kv in a.param or []:
+        if "=" not in kv or not kv.partition("=")[0].strip():
+            raise _Bad(f"-p expects key=value, got {kv!r}")
 
 
 def cmd_reproduce(a) -> int:
@@ -207,15 +333,41 @@ def cmd_reproduce(a) -> int:
 
 
 def validate_profile(a) -> None:
+    """`zoomstudy profile`: every option, before a model or image is loaded; --check's file is read
+    and its shape checked here (a malformed one is exit 2 naming it, never 1, which means regression)."""
     for name, least in (("--batch-size", 1), ("--workers", 0), ("--max-images", 1), ("--grid", 1), ("--crop", 1),
                         ("--zoom-maps", 0)):
         _at_least(a, name, least)
+    _common_numbers(a)
+    for name in ("--max-oracle-gap", "--max-center-bias"):
+        _finite(a, name)
     if a.scales not in (None, "paper"):
         _scales(a.scales)
+    a.resolution_sizes = _sizes(a.sizes)
     if a.results_dir is not None:
         _results_dir(a.results_dir)
+    if a.check:
+        _profile_json(a.check)
+        return
+    if a.images is None:
+        raise _Bad("--images is required (unless --check names an existing profile.json)")
+    if a.model is None and a.checkpoint is None:
+        raise _Bad("give --model NAME, --checkpoint PATH, or both")
+    if a.out is None:
+        raise _Bad("--out DIR is required: profile.html and profile.json are written there")
+    out = Path(a.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise _Bad(f"--out {out} is a file, not a directory")
+    if a.labels is not None and not Path(a.labels).expanduser().is_file():
+        raise _Bad(f"--labels {a.labels} is not a file")
+    if not Path(a.images).expanduser().is_dir():
+        _dataset(a.images, None)
     if a.checkpoint is not None and not Path(a.checkpoint).expanduser().is_file():
         raise _Bad(f"--checkpoint {a.checkpoint} is not a file")
+    if a.model is not None:
+        _model(a.model, a.checkpoint, a.label_space, a.device)
+    else:
+        _model("torchvision:resnet18", None, a.label_space, a.device)  # label space and device only
 
 
 def cmd_profile(a) -> int:
@@ -229,17 +381,7 @@ def cmd_profile(a) -> int:
     if a.check:
         failures = check_regression(a.check, **thresholds)
     else:
-        if a.images is None:
-            raise ValueError("--images is required (unless --check names an existing profile.json)")
-        if a.model is None and a.checkpoint is None:
-            raise ValueError("give --model NAME, --checkpoint PATH, or both")
-        if a.out is None:
-            raise ValueError("--out DIR is required: profile.html and profile.json are written there")
-        try:
-            sizes = None if not a.sizes else () if a.sizes == "none" else [
-                int(x) for x in a.sizes.replace(",", " ").split()]
-        except ValueError:
-            raise ValueError(f"--sizes must be integers separated by commas, or 'none', got {a.sizes!r}") from None
+        sizes = a.resolution_sizes  # parsed and checked by validate_profile
         summary = profile(
             a.model, a.images, a.labels, checkpoint=a.checkpoint, out_dir=a.out,
             scales="paper" if a.scales == "paper" else _scales(a.scales), grid=a.grid, crop=a.crop,
@@ -270,12 +412,38 @@ def validate_paper(a) -> None:
     from zoomstudy.study import make_grid
     from zoomstudy.sweep.engine import parse_shard
 
-    parse_shard(a.shard)
+    _shard(a.shard)
     for name, least in (("--batch-size", 1), ("--workers", 0), ("--max-images", 1), ("--grid", 1), ("--crop", 1),
                         ("--hard-rows", 1)):
         _at_least(a, name, least)
+    _common_numbers(a)
     make_grid(_scales(a.scales), a.grid, a.crop)
     _results_dir(a.results_dir)
+    _paper_names(a)
+
+
+def _paper_names(a) -> None:
+    """`zoomstudy paper`'s names: models, datasets, hard models (as matrix.plan reads them, nothing
+    loaded), the hub revision, the device and the data folder."""
+    import re
+
+    from zoomstudy import matrix
+    from zoomstudy.models.loading import resolve_device
+
+    from zoomstudy.models.loading import resolve_spec
+
+    try:
+        for job in matrix.plan(a.models, a.datasets, [] if a.no_hard else a.hard_models):
+            if not str(job.spec).startswith("world"):
+                resolve_spec(job.spec)  # a model name that no loader knows: refused now, not per job
+    except (ValueError, KeyError) as e:
+        raise _Bad(" ".join(str(e).strip("'\"").split())) from None
+    if a.hard_revision is not None and not re.fullmatch(r"[0-9a-f]{40}", a.hard_revision):
+        raise _Bad(f"--hard-revision must be a 40-hex commit sha, got {a.hard_revision!r}")
+    data_dir = Path(a.data_dir).expanduser()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise _Bad(f"--data-dir {data_dir} is a file, not a directory")
+    resolve_device(a.device)
 
 
 def cmd_paper(a) -> int:
@@ -350,6 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="validate that the shards of a sweep hold every image once")
     m.add_argument("result_set")
     m.add_argument("--shards", type=int, required=True)
+    m.add_argument("--verify", action="store_true",
+                   help="also compare every table's sha256 with its part's manifest (default: sizes only)")
+    m.add_argument("--repair", action="store_true",
+                   help="first delete damaged parts and remove duplicate images (printed, one line each)")
     m.set_defaults(func=cmd_merge, validate=validate_merge)
 
     t = sub.add_parser("summary", help="Table 1 rows for stored result sets")
@@ -365,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="*", help="notebook names to run (default: all)")
     r.add_argument("-p", "--param", action="append", help="override a parameter: key=value (JSON values)")
     r.add_argument("--quiet", action="store_true")
-    r.set_defaults(func=cmd_reproduce)
+    r.set_defaults(func=cmd_reproduce, validate=validate_reproduce)
 
     f = sub.add_parser("profile", help="zoom and position sensitivity of a model on your images: HTML + JSON report")
     f.add_argument("--model", help="torchvision:NAME, timm:NAME or a paper model (default with --checkpoint: "

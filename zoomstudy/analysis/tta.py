@@ -119,19 +119,11 @@ def _label_sets(images: pd.DataFrame, labels) -> list[tuple[int, ...]]:
 
 
 def _standard_rows(result_set, view: int) -> pd.DataFrame:
-    """image_id, pred0, prob0 of one view, read with a filter (not the whole views table)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tables = []
-    for part in result_set.committed_parts():
-        f = result_set._file(part, "views")
-        if f.exists():
-            tables.append(pq.read_table(f, columns=["image_id", "view", "pred0", "prob0"],
-                                        filters=[("view", "==", int(view))]))
-    if not tables:
+    """image_id, pred0, prob0 of one view: one filtered scan of every part's views (not a read per part)."""
+    table = result_set._read_arrow("views", ["image_id", "view", "pred0", "prob0"], view=int(view))
+    if table is None:
         return pd.DataFrame(columns=["image_id", "view", "pred0", "prob0"])
-    return pa.concat_tables(tables).to_pandas()
+    return table.to_pandas()
 
 
 def _outcomes(result_set, labels=None) -> _Outcomes:

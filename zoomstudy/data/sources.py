@@ -660,12 +660,26 @@ class ImageFolderSource(Source):
         self.fingerprint_method = fingerprint
         exts = tuple(e.lower() for e in extensions)
         records = []
+        # Links are followed (data sets are often assembled from links), but each directory is walked
+        # once, by its resolved path (a loop such as `again -> .` would list its images forever, and
+        # two links to one folder twice), and each image is listed once, by its resolved path.
+        visited_dirs, seen_files = set(), set()
         for folder in folders:
             for dirpath, dirnames, filenames in os.walk(root / folder, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for fname in filenames:
+                real = os.path.realpath(dirpath)
+                if real in visited_dirs:
+                    dirnames[:] = []
+                    continue
+                visited_dirs.add(real)
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                                     and os.path.realpath(os.path.join(dirpath, d)) not in visited_dirs)
+                for fname in sorted(filenames):
                     if fname.lower().endswith(exts) and not fname.startswith("."):
                         path = Path(dirpath) / fname
+                        resolved = os.path.realpath(path)
+                        if resolved in seen_files:
+                            continue
+                        seen_files.add(resolved)
                         rel = path.relative_to(root).as_posix()
                         records.append(Record(rel, path, (class_of[folder],), {"folder": folder}))
         if not records:
@@ -763,8 +777,8 @@ class CsvSource(Source):
             raise ValueError(f"CsvSource: {root} is not a directory")
         _check_fingerprint_method("CsvSource", fingerprint)
         csv_path = root / "labels.csv" if csv is None else Path(csv).expanduser()
-        if not csv_path.is_absolute() and not csv_path.exists():
-            csv_path = root / csv_path
+        if csv is not None and not csv_path.is_absolute() and not csv_path.exists():
+            csv_path = root / csv_path  # a CSV named relative to the folder (root/labels.csv is already under it)
         if not csv_path.is_file():
             raise ValueError(f"CsvSource: CSV file {csv_path} not found")
         super().__init__(root.name)

@@ -193,12 +193,31 @@ def file_sha256(path: str | Path) -> str:
     return _HASH_CACHE[key]
 
 
+def _not_a_torch_file(path: str | Path) -> str | None:
+    """Why `path` cannot be a file of torch.save (a zip archive, or a pickle of the legacy format), from
+    its first bytes; None when it may be one. Random bytes then get this reason, not the weights-only
+    unpickler's complaint about pickle globals that the file never had."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    return (f"it is neither a zip archive nor a pickle, the two formats torch.save writes (its first bytes: "
+            f"{head.hex(' ') or 'none, it is empty'})")
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint's state_dict: the file itself or its "state_dict"/"model" entry, "module." stripped.
 
     A file torch cannot read as weights (random bytes, a pickle of other objects, which the
     weights-only unpickler refuses without running it) is a one-line ValueError.
     """
+    why = _not_a_torch_file(path)
+    if why:
+        raise ValueError(f"checkpoint {path} is not a weights file torch can read (a state_dict saved with "
+                         f"torch.save): {why}")
     try:
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...: all one answer
@@ -293,6 +312,9 @@ def _timm_build(name: str, weights: str | None, pretrained: bool, checkpoint: Pa
     full = f"{arch}.{tag}" if tag else arch
     if checkpoint is not None:
         # timm's own file path: unwraps state_dict/model keys, strips "module.", applies the filter_fn
+        why = _not_a_torch_file(checkpoint)
+        if why:
+            raise ValueError(f"checkpoint {checkpoint} is not a weights file torch can read: {why}")
         try:
             module = timm.create_model(full, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)))
         except RuntimeError as e:

@@ -483,7 +483,10 @@ def _load_summary(summary) -> dict:
             path = path / JSON_NAME
         if not path.is_file():
             raise FileNotFoundError(f"profile summary not found: {path}")
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ValueError(f"profile summary {path} is not JSON: {e}") from None
     raise ValueError(f"check_regression: expected a summary dict, JSON text or a path, got {type(summary).__name__}")
 
 
@@ -494,13 +497,19 @@ def check_regression(summary_json, max_oracle_gap: float | None = None, max_cent
     not checked; a checked metric missing from the summary is a failure (never a silent pass).
     """
     s = _load_summary(summary_json)
+    if not isinstance(s, Mapping):
+        raise ValueError(f"check_regression: a profile summary is a JSON object, got a {type(s).__name__}")
     metrics = s.get("metrics", s)
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"check_regression: the summary's 'metrics' is a {type(metrics).__name__}, not an object")
     failures = []
     for name, limit in (("max_oracle_gap", max_oracle_gap), ("max_center_bias", max_center_bias)):
         if limit is None:
             continue
         key, what = THRESHOLDS[name]
         value = metrics.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"check_regression: metric {key!r} is {value!r}, not a number (true is no 1.0)")
         if value is None or not math.isfinite(float(value)):
             failures.append(f"{what} ({key}) is not in the summary; cannot check {name} = {float(limit):g}")
         elif float(value) > float(limit):

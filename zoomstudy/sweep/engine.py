@@ -277,6 +277,7 @@ def sweep(
         render_dtype = torch.float64 if device.type == "cpu" else torch.float32
     settings = sweep_settings(model, source, grid, normalization=normalization, render_dtype=render_dtype, tta=tta)
     store = ResultSet.create(results_dir, settings)
+    store.claim_layout(shard[1] if shard else None)  # one layout per result set: no image computed twice
     prefix, token = shard_prefix(shard), new_token()
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "token": token,
               "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -287,7 +288,7 @@ def sweep(
             "host_info": settings["host"], "git_commit": settings["git_commit"], "workers": workers,
             "batch_size": batch_size, "max_host_mb": max_host_mb, "max_images": max_images})
         done = store.done_positions()
-        others = [b for b in store.broken_parts() if b.prefix != prefix]
+        others = [b for b in store.broken_parts() if b.prefix != prefix and store.in_layout(b.prefix)]
         if others:  # their shard recomputes them (reading refuses the result set until then)
             warnings.warn(f"{store.path}: {len(others)} broken part(s) of other shards (e.g. {others[0].name}); "
                           f"their images are left to their own shard", stacklevel=2)
