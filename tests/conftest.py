@@ -95,3 +95,24 @@ def hub():
     h.hard_files = files
     yield h
     h.stop()
+
+
+@pytest.fixture
+def hook(monkeypatch):
+    from zoomstudy.sweep.store import ResultSet
+
+    """hook(fn): run fn(result_set, part) once, between the tables of the next part and its commit."""
+    def install(fn, times=1):
+        calls = []
+        original = ResultSet._before_commit
+
+        def before_commit(self, part):
+            if len(calls) < times:
+                calls.append(part)
+                fn(self, part)
+            return original(self, part)
+
+        monkeypatch.setattr(ResultSet, "_before_commit", before_commit)
+        return calls
+
+    return install

@@ -85,26 +85,6 @@ def reference(model, tmp_path_factory):
     return _run(model, _src(), tmp_path_factory.mktemp("reference"))
 
 
-@pytest.fixture
-def hook(monkeypatch):
-    """hook(fn): run fn(result_set, part) once, between the tables of the next part and its commit."""
-    calls = []
-
-    def install(fn, times=1):
-        original = ResultSet._before_commit
-
-        def before_commit(self, part):
-            if len(calls) < times:
-                calls.append(part)
-                fn(self, part)
-            return original(self, part)
-
-        monkeypatch.setattr(ResultSet, "_before_commit", before_commit)
-        return calls
-
-    return install
-
-
 # ================================================================================================
 # shards restarting: the interleavings, deterministically
 # ================================================================================================

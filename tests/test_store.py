@@ -87,25 +87,6 @@ def reference(tiny_model, tmp_path_factory):
     return run(tiny_model, tmp_path_factory.mktemp("reference"))
 
 
-@pytest.fixture
-def hook(monkeypatch):
-    """hook(fn): run fn(result_set, part) once, between the tables of the next part and its commit."""
-    def install(fn, times=1):
-        calls = []
-        original = ResultSet._before_commit
-
-        def before_commit(self, part):
-            if len(calls) < times:
-                calls.append(part)
-                fn(self, part)
-            return original(self, part)
-
-        monkeypatch.setattr(ResultSet, "_before_commit", before_commit)
-        return calls
-
-    return install
-
-
 def one_line(e) -> str:
     msg = str(e.value if hasattr(e, "value") else e)
     assert "\n" not in msg and msg.strip(), msg

@@ -324,7 +324,8 @@ def _quick_token(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()[:32]}"
 
 
-def _sha256_token(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (the 'sha256' fingerprint; the store's manifests)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -339,7 +340,7 @@ def _sha256_token(path: Path) -> str:
 #:   time was put back. Copies share it only when they keep modification times (rsync -a, cp -p, tar).
 #: "sha256": every byte; exact, copies always share it, reads the whole dataset.
 #: "size": one stat; misses any same-size replacement (kept for old result sets).
-FINGERPRINTS: dict[str, Callable[[Path], str]] = {"quick": _quick_token, "sha256": _sha256_token, "size": _size_token}
+FINGERPRINTS: dict[str, Callable[[Path], str]] = {"quick": _quick_token, "sha256": file_sha256, "size": _size_token}
 DEFAULT_FINGERPRINT = "quick"
 
 

@@ -111,6 +111,13 @@ def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[Path], o
     return path
 
 
+def _sha256(path: Path) -> str:
+    """The data stage's file hash (imported here, not at module level: data.registry imports this module)."""
+    from zoomstudy.data.sources import file_sha256
+
+    return file_sha256(path)
+
+
 class IncompleteResults(ValueError):
     """A committed part of a result set lost a table or views: some images have too few views."""
 
@@ -181,14 +188,6 @@ class PartInfo:
     def file_names(self) -> list[str]:
         """Every file of the part (its tables, manifest, damage marker, temporary files)."""
         return [f"{self.name}.{k}.{'json' if k in ('manifest', 'damaged') else 'parquet'}" for k in self.files] + self.temps
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -543,7 +542,7 @@ class ResultSet:
         tables = {}
         for t in TABLES:
             f = self._file(part, t)
-            tables[t] = {"bytes": f.stat().st_size, "rows": int(rows[t]), "sha256": file_sha256(f)}
+            tables[t] = {"bytes": f.stat().st_size, "rows": int(rows[t]), "sha256": _sha256(f)}
         return {"manifest": MANIFEST_VERSION, "part": part, "tables": tables, "images": images}
 
     def complete_parts(self) -> list[str]:
@@ -692,7 +691,7 @@ class ResultSet:
                 continue
             for t in TABLES:
                 f = self._file(name, t)
-                if file_sha256(f) != info.manifest["tables"][t]["sha256"]:
+                if _sha256(f) != info.manifest["tables"][t]["sha256"]:
                     reason = f"its {t} file's content differs from its manifest's sha256"
                     atomic_write(self.path / "parts" / f"{name}.damaged.json",
                                  json.dumps({"reason": reason, "file": f.name}))
