@@ -583,3 +583,21 @@ def test_compact_refuses_while_a_sweep_holds_a_shard(tiny_model, tmp_path):
         with pytest.raises(ShardBusy):
             ResultSet(rs.path).compact()
     assert len(ResultSet(rs.path).complete_parts()) == 3
+
+
+def test_the_store_scale_benchmark_runs_and_compacts(tmp_path):
+    """benchmarks/store_scale.py (the 50k-image figures of the README) on 40 images: it builds the set
+    with the engine's part writer, measures summary, compacts a copy and measures it again."""
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "store_scale.py"
+    r = subprocess.run([sys.executable, str(bench), "--images", "40", "--dir", str(tmp_path / "s"), "--steps", "summary",
+                        "--compact"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(bench.parents[1])})
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert sum(line.strip().startswith("summary") for line in lines) == 2, r.stdout
+    assert any(line.strip().startswith("compact") for line in lines), r.stdout
+    assert "failed" not in r.stdout and "rc " not in r.stdout, r.stdout
+    assert any(line.startswith("compacted: 5 files") for line in lines), r.stdout  # 2 parts of 32 -> 1 part

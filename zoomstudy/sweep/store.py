@@ -36,7 +36,9 @@ the writing process. The protocol (see `write_part`, `clean_own` and `claim_layo
 * a process cleans only what it owns: leftovers of earlier processes of its own shard, and only
   while it holds that shard's lock (never a file another live process may be writing); broken parts
   of its own shard (and of names outside the layout) it deletes and computes again;
-* readers refuse a broken part, naming it, its file, its images and how to recompute them.
+* readers refuse a broken part, naming it, its file, its images and how to recompute them;
+* a finished set can be compacted (`compact`, `zoomstudy merge --compact`) into a few large parts per
+  shard; a compacted part's manifest lists the parts it replaces, which scans then ignore.
 
 Result sets of earlier versions (no manifests, no layout.json) are read as they are: a part with its
 images file but no manifest is checked once by reading every table's footer and then gets its
