@@ -10,6 +10,7 @@ interpreter's (RSS after the imports).
 
     python benchmarks/store_scale.py --images 5000                # quick
     python benchmarks/store_scale.py --images 50000 --dir /tmp/s50k --keep
+    python benchmarks/store_scale.py --images 50000 --dir /tmp/s50k --compact   # then compacted, again
     PYTHONPATH=/path/to/other/checkout python benchmarks/store_scale.py ...   # the same for other code
 
 The set is built once per --dir and reused (delete it, or give another --dir, to rebuild).
@@ -29,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-STEPS = ("summary", "correct", "merge", "verify", "resume")
+STEPS = ("summary", "correct", "merge", "verify", "resume")  # and "compact", with --compact
 
 
 def _tiny_model():
@@ -141,6 +142,8 @@ def measure(step: str, results_dir: Path, n: int) -> dict:
             rc = int(ResultSet(path).correct().shape[0] != n)
         elif step == "merge":
             rc = cli.main(["merge", str(path), "--shards", "1"])
+        elif step == "compact":
+            rc = cli.main(["merge", str(path), "--shards", "1", "--compact"])
         elif step == "verify":
             rc = cli.main(["merge", str(path), "--shards", "1", "--verify"])
         elif step == "resume":
@@ -155,12 +158,30 @@ def measure(step: str, results_dir: Path, n: int) -> dict:
             "output": out.getvalue()[-300:] if rc else ""}
 
 
+def _measure_all(steps: list[str], folder: Path, n: int) -> None:
+    """Each step in a fresh process, one core, one thread; one line each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for step in steps:
+        r = subprocess.run([sys.executable, __file__, "--measure", step, "--dir", str(folder), "--images", str(n)],
+                           capture_output=True, text=True, env=env)
+        try:
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            print(f"  {step:8s} failed: {r.stderr.strip()[-300:]}")
+            continue
+        note = f"  (rc {res['rc']}: {' '.join(res['output'].split())[:160]})" if res["rc"] else ""
+        print(f"  {step:8s} {res['seconds']:8.2f} s   peak {res['peak_above_mb']:6.0f} MiB above the "
+              f"interpreter{note}", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=50000, help="images in the set (default 50000)")
     p.add_argument("--dir", help="where the set is built (default: a temporary folder, deleted after)")
     p.add_argument("--keep", action="store_true", help="keep a temporary --dir")
     p.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {','.join(STEPS)}")
+    p.add_argument("--compact", action="store_true",
+                   help="then copy the set, compact the copy (merge --compact, timed) and measure the steps again")
     p.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one step in a fresh process
     a = p.parse_args(argv)
     if a.images < 1:
@@ -180,18 +201,18 @@ def main(argv=None) -> int:
 
         print(f"store_scale: {a.images} images x 324 views, {len(files)} files, {size_mb:.0f} MiB "
               f"(build {build_s:.0f} s); code: {Path(zoomstudy.__file__).parents[1]}")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        for step in filter(None, a.steps.split(",")):
-            r = subprocess.run([sys.executable, __file__, "--measure", step, "--dir", str(folder),
-                                "--images", str(a.images)], capture_output=True, text=True, env=env)
-            try:
-                res = json.loads(r.stdout.strip().splitlines()[-1])
-            except (IndexError, ValueError):
-                print(f"  {step:8s} failed: {r.stderr.strip()[-300:]}")
-                continue
-            note = f"  (rc {res['rc']}: {' '.join(res['output'].split())[:160]})" if res["rc"] else ""
-            print(f"  {step:8s} {res['seconds']:8.2f} s   peak {res['peak_above_mb']:6.0f} MiB above the "
-                  f"interpreter{note}", flush=True)
+        steps = list(filter(None, a.steps.split(",")))
+        _measure_all(steps, folder, a.images)
+        if a.compact:
+            compacted = folder.with_name(folder.name + "-compacted")
+            shutil.rmtree(compacted, ignore_errors=True)
+            shutil.copytree(folder, compacted)
+            _measure_all(["compact"], compacted, a.images)
+            files = list(next(compacted.glob("*/parts")).iterdir())
+            print(f"compacted: {len(files)} files, {sum(f.stat().st_size for f in files) / 2**20:.0f} MiB")
+            _measure_all(steps, compacted, a.images)
+            if not a.keep:
+                shutil.rmtree(compacted, ignore_errors=True)
     finally:
         if not a.dir and not a.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -512,3 +512,92 @@ def test_any_kill_truncation_or_layout_ends_identical_or_refused_in_one_line(tin
     assert tally["identical to the uninterrupted run after the next run"] == N_CASES
     if N_CASES >= 12:
         assert tally["kills"] and tally["truncations"] and any(k.startswith("concurrent") for k in tally)
+
+
+# ================================================================================================
+# 5. compaction: a finished set in a few large parts
+# ================================================================================================
+def _files(rs: ResultSet) -> list[str]:
+    return sorted(os.listdir(rs.path / "parts"))
+
+
+def test_compact_rewrites_small_parts_as_large_ones_that_read_the_same(tiny_model, reference, tmp_path, capsys):
+    rs = run(tiny_model, tmp_path, n=6, chunk_images=1)  # six parts of one image
+    assert len(rs.complete_parts()) == 6
+    assert cli.main(["merge", str(rs.path), "--shards", "1", "--compact"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compacted 6 parts (6 images)" in err[0], err
+    rs = ResultSet(rs.path)
+    assert len(rs.complete_parts()) == 1 and len(_files(rs)) == 5  # four tables and the manifest
+    manifest = json.loads(rs._manifest_file(rs.complete_parts()[0]).read_text())
+    assert len(manifest["replaces"]) == 6
+    same(rs, reference)
+    store.merge(rs, 1, verify=True)
+    assert rs.compact() == []  # one part already: nothing to do
+    run(tiny_model, tmp_path, n=6, chunk_images=1)  # a resume finds every image done
+    assert len(ResultSet(rs.path).complete_parts()) == 1
+    same(ResultSet(rs.path), reference)
+
+
+def test_compact_keeps_the_layout_and_batches_by_images_per_part(tiny_model, reference, tmp_path):
+    for i in range(2):
+        rs = run(tiny_model, tmp_path, n=6, chunk_images=1, shard=(i, 2))
+    lines = rs.compact(images_per_part=2)
+    # each shard (3 images in 3 parts) separately: 2 + 1 images, the part of 1 stays as it was
+    assert len(lines) == 2 and all("compacted 2 parts (2 images)" in line for line in lines), lines
+    rs = ResultSet(rs.path)
+    assert sorted(p.split("-")[0] for p in rs.complete_parts()) == ["shard0of2"] * 2 + ["shard1of2"] * 2
+    store.merge(rs, 2, verify=True)
+    same(rs, reference)
+    run(tiny_model, tmp_path, n=6, chunk_images=1, shard=(1, 2))  # still the set's layout: resumes, nothing to do
+    with pytest.raises(LayoutMismatch):
+        run(tiny_model, tmp_path, n=6, chunk_images=1)
+
+
+def test_a_compaction_killed_before_it_deletes_the_old_parts_reads_the_same_and_is_finished_later(
+        tiny_model, reference, tmp_path, monkeypatch):
+    rs = run(tiny_model, tmp_path, n=6, chunk_images=2)
+    old = rs.complete_parts()
+
+    def killed(self, info):
+        raise KeyboardInterrupt  # a kill right after the compacted part's commit
+
+    monkeypatch.setattr(ResultSet, "_delete", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rs.compact()
+    monkeypatch.undo()
+    rs = ResultSet(rs.path)
+    assert set(old) <= {f.split(".")[0] for f in _files(rs)}  # the old parts are still on disk ...
+    assert len(rs.complete_parts()) == 1 and not set(old) & set(rs.complete_parts())  # ... and superseded
+    same(rs, reference)
+    store.merge(rs, 1, verify=True)
+    run(tiny_model, tmp_path, n=6, chunk_images=2)  # the next run deletes them
+    rs = ResultSet(rs.path)
+    assert {f.split(".")[0] for f in _files(rs)} == set(rs.complete_parts())
+    same(rs, reference)
+
+
+def test_compact_refuses_while_a_sweep_holds_a_shard(tiny_model, tmp_path):
+    rs = run(tiny_model, tmp_path, n=6, chunk_images=2)
+    with rs.shard_lock("part"):
+        with pytest.raises(ShardBusy):
+            ResultSet(rs.path).compact()
+    assert len(ResultSet(rs.path).complete_parts()) == 3
+
+
+def test_the_store_scale_benchmark_runs_and_compacts(tmp_path):
+    """benchmarks/store_scale.py (the 50k-image figures of the README) on 40 images: it builds the set
+    with the engine's part writer, measures summary, compacts a copy and measures it again."""
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "store_scale.py"
+    r = subprocess.run([sys.executable, str(bench), "--images", "40", "--dir", str(tmp_path / "s"), "--steps", "summary",
+                        "--compact"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(bench.parents[1])})
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert sum(line.strip().startswith("summary") for line in lines) == 2, r.stdout
+    assert any(line.strip().startswith("compact") for line in lines), r.stdout
+    assert "failed" not in r.stdout and "rc " not in r.stdout, r.stdout
+    assert any(line.startswith("compacted: 5 files") for line in lines), r.stdout  # 2 parts of 32 -> 1 part

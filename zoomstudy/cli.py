@@ -242,6 +242,9 @@ def cmd_merge(a) -> int:
             print(f"zoomstudy merge: repair: {line}", file=sys.stderr)
         rs = ResultSet(rs.path)
     rs = merge(rs, a.shards, verify=a.verify)
+    if a.compact:
+        for line in rs.compact():
+            print(f"zoomstudy merge: compact: {line}", file=sys.stderr)
     print(json.dumps(rs.summary()))
     return 0
 
@@ -522,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compare every table's sha256 with its part's manifest (default: sizes only)")
     m.add_argument("--repair", action="store_true",
                    help="first delete damaged parts and remove duplicate images (printed, one line each)")
+    m.add_argument("--compact", action="store_true",
+                   help="after the checks, rewrite the set's small parts as a few large ones (fewer files to scan)")
     m.set_defaults(func=cmd_merge, validate=validate_merge)
 
     t = sub.add_parser("summary", help="Table 1 rows for stored result sets")

@@ -36,7 +36,9 @@ the writing process. The protocol (see `write_part`, `clean_own` and `claim_layo
 * a process cleans only what it owns: leftovers of earlier processes of its own shard, and only
   while it holds that shard's lock (never a file another live process may be writing); broken parts
   of its own shard (and of names outside the layout) it deletes and computes again;
-* readers refuse a broken part, naming it, its file, its images and how to recompute them.
+* readers refuse a broken part, naming it, its file, its images and how to recompute them;
+* a finished set can be compacted (`compact`, `zoomstudy merge --compact`) into a few large parts per
+  shard; a compacted part's manifest lists the parts it replaces, which scans then ignore.
 
 Result sets of earlier versions (no manifests, no layout.json) are read as they are: a part with its
 images file but no manifest is checked once by reading every table's footer and then gets its
@@ -198,6 +200,7 @@ class ResultSet:
 
     def __post_init__(self):
         self.path = Path(self.path)
+        self._superseded: list[PartInfo] = []
         self._parts: dict[str, tuple] = {}  # part -> (its directory entries, PartInfo): the incremental scan
         self._images_cache: tuple | None = None
 
@@ -450,6 +453,11 @@ class ResultSet:
             if part not in vanished:
                 cache[part] = (entries, info)
         self._parts = cache
+        # A compacted part replaces the parts it was made from (its manifest lists them). Until they are
+        # deleted (right after the compacted part's commit; a kill in between leaves them), they are
+        # superseded: invisible to readers and sweeps, deleted by `clean_own`, `compact` and `repair`.
+        replaced = {name for info in parts.values() if info.manifest for name in info.manifest.get("replaces", ())}
+        self._superseded = [parts.pop(name) for name in sorted(replaced & set(parts))]
         return parts
 
     def _n_views(self) -> int | None:
@@ -536,14 +544,18 @@ class ResultSet:
             atomic_write(self._manifest_file(info.name), json.dumps(manifest))
         info.manifest, info.status = manifest, "complete"
 
-    def _manifest(self, part: str, rows: dict, images: list) -> dict:
+    def _manifest(self, part: str, rows: dict, images: list, replaces: list | None = None) -> dict:
         """The manifest of a part whose tables are written: each table's bytes, rows and sha256, and its
-        images (position, image_id, decoded) so that scans never read the images table."""
+        images (position, image_id, decoded) so that scans never read the images table. replaces: the
+        parts a compacted part was made from (see `compact`)."""
         tables = {}
         for t in TABLES:
             f = self._file(part, t)
             tables[t] = {"bytes": f.stat().st_size, "rows": int(rows[t]), "sha256": _sha256(f)}
-        return {"manifest": MANIFEST_VERSION, "part": part, "tables": tables, "images": images}
+        out = {"manifest": MANIFEST_VERSION, "part": part, "tables": tables, "images": images}
+        if replaces:
+            out["replaces"] = list(replaces)
+        return out
 
     def complete_parts(self) -> list[str]:
         """Parts that are committed and whole, in a stable order: the ones whose positions are done."""
@@ -604,7 +616,74 @@ class ResultSet:
             for name in names:
                 (folder / name).unlink(missing_ok=True)
                 removed.append(name)
+        for info in self._superseded:  # left by a compaction killed before it deleted them
+            removed += self._delete(info)
         return removed
+
+    def _delete(self, info: PartInfo) -> list[str]:
+        """Delete a part's files, its manifest first (so a kill midway leaves an uncommitted part)."""
+        names = sorted(info.file_names(), key=lambda n: not n.endswith(("manifest.json", "damaged.json")))
+        for name in names:
+            (self.path / "parts" / name).unlink(missing_ok=True)
+        return names
+
+    def compact(self, images_per_part: int = 4096) -> list[str]:
+        """Rewrite a finished result set as a few large parts (`zoomstudy merge --compact`): each
+        shard's complete parts become parts of up to `images_per_part` images, written with row groups
+        of 32 images. At the paper's size that is 1,563 parts (7,815 files) -> 13 parts (65 files), so a
+        scan lists and checks 65 files, not 7,815 (the cost that grows on network disks).
+
+        Safe at any kill: each new part is committed (its manifest, which lists the parts it
+        `replaces`) before those are deleted; a scan ignores replaced parts still on disk, and the next
+        compaction or sweep deletes them. Holds every shard's lock (a live sweep of the set makes it
+        refuse with ShardBusy) and the commit lock. Returns one line per new part."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if images_per_part < 1:
+            raise ValueError(f"images_per_part must be >= 1, got {images_per_part}")
+        self.check_complete()
+        prefixes = sorted({i.prefix or "part" for i in self.scan().values() if i.status == "complete"})
+        out = []
+        with contextlib.ExitStack() as stack:
+            for prefix in prefixes:
+                stack.enter_context(self.shard_lock(prefix, {"pid": os.getpid(), "compacting": True}))
+            stack.enter_context(self.commit_lock())
+            scan = self.scan()
+            for info in self._superseded:
+                self._delete(info)
+            for prefix in prefixes:
+                parts = [i for n, i in sorted(scan.items()) if i.status == "complete" and (i.prefix or "part") == prefix]
+                batches, batch, n = [], [], 0
+                for info in parts:  # consecutive parts, up to images_per_part images each batch
+                    if batch and n + len(info.positions) > images_per_part:
+                        batches.append(batch)
+                        batch, n = [], 0
+                    batch.append(info)
+                    n += len(info.positions)
+                if batch:
+                    batches.append(batch)
+                for batch in batches:
+                    if len(batch) == 1:
+                        continue  # already one part
+                    tables = {}
+                    for t in TABLES:
+                        pieces = [pq.read_table(self._file(i.name, t)) for i in batch]
+                        pieces = [x for x in pieces if x.num_rows] or pieces[:1]
+                        try:
+                            tables[t] = pa.concat_tables(pieces, promote_options="default")
+                        except TypeError:  # pyarrow < 14
+                            tables[t] = pa.concat_tables(pieces, promote=True)
+                    new = self.next_part(prefix, new_token())
+                    n_views = self._n_views() or 1
+                    self._write_tables(new, tables, ("views", "groups", "errors"),
+                                       row_group_size={"views": 32 * n_views})
+                    self._commit(new, tables, replaces=[i.name for i in batch])
+                    for info in batch:
+                        self._delete(info)
+                    out.append(f"compacted {len(batch)} parts ({tables['images'].num_rows} images) into part {new}")
+        self._parts = {}
+        return out
 
     def done_positions(self) -> set[int]:
         """Source positions stored in complete parts (images and recorded errors)."""
@@ -650,14 +729,15 @@ class ResultSet:
             self._commit(part, tables)
         return taken
 
-    def _write_tables(self, part: str, tables: dict, names) -> None:
+    def _write_tables(self, part: str, tables: dict, names, row_group_size: dict | None = None) -> None:
         import pyarrow.parquet as pq
 
         for name in names:
-            table = tables[name]
-            atomic_write(self._file(part, name), lambda tmp, table=table: pq.write_table(table, tmp), fsync=True)
+            table, size = tables[name], (row_group_size or {}).get(name)
+            atomic_write(self._file(part, name), lambda tmp, table=table, size=size:
+                         pq.write_table(table, tmp, row_group_size=size), fsync=True)
 
-    def _commit(self, part: str, tables: dict) -> None:
+    def _commit(self, part: str, tables: dict, replaces: list | None = None) -> None:
         """Check the written tables, write `images` and then the manifest (the caller holds the commit lock)."""
         import pyarrow.parquet as pq
 
@@ -677,7 +757,7 @@ class ResultSet:
         rows = {t: tables[t].num_rows for t in TABLES}
         listed = [(int(p), str(i), bool(g)) for p, i, g in
                   zip(images.column("position").to_pylist(), images.column("image_id").to_pylist(), ok)]
-        atomic_write(self._manifest_file(part), json.dumps(self._manifest(part, rows, listed)), fsync=True)
+        atomic_write(self._manifest_file(part), json.dumps(self._manifest(part, rows, listed, replaces)), fsync=True)
 
     def verify(self) -> list[PartInfo]:
         """The full check (`zoomstudy merge --verify`): every table's sha256 against its manifest. A part
@@ -869,19 +949,27 @@ class ResultSet:
 
 
 def _index_in(column, values) -> np.ndarray:
-    """Each entry's index in `values` (int64, -1 where absent), chunk by chunk; a dictionary-encoded
-    chunk maps its dictionary only (a part's few ids) and takes by its indices."""
+    """Each entry's index in `values` (int64, -1 where absent). One hash lookup for the whole column:
+    the dictionaries of its dictionary-encoded chunks (a part's few ids each) and its plain chunks are
+    looked up together, then each chunk takes by its indices (at 1,563 parts: 0.1 s, not the 12.6 s of
+    one lookup per chunk, each hashing all of `values` again)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    out = []
-    for chunk in column.chunks:
+    chunks = list(column.chunks)
+    if not chunks:
+        return np.zeros(0, np.int64)
+    keys = [(c.dictionary if pa.types.is_dictionary(c.type) else c).cast(pa.string()) for c in chunks]
+    mapped = pc.index_in(pa.concat_arrays(keys), value_set=values).fill_null(-1)
+    mapped = mapped.to_numpy(zero_copy_only=False).astype(np.int64)
+    out, start = [], 0
+    for chunk, key in zip(chunks, keys):
+        own = mapped[start:start + len(key)]
+        start += len(key)
         if pa.types.is_dictionary(chunk.type):
-            mapped = pc.index_in(chunk.dictionary.cast(pa.string()), value_set=values).take(chunk.indices)
-        else:
-            mapped = pc.index_in(chunk.cast(pa.string()), value_set=values)
-        out.append(mapped.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64))
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+            own = own[chunk.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)]
+        out.append(own)
+    return np.concatenate(out)
 
 
 def _without(tables: dict, positions) -> dict:
@@ -942,6 +1030,9 @@ def repair(result_set: ResultSet, shards: int) -> list[str]:
     folder = rs.path / "parts"
     with rs.commit_lock():
         scan = rs.scan()
+        for info in rs._superseded:
+            rs._delete(info)
+            out.append(f"deleted part {info.name}, replaced by a compacted part")
         for info in [i for _, i in sorted(scan.items()) if i.status == "broken"]:
             names = sorted(info.file_names(), key=lambda n: not n.endswith(("manifest.json", "damaged.json")))
             for name in names:
