@@ -256,10 +256,11 @@ class _Groups:
         out = []
         for idx in self._dev.values():
             p = probs[idx]  # [n, 1000]
-            mean_p, mean_c = p.mean(0).max(0)
+            mean_p, mean_c = p.mean(0, keepdim=True).max(1)  # [1]
             conf, cls = p.max(1)  # [n]
-            best = conf.argmax()
-            out.append(torch.stack([mean_c.double(), mean_p.double(), cls[best].double(), conf[best].double()]))
+            best = conf.argmax().view(1)  # indexing by a tensor would read it on the host: a sync
+            out.append(torch.cat([mean_c.double(), mean_p.double(), cls.index_select(0, best).double(),
+                                  conf.index_select(0, best).double()]))
         return torch.stack(out)
 
     _on = None
@@ -411,7 +412,8 @@ def _render_into(fwd: "_Forwarder", item: _Item, grid: ViewGrid, device, render_
     slot = fwd.add_image(item)
     src = x.to(render_dtype)  # the image in the accumulation dtype, once
     g, crop = grid.grid, grid.crop
-    if (method or ("banded" if x.device.type == "cpu" else "batched")) == "batched":
+    method = method or _RENDER_METHOD or ("banded" if x.device.type == "cpu" else "batched")
+    if method == "batched":
         entries, picks = view_layout(grid, w0, h0, tta)
         views = fwd.render_halving.run(lambda parts: torch.cat([
             render_batch(src, e, p, crop).to(torch.uint8) for e, p in split_layout(entries, picks, parts)]))
@@ -426,6 +428,11 @@ def _render_into(fwd: "_Forwarder", item: _Item, grid: ViewGrid, device, render_
         views = tta_crops(src, crop, grid.standard_scale, dtype=render_dtype).to(torch.uint8)
         fwd.add_views(slot, grid.n_views, views)
     del src
+
+
+#: The render method of every sweep when set ("batched" / "banded"); None: by device. Tests set it to
+#: run the GPU's code path on CPU.
+_RENDER_METHOD: str | None = None
 
 
 class _Halving:
