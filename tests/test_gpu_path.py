@@ -334,3 +334,66 @@ def test_halving_grows_back_after_a_run_of_successes():
 
     r = engine._Halving(1, 1, 1024, grow_after=2)
     assert r.run(work) == 4 and r.halvings == 2
+
+
+# ================================================================================================
+# CLIP: built on the target device, prompts encoded there, text tower dropped
+# ================================================================================================
+def _tiny_clip():
+    open_clip = pytest.importorskip("open_clip")
+    torch.manual_seed(0)
+    return open_clip.CLIP(
+        embed_dim=16,
+        vision_cfg=open_clip.CLIPVisionCfg(image_size=32, layers=1, width=32, head_width=16, patch_size=16),
+        text_cfg=open_clip.CLIPTextCfg(context_length=16, vocab_size=49408, width=32, heads=2, layers=1),
+    ).eval()
+
+
+def test_prompts_are_encoded_on_the_text_towers_device():
+    """On the meta device (a stand-in for a GPU: nothing can silently fall back to CPU there, a copy
+    to CPU fails) every batch is encoded where the tower is, and the embeddings stay there."""
+    from zoomstudy.models import clip
+
+    open_clip = pytest.importorskip("open_clip")
+    model = _tiny_clip().to("meta")
+    seen = []
+    real = model.encode_text
+
+    def encode_text(tokens, *a, **k):
+        seen.append((tokens.device.type, next(model.transformer.parameters()).device.type))
+        return real(tokens, *a, **k)
+
+    model.encode_text = encode_text
+    tok = open_clip.tokenizer.SimpleTokenizer(context_length=16)
+    emb = clip.encode_class_embeddings(model, tok, ["cat", "dog", "fish"], ["a {}.", "the {}."], batch_size=4)
+    assert seen == [("meta", "meta"), ("meta", "meta")]  # 6 prompts in batches of 4
+    assert emb.device.type == "meta" and emb.shape == (3, 16)
+
+
+def test_clip_is_built_on_the_target_device_and_keeps_only_its_image_tower(monkeypatch):
+    from zoomstudy.models import clip, loading
+
+    open_clip = pytest.importorskip("open_clip")
+    built_on, encoded_on = [], []
+
+    def create_model(arch, pretrained=None, device=None, **k):
+        built_on.append(torch.device(device).type)
+        return _tiny_clip().to(device)
+
+    def encode(model, tokenizer, classnames, templates, batch_size=256):
+        encoded_on.append(next(model.transformer.parameters()).device.type)
+        return torch.nn.functional.normalize(torch.ones(len(classnames), 16), dim=-1)
+
+    monkeypatch.setattr(open_clip, "create_model", create_model)
+    monkeypatch.setattr(open_clip, "get_tokenizer", lambda arch: open_clip.tokenizer.SimpleTokenizer(context_length=16))
+    monkeypatch.setattr(clip, "encode_class_embeddings", encode)
+    monkeypatch.setenv("ZOOMSTUDY_CLIP_TEMPLATES", "1")
+    built = loading._clip_build("ViT-B-32", None, False, None, torch.device("meta"))
+    assert built_on == ["meta"] and encoded_on == ["meta"]  # built there, then encoded there
+    towers = dict(built.module.clip.named_children())
+    assert "visual" in towers and "transformer" not in towers and not hasattr(built.module.clip, "token_embedding")
+    # a speed probe encodes nothing at all
+    encoded_on.clear()
+    probe = loading._clip_build("ViT-B-32", None, False, None, torch.device("cpu"), encode_prompts=False)
+    assert encoded_on == [] and probe.weights_id.endswith("+prompts-none")
+    assert probe.module(torch.zeros(2, 3, 32, 32)).shape == (2, 1000)
