@@ -397,3 +397,46 @@ def test_clip_is_built_on_the_target_device_and_keeps_only_its_image_tower(monke
     probe = loading._clip_build("ViT-B-32", None, False, None, torch.device("cpu"), encode_prompts=False)
     assert encoded_on == [] and probe.weights_id.endswith("+prompts-none")
     assert probe.module(torch.zeros(2, 3, 32, 32)).shape == (2, 1000)
+
+
+# ================================================================================================
+# Precision: --amp validated before anything loads; TF32 state, amp and render dtype recorded
+# ================================================================================================
+@pytest.mark.parametrize("argv", [
+    ["sweep", "--model", "squeezenet1_0", "--dataset", "synthetic:2", "--device", "cpu"],
+    ["paper", "--models", "resnet50", "--no-hard", "--device", "cpu", "--dry-run"],
+    ["profile", "--model", "squeezenet1_0", "--images", "synthetic:2", "--out", "OUT", "--device", "cpu"],
+])
+@pytest.mark.parametrize("amp, why", [("bf16", "needs a CUDA device"), ("int8", "invalid choice")])
+def test_amp_is_checked_before_anything_loads(argv, amp, why, monkeypatch, tmp_path, capsys):
+    from zoomstudy import cli, matrix, study
+
+    def refuse(*a, **k):
+        raise AssertionError("something was loaded before --amp was checked")
+
+    for mod, name in ((study, "open_model"), (study, "open_data"), (matrix, "preflight")):
+        monkeypatch.setattr(mod, name, refuse)
+    argv = [str(tmp_path / "out") if v == "OUT" else v for v in argv]
+    assert cli.main(argv + ["--amp", amp]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and why in err[0] and "amp" in err[0], err
+
+
+def test_precision_is_recorded_and_keys_only_what_is_not_the_default(squeeze):
+    from zoomstudy.data import SyntheticSource
+
+    src = SyntheticSource(2, size=((40, 50), (40, 50)), seed=1)
+    base = engine.sweep_settings(squeeze, src, TINY, normalization="imagenet", render_dtype=torch.float64, tta=True)
+    assert "precision" not in base["key"]  # torch's defaults: the key of earlier runs is unchanged
+    prec = base["provenance"]["precision"]
+    assert prec["render_dtype"] == "float64" and prec["amp"] == "none"
+    assert prec["float32_matmul_precision"] == "highest" and prec["cudnn_benchmark"] is False
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")  # TF32 on CUDA, bf16 in oneDNN on CPU: outputs change
+        tf32 = engine.sweep_settings(squeeze, src, TINY, normalization="imagenet", render_dtype=torch.float64, tta=True)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert tf32["key"]["precision"] == {"float32_matmul_precision": "high"}
+    f32 = engine.sweep_settings(squeeze, src, TINY, normalization="imagenet", render_dtype=torch.float32, tta=True)
+    assert f32["key"]["render"]["dtype"] == "float32" != base["key"]["render"]["dtype"]

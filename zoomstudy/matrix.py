@@ -317,7 +317,7 @@ def preflight(jobs: Sequence[Job], *, roots: Mapping[str, str] | None = None, da
 def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None, checkpoints: Mapping[str, str] | None = None,
         pretrained: bool = True, device: str | None = None, batch_size: int = 512, workers: int | None = None,
         shard: tuple[int, int] | None = None, max_images: int | None = None, tta: bool = True, progress: bool = True,
-        log: Callable[[str], None] = print) -> pd.DataFrame:
+        log: Callable[[str], None] = print, amp: str | None = None) -> pd.DataFrame:
     """Every runnable job of a preflight: sweeps (stored once under their key, resumed where they
     stopped) and ImageNet-Hard plain runs (`hard_plain`, stored once). A failing job is reported and
     the others still run. checkpoints: paper model name or spec -> local weights file.
@@ -343,7 +343,7 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
         if key not in loaded:
             _release(loaded)  # one model in memory at a time: the previous one goes before the next loads
             loaded[key] = open_model(job.spec, ckpt, label_space="imagenet1k", device=device,
-                                     pretrained=pretrained and ckpt is None)
+                                     pretrained=pretrained and ckpt is None, amp=amp)
         return dataclasses.replace(loaded[key], label_space=get_label_space(space))
 
     rows = []
