@@ -440,3 +440,29 @@ def test_precision_is_recorded_and_keys_only_what_is_not_the_default(squeeze):
     assert tf32["key"]["precision"] == {"float32_matmul_precision": "high"}
     f32 = engine.sweep_settings(squeeze, src, TINY, normalization="imagenet", render_dtype=torch.float32, tta=True)
     assert f32["key"]["render"]["dtype"] == "float32" != base["key"]["render"]["dtype"]
+
+
+# ================================================================================================
+# benchmarks/gpu_check.py: the device check, as a CPU smoke test
+# ================================================================================================
+def test_gpu_check_runs_on_cpu(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--images", "2",
+           "--sweep-images", "2", "--crop", "32", "--models", "squeezenet1_0", "--memo-model", "squeezenet1_0",
+           "--memo-k", "2", "--realdata", str(tmp_path / "no-kit"), "--json", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {row["check"]: row["value"] for row in json.loads(out.read_text())}
+    assert rows["render float64 vs CPU float64"].startswith("0.00e+00 of pixels differ (max 0 levels), 0/")
+    assert "sweep/bare" in rows["sweep squeezenet1_0 amp=none"] and "MEMO+RRC squeezenet1_0 K=2" in rows
+    assert "render float32 vs CPU float64" in r.stdout  # the one table
+    bad = subprocess.run(cmd[:2] + ["--models", "nope"], capture_output=True, text=True, timeout=60, cwd=root,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert bad.returncode == 2
