@@ -29,7 +29,7 @@ import torch
 from zoomstudy import __version__
 from zoomstudy.provenance import git_commit
 from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet, new_token, shard_prefix
-from zoomstudy.views import (IMAGENET_MEAN, IMAGENET_STD, ViewGrid, exact_math, normalize, pil_to_tensor, render_batch,
+from zoomstudy.views import (IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, plan_cache, render_batch,
                              render_windows, split_layout, tta_crops, view_layout)
 
 #: Normalisation choices (SPEC 1.4: the authors used ImageNet statistics for every model).
@@ -308,7 +308,9 @@ def sweep(
     max_host_mb: bound (MiB, default DEFAULT_MAX_HOST_MB) on the sweep's own host memory, whatever
     the image size and the number of images: views wait as uint8, are rendered one scale at a time,
     and on CPU are forwarded in chunks sized from the budget and the model's activations (smaller while
-    a large image's float64 copy, 24 bytes per pixel, is alive). Not counted: the interpreter, libraries
+    a large image's float64 copy, 24 bytes per pixel, is alive); the renderer's cached plans take at
+    most a tenth of it (10 MiB for a 500 x 375 image's, 234 MiB for a 4000 x 3000 one's), out of the
+    40% the chunk plan leaves as headroom. Not counted: the interpreter, libraries
     and weights, the decoding workers, and the decoded image in flight (3 bytes per pixel); an image
     whose rendering alone (about 70 bytes per pixel in float64) exceeds the budget exceeds it.
     """
@@ -339,12 +341,17 @@ def sweep(
             done = done | {int(p) for b in others for p in b.positions}
         benchmark = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = device.type == "cuda"  # one batch shape: let cuDNN pick its kernels once
+        cache = plan_cache()
+        bounds = dict(cache.max_bytes)
+        if device.type == "cpu":  # the renderer's plans are host memory: a tenth of the budget at most
+            cache.max_bytes["cpu"] = min(cache.limit("cpu"), int(0.1 * max_host_mb * 2**20))
         try:
             _run(model, source, grid, store, settings, prefix=prefix, token=token, done=done, shard=shard,
                  max_images=max_images, batch_size=batch_size, chunk_images=chunk_images, workers=workers,
                  render_dtype=render_dtype, tta=tta, max_host_mb=max_host_mb, progress=progress)
         finally:
             torch.backends.cudnn.benchmark = benchmark
+            cache.max_bytes = bounds
     return store
 
 
