@@ -147,6 +147,8 @@ CASES = {
     ("paper", "--workers"): [(["--workers", "-1"], "--workers")],
     ("paper", "--device"): [(["--device", CUDA_MISSING], "cuda")],
     ("paper", "--shard"): [(["--shard", "1/0"], "1/0"), (["--shard", "3/2"], "3/2")],
+    **{(c, "--amp"): [(["--amp", "int8"], "--amp"), (["--amp", "bf16", "--device", "cpu"], "CUDA")]
+       for c in ("sweep", "profile", "paper")},
 }
 
 

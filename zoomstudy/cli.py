@@ -184,6 +184,29 @@ def _place(a, shard=None):
     return place
 
 
+#: --amp's values: the forward under CUDA autocast in bf16 (H100/H200) or fp16 (T4), or none (float32).
+AMP_CHOICES = ("bf16", "fp16", "none")
+
+
+def _amp(a) -> str | None:
+    """--amp as load_model's amp (None for 'none'); bf16 / fp16 need CUDA: refused here, before loading."""
+    amp = getattr(a, "amp", "none") or "none"
+    if amp not in AMP_CHOICES:
+        raise _Bad(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
+    if amp == "none":
+        return None
+    from zoomstudy.models.loading import resolve_device
+
+    try:
+        dev = resolve_device(a.device)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    if dev.type != "cuda":
+        raise _Bad(f"--amp {amp} runs the forward under CUDA autocast and needs a CUDA device (got {dev.type}); "
+                   f"use --amp none")
+    return amp
+
+
 def validate_sweep(a) -> None:
     """Check and normalise `zoomstudy sweep`'s arguments (a.shard -> (i, n), a.scales -> list or None)."""
     from zoomstudy.study import make_grid
@@ -205,6 +228,7 @@ def validate_sweep(a) -> None:
     if a.fingerprint is not None and a.dataset.startswith(("synthetic", "world")):
         raise _Bad(f"--fingerprint applies to data read from files, not to {a.dataset}")
     _model(a.model, a.checkpoint, a.label_space, a.device)
+    _amp(a)
 
 
 def cmd_sweep(a) -> int:
@@ -219,7 +243,7 @@ def cmd_sweep(a) -> int:
         results_dir=a.results_dir, label_space=a.label_space, max_images=a.max_images,
         pretrained=not a.no_pretrained, device=a.device, batch_size=a.batch_size, workers=a.workers,
         progress=not a.quiet, data_kw={} if a.fingerprint is None else {"fingerprint": a.fingerprint},
-        shard=a.shard, normalization=a.normalization, tta=not a.no_tta, max_host_mb=a.max_host_mb,
+        shard=a.shard, normalization=a.normalization, tta=not a.no_tta, max_host_mb=a.max_host_mb, amp=_amp(a),
     )
     print(json.dumps(rs.summary()))
     return 0
@@ -371,6 +395,7 @@ def validate_profile(a) -> None:
         _model(a.model, a.checkpoint, a.label_space, a.device)
     else:
         _model("torchvision:resnet18", None, a.label_space, a.device)  # label space and device only
+    _amp(a)
 
 
 def cmd_profile(a) -> int:
@@ -392,7 +417,7 @@ def cmd_profile(a) -> int:
             resolution_sizes=sizes, n_zoom_maps=a.zoom_maps,
             pretrained=not a.no_pretrained, device=a.device,
             label_space=resolve_label_space(a.images if a.labels is None else None, a.label_space),
-            batch_size=a.batch_size, workers=a.workers, progress=not a.quiet,
+            batch_size=a.batch_size, workers=a.workers, progress=not a.quiet, amp=_amp(a),
         )
         m = summary["metrics"]
 
@@ -447,6 +472,7 @@ def _paper_names(a) -> None:
     if data_dir.exists() and not data_dir.is_dir():
         raise _Bad(f"--data-dir {data_dir} is a file, not a directory")
     resolve_device(a.device)
+    _amp(a)
 
 
 def cmd_paper(a) -> int:
@@ -473,7 +499,7 @@ def cmd_paper(a) -> int:
         raise ValueError("no dataset of the plan was found; see the preflight above for how to provide each")
     done = matrix.run(pre, results_dir=a.results_dir, grid=grid, checkpoints=checkpoints, pretrained=not a.no_pretrained,
                       device=a.device, batch_size=a.batch_size, workers=a.workers, shard=shard,
-                      max_images=a.max_images, tta=not a.no_tta, progress=not a.quiet)
+                      max_images=a.max_images, tta=not a.no_tta, progress=not a.quiet, amp=_amp(a))
     print(done.drop(columns=["path"]).to_string(index=False))
     print(f"render the tables: zoomstudy reproduce --profile paper --only 06_the_paper -p results_dir={a.results_dir}")
     return 1 if done["status"].str.startswith("failed").any() else 0
@@ -515,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "size, modification time, first and last 64 KiB), sha256 (every byte; copies of the data "
                         "share a key even without their modification times), size (weak)")
     s.add_argument("--max-host-mb", type=float, help="bound on the sweep's own host memory in MiB (default 2048)")
+    s.add_argument("--amp", default="none", choices=AMP_CHOICES,
+                   help="forward precision on CUDA: bf16 (H100/H200), fp16 (T4) or none (float32, default)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_sweep, validate=validate_sweep)
 
@@ -567,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", help="cuda, cpu (default: CUDA when present)")
     f.add_argument("--max-oracle-gap", type=float, help="exit 1 when the oracle gap (pp) exceeds this")
     f.add_argument("--max-center-bias", type=float, help="exit 1 when the centre bias (pp) exceeds this")
+    f.add_argument("--amp", default="none", choices=AMP_CHOICES, help="forward precision on CUDA (bf16, fp16, none)")
     f.add_argument("--check", metavar="JSON", help="check an existing profile.json against the thresholds, run nothing")
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_profile, validate=validate_profile)
@@ -595,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-tta", action="store_true", help="skip the 5/10-crop views (Table 4 then lacks them)")
     q.add_argument("--no-pretrained", action="store_true", help="random weights (pipeline checks)")
     q.add_argument("--no-probe", action="store_true", help="skip the one-batch speed probe")
+    q.add_argument("--amp", default="none", choices=AMP_CHOICES, help="forward precision on CUDA (bf16, fp16, none)")
     q.add_argument("--dry-run", action="store_true", help="print the preflight only")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_paper, validate=validate_paper)

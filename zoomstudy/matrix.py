@@ -232,17 +232,10 @@ def probe_seconds_per_image(spec: str, grid, *, device=None, batch_size: int = 5
     from zoomstudy.models.loading import load_model
     from zoomstudy.views import normalize, render_views, tta_crops
 
-    env = os.environ.get("ZOOMSTUDY_CLIP_TEMPLATES")
-    os.environ["ZOOMSTUDY_CLIP_TEMPLATES"] = "1"  # the text tower is not what a sweep pays for per image
-    try:
-        model = load_model(spec, pretrained=False, device=device, label_space=label_space)
-    finally:
-        if env is None:
-            os.environ.pop("ZOOMSTUDY_CLIP_TEMPLATES", None)
-        else:
-            os.environ["ZOOMSTUDY_CLIP_TEMPLATES"] = env
+    # the text tower is not what a sweep pays for per image: CLIP's prompts are not encoded at all
+    model = load_model(spec, pretrained=False, device=device, label_space=label_space, encode_prompts=False)
     dev = model.device
-    dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    dtype = torch.float64  # the sweep's render dtype, on CPU and CUDA
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (3, image_size[1], image_size[0]), generator=gen, dtype=torch.uint8).to(dev)
 
@@ -324,7 +317,7 @@ def preflight(jobs: Sequence[Job], *, roots: Mapping[str, str] | None = None, da
 def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None, checkpoints: Mapping[str, str] | None = None,
         pretrained: bool = True, device: str | None = None, batch_size: int = 512, workers: int | None = None,
         shard: tuple[int, int] | None = None, max_images: int | None = None, tta: bool = True, progress: bool = True,
-        log: Callable[[str], None] = print) -> pd.DataFrame:
+        log: Callable[[str], None] = print, amp: str | None = None) -> pd.DataFrame:
     """Every runnable job of a preflight: sweeps (stored once under their key, resumed where they
     stopped) and ImageNet-Hard plain runs (`hard_plain`, stored once). A failing job is reported and
     the others still run. checkpoints: paper model name or spec -> local weights file.
@@ -348,13 +341,15 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
     def model_for(job: Job, ckpt, space: str):
         key = (job.spec, ckpt)
         if key not in loaded:
-            loaded.clear()  # one model in memory at a time
+            _release(loaded)  # one model in memory at a time: the previous one goes before the next loads
             loaded[key] = open_model(job.spec, ckpt, label_space="imagenet1k", device=device,
-                                     pretrained=pretrained and ckpt is None)
+                                     pretrained=pretrained and ckpt is None, amp=amp)
         return dataclasses.replace(loaded[key], label_space=get_label_space(space))
 
     rows = []
+    model = None
     for j in sorted(pre.jobs, key=lambda j: j.spec):  # stable: a model's sweeps, then its plain run
+        model = None  # no reference to the previous job's model survives into `model_for`
         st = pre.datasets[j.dataset]
         row = {"model": j.model, "dataset": j.dataset, "kind": j.kind, "status": "", "path": None, "seconds": np.nan}
         if not st.found:
@@ -382,6 +377,19 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
         log(f"{j.model} x {j.dataset} ({j.kind}): {row['status']} ({row['seconds']:.1f} s)")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _release(loaded: dict) -> None:
+    """Drop the models in `loaded` and give their device memory back before another model loads, so
+    that two models never sit on one GPU (a ViT-bigG and the next model would not fit together)."""
+    import gc
+
+    import torch
+
+    loaded.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _default_grid():

@@ -199,7 +199,7 @@ def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, r
                    scales=None, grid: int = 3, crop: int = 224, results_dir: str | Path = "results",
                    label_space: str | None = None, max_images: int | None = None, pretrained: bool = True,
                    device: str | None = None, batch_size: int = 512, workers: int | None = None,
-                   progress: bool = True, data_kw: dict | None = None, **sweep_kw):
+                   progress: bool = True, data_kw: dict | None = None, amp: str | None = None, **sweep_kw):
     """Load the model and the data, then run the sweep or resume it (a finished one computes nothing).
 
     label_space None: the dataset's own. An explicit different one is allowed: the model's label
@@ -207,6 +207,7 @@ def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, r
     be told apart (`label_space_note`). ReaL and IN+ReaL return the val sweep, relabelled at analysis
     time: the 50,000 images are swept once for the three columns.
     data_kw: keywords for the dataset (expected_rows=, revision=, cache_dir=, ...).
+    amp: "bf16" / "fp16": the forward under CUDA autocast (in the result set's key); None: float32.
     """
     from zoomstudy.data.registry import relabel_results
     from zoomstudy.sweep.engine import sweep
@@ -214,7 +215,8 @@ def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, r
     view_grid = make_grid(scales, grid, crop)  # bad grids fail here, before any loading
     # row counts and pins are checked before the model loads; a hub dataset fetches only the files it reads
     src = open_data(dataset, root, max_images=max_images, **(data_kw or {}))
-    m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained, dataset=dataset)
+    m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained, dataset=dataset,
+                   amp=amp)
     rs = sweep(m, src, view_grid, results_dir, max_images=max_images, batch_size=batch_size,
                workers=workers, progress=progress, **sweep_kw)
     return relabel_results(rs, dataset)

@@ -161,7 +161,9 @@ def encode_class_embeddings(
     """float32 [C, D] unit class embeddings: mean of the normalised prompt embeddings, renormalised.
 
     All C x T prompts are encoded in batches of `batch_size` prompts regardless of class boundaries,
-    so the text tower always sees full batches.
+    so the text tower always sees full batches, on the device the tower is on (build it on the target
+    device first: ViT-L/14's 80,000 prompts take hours on a CPU). The embeddings stay there until the
+    end; the result is on that device.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -173,11 +175,33 @@ def encode_class_embeddings(
     chunks = []
     with torch.no_grad():
         for start in range(0, len(prompts), batch_size):
-            tokens = tokenizer(prompts[start:start + batch_size]).to(device)  # [b, context]
+            tokens = tokenizer(prompts[start:start + batch_size]).to(device, non_blocking=True)  # [b, context]
             emb = model.encode_text(tokens).float()  # [b, D]
-            chunks.append(F.normalize(emb, dim=-1).cpu())
+            chunks.append(F.normalize(emb, dim=-1))
     emb = torch.cat(chunks).view(len(classnames), len(templates), -1)  # [C, T, D]
     return F.normalize(emb.mean(dim=1), dim=-1)  # [C, D]
+
+
+#: open_clip's text-tower attributes (CLIP: transformer ... text_projection; CustomTextCLIP: text).
+_TEXT_PARTS = ("transformer", "token_embedding", "positional_embedding", "ln_final", "text_projection",
+               "attn_mask", "text")
+
+
+def drop_text_tower(clip_model: nn.Module) -> nn.Module:
+    """Remove the text tower of an open_clip model in place, once its class embeddings are made: the
+    sweep runs only `encode_image`, and for ViT-bigG the text tower is 0.7 B parameters of GPU memory."""
+    for name in _TEXT_PARTS:
+        if hasattr(clip_model, name):
+            delattr(clip_model, name)
+    return clip_model
+
+
+def random_class_embeddings(clip_model: nn.Module, n_classes: int = N_IMAGENET_CLASSES, seed: int = 0) -> torch.Tensor:
+    """Unit random class embeddings of the model's width: for a speed probe, which needs the image tower
+    and the logits' shape, not the prompts (whose encoding it would otherwise pay for)."""
+    dim = int(getattr(getattr(clip_model, "visual", None), "output_dim", 0) or 512)
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n_classes, dim, generator=g), dim=-1)
 
 
 def default_cache_dir() -> Path:
@@ -228,7 +252,7 @@ def cached_class_embeddings(
             if ok:
                 return torch.from_numpy(f["embeddings"].astype(np.float32)), path
         warnings.warn(f"CLIP text cache {path} does not match its key; re-encoding", stacklevel=2)
-    emb = encode_class_embeddings(model, tokenizer, classnames, templates, batch_size)  # [C, D]
+    emb = encode_class_embeddings(model, tokenizer, classnames, templates, batch_size).cpu()  # [C, D]
     path.parent.mkdir(parents=True, exist_ok=True)
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a path
@@ -358,7 +382,8 @@ def load_clip(
     batch_size: int = 256,
     precision: str = "fp32",
 ) -> tuple[ZeroShotClassifier, dict]:
-    """An open_clip model as a 1000-way ImageNet zero-shot classifier, in eval mode, without gradients.
+    """An open_clip model as a 1000-way ImageNet zero-shot classifier, in eval mode, without gradients,
+    built on `device` and its prompts encoded there; only the image tower is kept.
 
     Returns (module, preprocess info); the info is `preprocess_info` plus the model's provenance.
     pretrained=None builds random weights (tests); open_clip downloads the named weights otherwise.
@@ -377,7 +402,8 @@ def load_clip(
     tokenizer = open_clip.get_tokenizer(model_name)
     module = ZeroShotClassifier.from_open_clip(
         model, tokenizer, model_name, pretrained, templates=templates, cache_dir=cache_dir, batch_size=batch_size
-    ).to(device)
+    ).to(device)  # built and encoded on `device` already: a no-op but for the class embeddings
+    drop_text_tower(module.clip)
     module.eval()
     info = preprocess_info(model)
     info["provenance"] = dict(module.provenance)

@@ -304,7 +304,8 @@ def _timm_check(name: str, weights: str | None) -> None:
         raise ValueError(f"timm has no weights {arch}.{tag}; known: {timm.list_pretrained(f'{arch}.*')}")
 
 
-def _timm_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None) -> _Built:
+def _timm_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None, device=None,
+                encode_prompts: bool = True) -> _Built:
     import timm
     import timm.data
 
@@ -392,7 +393,8 @@ def _tv_config(w) -> dict:
     }
 
 
-def _tv_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None) -> _Built:
+def _tv_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None, device=None,
+              encode_prompts: bool = True) -> _Built:
     from torchvision.models import get_model
 
     try:
@@ -465,36 +467,46 @@ def _clip_check(name: str, weights: str | None) -> None:
         raise ValueError(f"open_clip has no weights {arch}@{tag}; known: {known}")
 
 
-def _clip_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None) -> _Built:
+def _clip_build(name: str, weights: str | None, pretrained: bool, checkpoint: Path | None, device=None,
+                encode_prompts: bool = True) -> _Built:
     """A `ZeroShotClassifier` (SPEC 5: 80 OpenAI templates, logits = 100 cos) with CLIP's own
     preprocessing as its data config. The weights id carries the prompts' hash: class names or
     templates that change give a new result set. The sweep still feeds it ImageNet-normalised views
     by default (normalization='imagenet', SPEC 1.4: the authors did so for every model); the plain
-    ImageNet-Hard evaluation uses `data_config()`, i.e. CLIP's own mean, std and bicubic resize."""
-    from zoomstudy.models.clip import ZeroShotClassifier, preprocess_info
+    ImageNet-Hard evaluation uses `data_config()`, i.e. CLIP's own mean, std and bicubic resize.
+
+    The model is built on `device` and the 80,000 prompts are encoded there (on a CPU they take hours
+    for ViT-L/14); then the text tower is dropped. encode_prompts=False (speed probes) skips the text
+    tower's work: random unit class embeddings, weights id "+prompts-none"."""
+    from zoomstudy.models.clip import ZeroShotClassifier, drop_text_tower, preprocess_info, random_class_embeddings
 
     open_clip = _open_clip()
     arch, tag = _split_tag("clip", name, weights, "@")
     if checkpoint is not None:
         sha = file_sha256(checkpoint)
-        model = open_clip.create_model(arch, pretrained=str(checkpoint))
+        model = open_clip.create_model(arch, pretrained=str(checkpoint), device=device)
         key_tag, weights_id, source = f"file-{sha[:16]}", sha, str(checkpoint)
     elif pretrained:
         tag = tag or "openai"
         model = _fetching(
-            lambda: open_clip.create_model(arch, pretrained=tag),
+            lambda: open_clip.create_model(arch, pretrained=tag, device=device),
             f"clip:{arch}@{tag}",
             "offline, pass checkpoint=<local open_clip weights file> or place it in the Hugging Face cache",
         )
         key_tag, weights_id, source = tag, f"{arch}@{tag}", tag
     else:
-        model = open_clip.create_model(arch, pretrained=None)
+        model = open_clip.create_model(arch, pretrained=None, device=device)
         key_tag, weights_id, source = None, "random", None
     model.eval().requires_grad_(False)
-    module = ZeroShotClassifier.from_open_clip(model, open_clip.get_tokenizer(arch), arch, key_tag,
-                                               templates=clip_templates())
-    weights_id = f"{weights_id}+prompts-{module.provenance['prompts_hash']}"
+    if encode_prompts:
+        module = ZeroShotClassifier.from_open_clip(model, open_clip.get_tokenizer(arch), arch, key_tag,
+                                                   templates=clip_templates())
+        weights_id = f"{weights_id}+prompts-{module.provenance['prompts_hash']}"
+    else:
+        module = ZeroShotClassifier(model, random_class_embeddings(model), provenance={"model_name": arch})
+        weights_id = f"{weights_id}+prompts-none"
     info = preprocess_info(model)
+    drop_text_tower(model)
     config = {k: info[k] for k in ("mean", "std", "input_size", "interpolation", "crop_pct")}
     return _Built(module, weights_id, source, config)
 
@@ -502,7 +514,7 @@ def _clip_build(name: str, weights: str | None, pretrained: bool, checkpoint: Pa
 @dataclass(frozen=True)
 class _Source:
     check: Callable[[str, str | None], None]  # ValueError for an unknown name or weights tag
-    build: Callable[[str, str | None, bool, Path | None], _Built]
+    build: Callable[..., _Built]  # (name, tag, pretrained, checkpoint, device, encode_prompts); only CLIP uses the last two
 
 
 SOURCES: dict[str, _Source] = {
@@ -572,12 +584,14 @@ def load_model(
     channels_last: bool = True,
     pretrained: bool = True,
     seed: int = 0,
+    encode_prompts: bool = True,
 ) -> LoadedModel:
     """Build a classifier ready for inference (see the module docstring for specs and weights).
 
     weights: a weights tag (torchvision "IMAGENET1K_V1", timm "a1_in1k"); a bare name in `MODELS`
     defaults to the paper's tag. checkpoint: a local weights file (excludes `weights`; a timm tag in
     the spec still selects the preprocessing). pretrained=False builds random weights ("random").
+    encode_prompts=False: CLIP without its prompts (random class embeddings; speed probes only).
     """
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
@@ -597,11 +611,11 @@ def load_model(
     source, name, tag = resolve_spec(spec, weights)
 
     if pretrained or ckpt is not None:
-        built = SOURCES[source].build(name, tag, pretrained, ckpt)
+        built = SOURCES[source].build(name, tag, pretrained, ckpt, dev, encode_prompts)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            built = SOURCES[source].build(name, tag, pretrained, ckpt)
+            built = SOURCES[source].build(name, tag, pretrained, ckpt, dev, encode_prompts)
         built = dataclasses.replace(built, weights_id=f"random-{_state_hash(built.module)}")
     use_cl = bool(channels_last) and dev.type == "cuda"
     module = built.module.eval().to(dev)

@@ -210,6 +210,7 @@ def compute_profile(
     resolution_center: str = "torchvision",
     pretrained: bool = True,
     device: str | None = None,
+    amp: str | None = None,
     label_space: str = "imagenet1k",
     normalization: str = "imagenet",
     batch_size: int | None = None,
@@ -238,7 +239,7 @@ def compute_profile(
     source = open_data(images, labels_csv=labels_csv, max_images=max_images)
     spec = model_spec(model, checkpoint)
     loaded = open_model(spec if model is None else model, checkpoint, pretrained=pretrained, device=device,
-                        label_space=label_space)
+                        label_space=label_space, amp=amp)
     if batch_size is None:
         batch_size = 512 if loaded.device.type == "cuda" else 32
     timings = {}

@@ -1,10 +1,12 @@
 """The sweep: one model over one dataset and one view grid, computed once, stored, resumable.
 
 Data flows one way: worker processes decode each image once (uint8) -> the main process moves it to
-the model's device -> its views are made there one scale at a time (`render_windows`, as
-`render_views` does, plus the 10-crop TTA set) -> views, waiting as uint8 grey levels, are fed to the model in chunks whose size the
-host-memory budget (`max_host_mb`) sets on CPU -> per view the top-5 classes, per image and view group
-the averaged-probability and most-confident predictions -> the store, in atomic parts. A killed sweep
+the model's device (pinned, so the copy overlaps) -> its views are made there, on a GPU all at once
+from a cached plan (`render_batch`), on CPU one scale at a time (`render_windows`), as `render_views`
+does, plus the 10-crop TTA set -> views, waiting as uint8 grey levels, are fed to the model in chunks
+whose size the host-memory budget (`max_host_mb`) sets on CPU -> per view the top-5 classes, per
+image and view group the averaged-probability and most-confident predictions, computed on the device
+and copied back once per part -> the store, in atomic parts. A killed sweep
 resumes where it stopped; a restarted shard touches no other shard's files; one bad image is recorded,
 not fatal.
 """
@@ -18,8 +20,8 @@ import platform
 import socket
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,7 +29,8 @@ import torch
 from zoomstudy import __version__
 from zoomstudy.provenance import git_commit
 from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet, new_token, shard_prefix
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_windows, tta_crops
+from zoomstudy.views import (IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, plan_cache, render_batch,
+                             render_windows, split_layout, tta_crops, view_layout)
 
 #: Normalisation choices (SPEC 1.4: the authors used ImageNet statistics for every model).
 NORMALIZATIONS = ("imagenet", "model")
@@ -39,8 +42,11 @@ _MODEL_PLACE = ("device", "weights_source")
 _DATASET_PLACE = ("location", "csv", "streaming")
 
 
-@dataclass
-class _Item:
+class _Item(NamedTuple):
+    """One decoded image as the loader hands it over. A named tuple, not a dataclass: torch's
+    `pin_memory` recurses into tuples (and dicts) only, so that the image is pinned and its copy to the
+    GPU (`non_blocking=True`) overlaps the work already queued there."""
+
     position: int
     image_id: str
     image: torch.Tensor | None  # uint8 [3, H, W]
@@ -137,7 +143,8 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
         rows = len(source)
     except TypeError:
         rows = None
-    return {
+    precision = precision_state(model.device)
+    settings = {
         "key": {
             "format_version": FORMAT_VERSION,
             "zoomstudy": __version__,
@@ -149,12 +156,33 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
             "tta": {"ten_crop": bool(tta), "resize": grid.standard_scale},
             "topk": TOPK,
         },
-        "provenance": {"model": model_place, "dataset": dataset_place},
+        "provenance": {"model": model_place, "dataset": dataset_place,
+                       "precision": {**precision, "render_dtype": str(render_dtype).removeprefix("torch."),
+                                     "amp": model_prov.get("amp_dtype") or "none",
+                                     "cudnn_benchmark": model.device.type == "cuda"}},
         "dataset_rows": rows,
         "git_commit": git_commit(),
         "host": {"platform": platform.platform(), "python": platform.python_version(), "name": socket.gethostname()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    changed = {k: v for k, v in precision.items() if v != _PRECISION_DEFAULTS[k]}
+    if changed:  # only then: the keys of runs with torch's defaults stay what they were
+        settings["key"]["precision"] = changed
+    return settings
+
+
+#: torch's defaults of the float32 math settings that change a model's outputs (the render is immune:
+#: `exact_math`). The amp choice is in the model's provenance (`amp_dtype`), the render dtype in the key.
+_PRECISION_DEFAULTS = {"float32_matmul_precision": "highest", "cudnn_tf32": True}
+
+
+def precision_state(device) -> dict:
+    """The float32 math settings in force for a model on `device`: the matmul precision ("highest";
+    "high" = TF32 on CUDA, bf16 in oneDNN on CPU) and, on CUDA, cuDNN's TF32 switch."""
+    state = {"float32_matmul_precision": torch.get_float32_matmul_precision()}
+    if torch.device(device).type == "cuda":
+        state["cudnn_tf32"] = bool(torch.backends.cudnn.allow_tf32)
+    return state
 
 
 def check_sweep_args(*, batch_size=512, chunk_images=32, workers=0, normalization="imagenet", shard=None,
@@ -218,16 +246,32 @@ class _Groups:
             self.index["five_crop"] = torch.arange(v, v + 5)
             self.index["ten_crop"] = torch.arange(v, v + 10)
 
+    def values(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs [V_total, 1000] -> float64 [n_groups, 4]: mean_pred, mean_prob, max_pred, max_prob per
+        group (in `index` order), on probs' device: no value leaves the device here (the writer copies
+        a whole part back at once). The same arithmetic as the rows of earlier versions, bit for bit."""
+        if self._on != probs.device:
+            self._dev = {g: i.to(probs.device) for g, i in self.index.items()}
+            self._on = probs.device
+        out = []
+        for idx in self._dev.values():
+            p = probs[idx]  # [n, 1000]
+            mean_p, mean_c = p.mean(0, keepdim=True).max(1)  # [1]
+            conf, cls = p.max(1)  # [n]
+            best = conf.argmax().view(1)  # indexing by a tensor would read it on the host: a sync
+            out.append(torch.cat([mean_c.double(), mean_p.double(), cls.index_select(0, best).double(),
+                                  conf.index_select(0, best).double()]))
+        return torch.stack(out)
+
+    _on = None
+
     def rows(self, image_id: str, probs: torch.Tensor) -> list[tuple]:
         """probs [V_total, 1000] -> (image_id, group, mean_pred, mean_prob, max_pred, max_prob) rows."""
-        out = []
-        for name, idx in self.index.items():
-            p = probs[idx.to(probs.device)]  # [n, 1000]
-            mean_p, mean_c = p.mean(0).max(0)
-            conf, cls = p.max(1)  # [n]
-            best = int(conf.argmax())
-            out.append((image_id, name, int(mean_c), float(mean_p), int(cls[best]), float(conf[best])))
-        return out
+        return _group_rows(image_id, list(self.index), self.values(probs).cpu().numpy())
+
+
+def _group_rows(image_id: str, names: list[str], values: np.ndarray) -> list[tuple]:
+    return [(image_id, g, int(v[0]), float(v[1]), int(v[2]), float(v[3])) for g, v in zip(names, values)]
 
 
 def sweep(
@@ -255,7 +299,8 @@ def sweep(
     chunk_images: images per stored part (the unit of resume).
     workers: decoding processes (default 4 on CUDA, 1 on CPU; 0 decodes in this process).
     normalization: 'imagenet' (the paper: ImageNet mean/std for every model) or 'model' (its own).
-    render_dtype: float64 = PIL-exact (CPU default), float32 (CUDA default).
+    render_dtype: float64 = PIL-exact (the default on CPU and CUDA); float32 is an opt-in for GPUs
+    without fast float64 (measured: up to 2 grey levels on 2.4e-5 of the pixels, see `views`).
     tta: also render the 10-crop set, for the TTA groups.
     shard: (i, n) to run every n-th image starting at i (several GPUs or machines). One process per
     shard at a time (a second one gets ShardBusy); a restarted shard cleans only its own leftovers.
@@ -263,7 +308,9 @@ def sweep(
     max_host_mb: bound (MiB, default DEFAULT_MAX_HOST_MB) on the sweep's own host memory, whatever
     the image size and the number of images: views wait as uint8, are rendered one scale at a time,
     and on CPU are forwarded in chunks sized from the budget and the model's activations (smaller while
-    a large image's float64 copy, 24 bytes per pixel, is alive). Not counted: the interpreter, libraries
+    a large image's float64 copy, 24 bytes per pixel, is alive); the renderer's cached plans take at
+    most a tenth of it (10 MiB for a 500 x 375 image's, 234 MiB for a 4000 x 3000 one's), out of the
+    40% the chunk plan leaves as headroom. Not counted: the interpreter, libraries
     and weights, the decoding workers, and the decoded image in flight (3 bytes per pixel); an image
     whose rendering alone (about 70 bytes per pixel in float64) exceeds the budget exceeds it.
     """
@@ -273,8 +320,7 @@ def sweep(
     max_host_mb = DEFAULT_MAX_HOST_MB if max_host_mb is None else max_host_mb
     check_sweep_args(batch_size=batch_size, chunk_images=chunk_images, workers=workers, normalization=normalization,
                      shard=shard, max_images=max_images, max_host_mb=max_host_mb, grid=grid)
-    if render_dtype is None:
-        render_dtype = torch.float64 if device.type == "cpu" else torch.float32
+    render_dtype = torch.float64 if render_dtype is None else render_dtype
     settings = sweep_settings(model, source, grid, normalization=normalization, render_dtype=render_dtype, tta=tta)
     store = ResultSet.create(results_dir, settings)
     store.claim_layout(shard[1] if shard else None)  # one layout per result set: no image computed twice
@@ -293,9 +339,19 @@ def sweep(
             warnings.warn(f"{store.path}: {len(others)} broken part(s) of other shards (e.g. {others[0].name}); "
                           f"their images are left to their own shard", stacklevel=2)
             done = done | {int(p) for b in others for p in b.positions}
-        _run(model, source, grid, store, settings, prefix=prefix, token=token, done=done, shard=shard,
-             max_images=max_images, batch_size=batch_size, chunk_images=chunk_images, workers=workers,
-             render_dtype=render_dtype, tta=tta, max_host_mb=max_host_mb, progress=progress)
+        benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = device.type == "cuda"  # one batch shape: let cuDNN pick its kernels once
+        cache = plan_cache()
+        bounds = dict(cache.max_bytes)
+        if device.type == "cpu":  # the renderer's plans are host memory: a tenth of the budget at most
+            cache.max_bytes["cpu"] = min(cache.limit("cpu"), int(0.1 * max_host_mb * 2**20))
+        try:
+            _run(model, source, grid, store, settings, prefix=prefix, token=token, done=done, shard=shard,
+                 max_images=max_images, batch_size=batch_size, chunk_images=chunk_images, workers=workers,
+                 render_dtype=render_dtype, tta=tta, max_host_mb=max_host_mb, progress=progress)
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
+            cache.max_bytes = bounds
     return store
 
 
@@ -322,10 +378,10 @@ def _run(model, source, grid, store, settings, *, prefix, token, done, shard, ma
         prefetch_factor=(4 if device.type == "cuda" else 2) if workers else None,
     )
     groups = _Groups(grid, tta)
-    writer = _PartWriter(store, prefix, token, chunk_images, grid)
+    writer = _PartWriter(store, prefix, token, chunk_images, grid, groups=list(groups.index))
     n_total = grid.n_views + (10 if tta else 0)
     fwd = _Forwarder(model, plan, n_total, rk["mean"], rk["std"],
-                     done=lambda item, p: writer.add_image(item, p[: grid.n_views], groups.rows(item.image_id, p)))
+                     done=lambda item, p: writer.add_image(item, p[: grid.n_views], groups.values(p)))
 
     from tqdm.auto import tqdm
 
@@ -348,28 +404,84 @@ def _run(model, source, grid, store, settings, *, prefix, token, done, shard, ma
         writer.commit()
 
 
-def _render_into(fwd: "_Forwarder", item: _Item, grid: ViewGrid, device, render_dtype, tta: bool) -> None:
-    """All views of one image, one scale at a time, into the forwarder's queue as uint8 grey levels.
+def _render_into(fwd: "_Forwarder", item: _Item, grid: ViewGrid, device, render_dtype, tta: bool,
+                 method: str | None = None) -> None:
+    """All views of one image into the forwarder's queue as uint8 grey levels.
 
-    Equal to `render_views` (+ `tta_crops`) view for view: the same `render_windows` calls, whose
-    outputs are integer grey levels 0..255, so uint8 holds them exactly.
+    Equal to `render_views` (+ `tta_crops`) view for view: their integer grey levels 0..255 fit uint8.
+    On CPU ("banded") one scale at a time, the host budget's unit. Elsewhere ("batched") all views in
+    one `render_batch` from a cached plan: a few operations and no host round trip per image; on
+    out-of-memory the layout is cut in twice as many pieces and retried, and grows back after a run
+    of successes (`_Halving`).
     """
     x = item.image.to(device, non_blocking=True)  # uint8 [3, H, W]
     _, h0, w0 = x.shape
     slot = fwd.add_image(item)
     src = x.to(render_dtype)  # the image in the accumulation dtype, once
-    fwd.fit(x.numel() * (1 + src.element_size()) if x.device.type == "cpu" else 0)
     g, crop = grid.grid, grid.crop
+    method = method or _RENDER_METHOD or ("banded" if x.device.type == "cpu" else "batched")
+    if method == "batched":
+        entries, picks = view_layout(grid, w0, h0, tta)
+        views = fwd.render_halving.run(lambda parts: torch.cat([
+            render_batch(src, e, p, crop).to(torch.uint8) for e, p in split_layout(entries, picks, parts)]))
+        fwd.add_views(slot, 0, views)
+        return
+    fwd.fit(x.numel() * (1 + src.element_size()) if x.device.type == "cpu" else 0)
     for s, scale in enumerate(grid.scales):
         tops, lefts, _, _ = grid.windows(w0, h0, scale)
         views = render_windows(src, scale, tops, lefts, crop).reshape(g * g, 3, crop, crop).to(torch.uint8)
-        _drop_render_plans()
         fwd.add_views(slot, s * g * g, views)
     if tta:  # from the image already in the accumulation dtype (tta_crops' .to(dtype) is then a no-op)
         views = tta_crops(src, crop, grid.standard_scale, dtype=render_dtype).to(torch.uint8)
-        _drop_render_plans()
         fwd.add_views(slot, grid.n_views, views)
     del src
+
+
+#: The render method of every sweep when set ("batched" / "banded"); None: by device. Tests set it to
+#: run the GPU's code path on CPU.
+_RENDER_METHOD: str | None = None
+
+
+class _Halving:
+    """Out-of-memory on the device: retry with the work in twice as many pieces (render) or half the
+    batch (forward); after `grow_after` successes in a row, go back one step. CUDA's out-of-memory only
+    (torch.cuda.OutOfMemoryError); anything else, or failing at the last step, is raised."""
+
+    def __init__(self, start: int, least: int, most: int, grow_after: int = 16, up: bool = True):
+        # up: the value is a number of pieces (grows on OOM); else a size (shrinks on OOM)
+        self.value, self.least, self.most, self.grow_after, self.up = start, least, most, grow_after, up
+        self.start, self.ok, self.halvings = start, 0, 0
+
+    def _worse(self):
+        return min(self.most, self.value * 2) if self.up else max(self.least, self.value // 2)
+
+    def failed(self) -> bool:
+        """After an out-of-memory: True when there was a smaller step to take."""
+        nxt = self._worse()
+        if nxt == self.value:
+            return False
+        self.value, self.ok = nxt, 0
+        self.halvings += 1
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return True
+
+    def succeeded(self) -> None:
+        self.ok += 1
+        if self.ok >= self.grow_after and self.value != self.start:
+            self.value = max(self.start, self.value // 2) if self.up else min(self.start, self.value * 2)
+            self.ok = 0
+
+    def run(self, work):
+        while True:
+            try:
+                out = work(self.value)
+            except torch.cuda.OutOfMemoryError:
+                if not self.failed():
+                    raise
+                continue
+            self.succeeded()
+            return out
 
 
 def activation_bytes(model, crop: int) -> int:
@@ -438,17 +550,6 @@ class _ChunkPlan:
         return int(max(1, min(self.chunk, math.floor((self.usable - image_bytes) / self.per_view))))
 
 
-def _drop_render_plans() -> None:
-    """Forget the renderer's cached resampling plans (`views._plan`, an LRU of up to 512): a plan holds
-    dense float64 band matrices as large as (3 x crop) x the image's side, twice (numpy and torch), so a
-    cache of them grows with image size and with the number of distinct sizes (measured: +340 MB for the
-    36 scales of one 500 x 375 image, +1.1 GB for one 4000 x 3000 image). Rebuilding the plans of an
-    image takes about 10 ms (its coefficients stay cached, they are small)."""
-    from zoomstudy import views
-
-    views._plan.cache_clear()
-
-
 class _Forwarder:
     """Views of the images in flight, queued as uint8 and forwarded `chunk` views at a time; each
     image's softmax rows are gathered in its own [n_total, 1000] buffer and handed to `done` (in the
@@ -456,17 +557,26 @@ class _Forwarder:
 
     def __init__(self, model, plan: "_ChunkPlan", n_total: int, mean, std, done):
         self.plan = plan
-        self.chunk = self.plan.chunk
         self.model, self.n_total, self.mean, self.std, self.done = model, n_total, mean, std, done
         self.queue: list[tuple[int, int, torch.Tensor]] = []  # (slot, first view, uint8 [k, 3, c, c])
         self.n_queued = 0
         self.images: dict[int, list] = {}  # slot -> [item, probs or None, views still to come]
         self.next_slot = 0
+        self.halving = _Halving(plan.chunk, 1, plan.chunk, up=False)  # views per forward
+        self.render_halving = _Halving(1, 1, 1 << 10)  # pieces of an image's views
+
+    @property
+    def chunk(self) -> int:
+        return self.halving.value
+
+    @chunk.setter
+    def chunk(self, value: int) -> None:
+        self.halving.value = value
 
     def fit(self, image_bytes: int) -> None:
         """Size the chunk for the image now being rendered (its copies are alive meanwhile)."""
         if image_bytes:
-            self.chunk = self.plan.for_image(image_bytes)
+            self.halving.value = self.halving.start = self.plan.for_image(image_bytes)
 
     @property
     def n_images(self) -> int:
@@ -503,9 +613,7 @@ class _Forwarder:
 
     def _forward(self, n: int) -> None:
         pieces = self._take(n)
-        x = normalize(torch.cat([v for _, _, v in pieces]), self.mean, self.std)  # float32 [n, 3, c, c]
-        probs = _softmax(self.model, x, self)  # float32 [n, 1000]
-        del x
+        probs = _softmax(self.model, [v for _, _, v in pieces], self)  # float32 [n, 1000]
         start = 0
         for slot, first, views in pieces:
             entry = self.images[slot]
@@ -523,34 +631,55 @@ class _Forwarder:
             self.done(item, p)
 
 
-def _softmax(model, views: torch.Tensor, fwd: _Forwarder) -> torch.Tensor:
-    """Softmax over the label space for a stack of views; on CUDA out-of-memory the chunk is halved."""
+def _slice_pieces(pieces: list[torch.Tensor], start: int, stop: int) -> list[torch.Tensor]:
+    """Views [start, stop) of the concatenation of `pieces`, as slices (nothing copied yet)."""
+    out, at = [], 0
+    for v in pieces:
+        lo, hi = max(start - at, 0), min(stop - at, len(v))
+        if hi > lo:
+            out.append(v[lo:hi])
+        at += len(v)
+    return out
+
+
+def _softmax(model, pieces: list[torch.Tensor], fwd: _Forwarder) -> torch.Tensor:
+    """Softmax over the label space for uint8 views given in pieces. The concatenation, normalisation
+    and forward of each batch are retried with half the batch on CUDA out-of-memory (`_Halving`)."""
+    n = sum(len(v) for v in pieces)
     out = []
     i = 0
-    while i < len(views):
-        bs = fwd.chunk
+    while i < n:
+        bs = min(fwd.chunk, n - i)
         try:
-            out.append(model.logits(views[i:i + bs]).softmax(-1))
-            i += bs
+            part = _slice_pieces(pieces, i, i + bs)
+            x = normalize(part[0] if len(part) == 1 else torch.cat(part), fwd.mean, fwd.std)  # float32
+            out.append(model.logits(x).softmax(-1))
+            del x
         except torch.cuda.OutOfMemoryError:
-            if bs == 1:
+            if not fwd.halving.failed():
                 raise
-            fwd.chunk = max(1, bs // 2)
-            torch.cuda.empty_cache()
+            continue
+        fwd.halving.succeeded()
+        i += bs
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
 class _PartWriter:
-    """Buffers the rows of up to `chunk_images` images and writes them as one atomic part."""
+    """Buffers the rows of up to `chunk_images` images and writes them as one atomic part.
 
-    def __init__(self, store: ResultSet, prefix: str, token: str, chunk_images: int, grid: ViewGrid):
+    Per image the top-5 and the group values stay on the model's device; `commit` copies the part's
+    values back in one transfer per table (a host sync per part, not per image)."""
+
+    def __init__(self, store: ResultSet, prefix: str, token: str, chunk_images: int, grid: ViewGrid,
+                 groups: list[str] | None = None):
         self.store, self.prefix, self.token, self.chunk, self.grid = store, prefix, token, chunk_images, grid
+        self.group_names = groups
         self.n_errors = 0
         self._reset()
 
     def _reset(self):
         self.images, self.errors, self.groups = [], [], []
-        self.view_ids, self.preds, self.probs = [], [], []
+        self.view_ids, self.preds, self.probs, self.group_values = [], [], [], []
 
     def full(self, pending: int = 0) -> bool:
         """The part is complete: `chunk_images` images, counting `pending` ones not yet forwarded."""
@@ -561,14 +690,28 @@ class _PartWriter:
         self.errors.append((item.image_id, item.position, item.error))
         self.images.append((item.image_id, item.position, list(item.labels), -1, -1, json.dumps(item.meta, default=str), False))
 
-    def add_image(self, item: _Item, probs: torch.Tensor, group_rows: list):
-        p, idx = probs.topk(TOPK, dim=-1)  # [V, 5]
-        self.preds.append(idx.to(torch.int16).cpu().numpy())
-        self.probs.append(p.float().cpu().numpy())
+    def add_image(self, item: _Item, probs: torch.Tensor, group_rows):
+        """group_rows: `_Groups.values` (a tensor, on the device) or ready rows (a list of tuples)."""
+        p, idx = probs.topk(TOPK, dim=-1)  # [V, 5], on the device
+        self.preds.append(idx.to(torch.int16))
+        self.probs.append(p.float())
         self.view_ids.append(item.image_id)
-        self.groups.extend(group_rows)
+        if torch.is_tensor(group_rows):
+            self.group_values.append((item.image_id, group_rows))
+        else:
+            self.groups.extend(group_rows)
         _, h, w = item.image.shape
         self.images.append((item.image_id, item.position, list(item.labels), w, h, json.dumps(item.meta, default=str), True))
+
+    def _copy_back(self):
+        """The part's device values as numpy: one transfer per kind."""
+        preds = torch.cat(self.preds).cpu().numpy() if self.preds else np.zeros((0, TOPK), np.int16)
+        probs = torch.cat(self.probs).cpu().numpy() if self.probs else np.zeros((0, TOPK), np.float32)
+        if self.group_values:
+            values = torch.stack([v for _, v in self.group_values]).cpu().numpy()  # [images, groups, 4]
+            for (image_id, _), vals in zip(self.group_values, values):
+                self.groups.extend(_group_rows(image_id, self.group_names, vals))
+        return preds, probs
 
     def commit(self):
         if not self.images:
@@ -576,8 +719,7 @@ class _PartWriter:
         import pandas as pd
 
         v = self.grid.n_views
-        preds = np.concatenate(self.preds) if self.preds else np.zeros((0, TOPK), np.int16)
-        probs = np.concatenate(self.probs) if self.probs else np.zeros((0, TOPK), np.float32)
+        preds, probs = self._copy_back()
         views = {"image_id": np.repeat(np.asarray(self.view_ids, dtype=object), v),
                  "view": np.tile(np.arange(v, dtype=np.int16), len(self.view_ids))}
         views.update({f"pred{k}": preds[:, k] for k in range(TOPK)})
