@@ -15,7 +15,10 @@ k runs over 1..`max_k` (36, the paper's budget) and the whole grid (324 views on
 fold's cover is complete (no view adds a training image), the next views are the most accurate remaining
 ones on the training folds, so every k has k views. Intervals: a seeded bootstrap over images
 (`stats.bootstrap_ci`); the gain of k over k-1 views is tested with the exact McNemar test on the same
-images (`stats.mcnemar_exact`), and `saturation` marks the first k whose gain is no longer detectable.
+images (`stats.mcnemar_exact`), and `saturation` marks the budget after which the gain is no longer
+detectable: the smallest k that no larger budget (up to `max_k`) beats by a detectable margin. (The gain
+of one view over k - 1 alone is too small to detect on a few hundred images long before the curve is
+flat; the `detectable` column still says it per step.)
 
 Reading choices:
 
@@ -59,6 +62,18 @@ class StoredViews:
     pred: np.ndarray  # int64 [N, V, 5]
     prob: np.ndarray  # float64 [N, V, 5]
     grid: ViewGrid
+
+    @classmethod
+    def from_top1(cls, image_ids, labels, pred: np.ndarray, conf: np.ndarray, grid: ViewGrid) -> "StoredViews":
+        """Views known by their top-1 class and confidence only (e.g. the kit's reference file): enough
+        for the cover and max rules, not for mean (`budget_curve` leaves it out)."""
+        pred = np.asarray(pred, np.int64).reshape(len(image_ids), grid.n_views, 1)
+        conf = np.asarray(conf, np.float64).reshape(len(image_ids), grid.n_views, 1)
+        return cls(list(image_ids), [tuple(int(x) for x in s) for s in labels], pred, conf, grid)
+
+    @property
+    def topk(self) -> int:
+        return int(self.pred.shape[-1])
 
     @property
     def correct(self) -> np.ndarray:
@@ -122,7 +137,7 @@ def _running(sv: StoredViews, order: np.ndarray, correct: np.ndarray):
     for j in range(kmax):
         v = order[:, j]
         p, c = sv.pred[rows, v], sv.prob[rows, v]  # [N, 5]
-        for t in range(TOPK):
+        for t in range(p.shape[1]):
             np.add.at(scores, (rows, p[:, t]), c[:, t])
         slack += c[:, -1]
         top2 = np.partition(scores, -2, axis=1)[:, -2:]  # [N, 2]: runner-up, best
@@ -143,7 +158,7 @@ def _row(rule, method, k, ok, alpha, n_boot, seed, **extra) -> dict:
             "lo": 100.0 * lo, "hi": 100.0 * hi, "n": int(ok.size), **extra}
 
 
-def budget_curve(result_set, *, max_k: int = 36, folds: int = 5, seed: int = 0, alpha: float = 0.05,
+def budget_curve(result_set=None, *, max_k: int = 36, folds: int = 5, seed: int = 0, alpha: float = 0.05,
                  n_boot: int = 1000, views: StoredViews | None = None) -> pd.DataFrame:
     """Accuracy against the number of views k, cross-validated, for the rules of the module docstring.
 
@@ -152,10 +167,18 @@ def budget_curve(result_set, *, max_k: int = 36, folds: int = 5, seed: int = 0, 
     bootstrap 1 - alpha interval over images), n, gain (points over k - 1 views of the same rule),
     p_gain (exact McNemar test of k against k - 1), detectable (p_gain < alpha and gain > 0), mean_exact
     (share of images whose top-5 mean is certified exact; 1 for the other rules).
-    attrs: saturation {rule: first k >= 2 whose gain over k - 1 is not detectable, or None}, folds, seed,
+    attrs: saturation {rule: the smallest k after which no budget up to max_k is detectably better
+    (exact McNemar at alpha against k: "more views add nothing detectable")}, folds, seed,
     alpha, one_crop (accuracy % of the 1-crop view, None without one), views {rule: the views of fold 0}.
+
+    views: the `StoredViews` to use instead of reading `result_set` (read once for several calls, or
+    built with `StoredViews.from_top1`: then the mean rule is left out, and without a result set the
+    fixed groups are the 1-crop view only).
     """
+    if result_set is None and views is None:
+        raise ValueError("budget_curve needs a result set or views=")
     sv = stored_views(result_set) if views is None else views
+    rules = RULES if sv.topk >= TOPK else tuple(r for r in RULES if r != "mean")
     grid = sv.grid
     correct = sv.correct
     n, n_views = correct.shape
@@ -177,15 +200,17 @@ def budget_curve(result_set, *, max_k: int = 36, folds: int = 5, seed: int = 0, 
     hit, mean_pred, mean_exact, max_pred = _running(sv, order, correct)
     ok = {"cover": hit, "mean": bounds.correctness(mean_pred, sv.labels), "max": bounds.correctness(max_pred, sv.labels)}
 
-    out = _outcomes_or_none(result_set, sv)
+    out = _outcomes_or_none(result_set, sv) if result_set is not None else None
     whole = {"cover": correct.any(axis=1)}
     if out is not None and ("all_views", "mean") in out.preds:
         whole["mean"] = out.correct(out.preds[("all_views", "mean")])
         whole["max"] = out.correct(out.preds[("all_views", "max")])
+    elif out is None:  # the first most confident view of the whole grid, as the store's group does
+        best = sv.prob[..., 0].argmax(axis=1)
+        whole["max"] = bounds.correctness(sv.pred[np.arange(n), best, 0], sv.labels)
     rows, saturation = [], {}
-    for rule in RULES:
+    for rule in rules:
         prev = None
-        saturation[rule] = None
         ks = list(range(1, max_k + 1)) + ([n_views] if n_views > max_k and rule in whole else [])
         for k in ks:
             cur = ok[rule][:, k - 1] if k <= max_k else whole[rule]
@@ -195,11 +220,15 @@ def budget_curve(result_set, *, max_k: int = 36, folds: int = 5, seed: int = 0, 
                 gain = 100.0 * (cur.mean() - prev.mean())
                 p = mcnemar_exact(cur, prev)
                 extra.update(gain=gain, p_gain=p, detectable=bool(p < alpha and gain > 0))
-                if k <= max_k and saturation[rule] is None and not extra["detectable"]:
-                    saturation[rule] = k
             rows.append(_row(rule, RULE_LABELS[rule], k, cur, alpha, n_boot, seed, **extra))
             prev = cur
+        saturation[rule] = _saturation(ok[rule], alpha)
     one_crop = None
+    if out is None and grid.standard_view is not None:
+        base = correct[:, grid.standard_view]
+        one_crop = 100.0 * float(base.mean())
+        rows.append(_row("fixed", "1-crop", 1, base, alpha, n_boot, seed, gain=np.nan, p_gain=np.nan,
+                         detectable=False, mean_exact=1.0))
     if out is not None:
         sizes = tta.group_sizes(grid)
         for group, label in FIXED_GROUPS:
@@ -220,6 +249,18 @@ def budget_curve(result_set, *, max_k: int = 36, folds: int = 5, seed: int = 0, 
     table.attrs.update(saturation=saturation, folds=folds, seed=seed, alpha=alpha, one_crop=one_crop,
                        views={"fold0": first_fold_views}, n_views=n_views, max_k=max_k)
     return table
+
+
+def _saturation(ok: np.ndarray, alpha: float) -> int:
+    """The smallest k after which no larger budget (up to the curve's last k) is detectably better:
+    for every k' > k, the gain of k' over k views fails the exact McNemar test at alpha (or is <= 0).
+    ok: bool [N, K], column j = the rule's correctness with j + 1 views."""
+    kmax = ok.shape[1]
+    for k in range(1, kmax + 1):
+        a = ok[:, k - 1]
+        if all(not (ok[:, j].mean() > a.mean() and mcnemar_exact(ok[:, j], a) < alpha) for j in range(k, kmax)):
+            return k
+    return kmax
 
 
 def _outcomes_or_none(result_set, sv: StoredViews):
@@ -254,9 +295,10 @@ def budget_findings(curve: pd.DataFrame, rule: str = "mean") -> str:
     """One sentence with the run's numbers: the deployable curve at the saturation point, against 1-crop."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule not in set(curve["rule"]):
+        rule = "max"  # a curve from top-1 views only has no mean rule
     rows = curve[curve["rule"] == rule].set_index("k")
-    sat = curve.attrs["saturation"].get(rule)
-    k = (sat - 1) if sat else int(curve.attrs["max_k"])
+    k = int(curve.attrs["saturation"][rule])
     r = rows.loc[k]
     agg = {"mean": "mean-aggregated", "max": "taking the most confident view", "cover": "counting any right view"}[rule]
     base = curve.attrs.get("one_crop")
@@ -264,18 +306,58 @@ def budget_findings(curve: pd.DataFrame, rule: str = "mean") -> str:
     s = (f"View budget ({curve.attrs['folds']}-fold cross-validated, {int(r['n'])} images): with {k} chosen "
          f"view{'s' if k > 1 else ''}, {agg}, accuracy goes {start}to {r['accuracy']:.1f}% "
          f"(95% bootstrap CI {r['lo']:.1f} to {r['hi']:.1f})")
-    if sat:
-        s += f"; a {_ordinal(sat)} view adds nothing detectable (McNemar p = {rows.loc[sat, 'p_gain']:.2g})"
+    kmax = int(curve.attrs["max_k"])
+    if k < kmax:
+        s += f"; more views, up to {kmax}, add nothing detectable (exact McNemar, alpha {curve.attrs['alpha']:g})"
     else:
-        s += f"; every view up to {k} still adds a detectable gain"
+        s += f"; the gain is still detectable at {kmax} views"
     best_cover = curve[(curve["rule"] == "cover") & (curve["k"] == k)]
     if rule != "cover" and len(best_cover):
         s += f", while the oracle cover of the same {k} views would reach {float(best_cover['accuracy'].iloc[0]):.1f}%"
     return s + "."
 
 
-def _ordinal(k: int) -> str:
-    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+def make_policy(result_set, k: int, aggregate: str = "mean", *, folds: int = 5, seed: int = 0,
+                curve: pd.DataFrame | None = None) -> dict:
+    """A `ZoomTTA` policy chosen on a stored sweep: the k views `choose_views` picks on all its labelled
+    images, the aggregation, the grid and normalisation the sweep rendered with, the model and data it
+    was chosen on, and the cross-validated accuracy of the same rule at k (from `budget_curve`: the
+    views were selected on other folds than they were scored on, so this is the number to expect).
+    Save it with `sweep.zoomtta.save_policy`."""
+    from zoomstudy.sweep.zoomtta import AGGREGATES, POLICY_FORMAT, POLICY_VERSION
+
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+    sv = stored_views(result_set)
+    grid = sv.grid
+    if not 1 <= k <= min(grid.n_views, 36 if curve is None else int(curve.attrs["max_k"])):
+        raise ValueError(f"k must be in 1..{min(grid.n_views, 36)}, got {k}")
+    if curve is None:
+        curve = budget_curve(result_set, max_k=max(k, 1), folds=folds, seed=seed, views=sv)
+    chosen = choose_views(sv.correct, k)
+    at = curve[(curve["k"] == k) & curve["rule"].isin(RULES)].set_index("rule")
+    key = result_set.settings["key"]
+    render = key.get("render", {})
+    one = curve.attrs.get("one_crop")
+    return {
+        "format": POLICY_FORMAT, "version": POLICY_VERSION,
+        "views": [[grid.scales[s], r, c] for s, r, c in (grid.unravel(v) for v in chosen)],
+        "view_names": [grid.view_name(v) for v in chosen],
+        "aggregate": aggregate,
+        "grid": {"grid": grid.grid, "crop": grid.crop},
+        "normalization": {"mean": list(render.get("mean", (0.485, 0.456, 0.406))),
+                          "std": list(render.get("std", (0.229, 0.224, 0.225))),
+                          "render_dtype": render.get("dtype")},
+        "chosen_on": {"model": key.get("model"), "dataset": key.get("dataset"), "grid": key.get("grid"),
+                      "result_set": str(result_set.path), "n_images": int(len(sv.image_ids))},
+        "cv_accuracy": {
+            "folds": int(curve.attrs["folds"]), "seed": int(curve.attrs["seed"]), "k": int(k),
+            "accuracy": float(at.loc[aggregate, "accuracy"]), "lo": float(at.loc[aggregate, "lo"]),
+            "hi": float(at.loc[aggregate, "hi"]), "oracle_cover": float(at.loc["cover", "accuracy"]),
+            "one_crop": None if one is None else float(one),
+            "mean_exact": float(at.loc[aggregate, "mean_exact"]),
+        },
+    }
 
 
-__all__ = ["budget_curve", "budget_table", "budget_findings", "choose_views", "stored_views", "StoredViews"]
+__all__ = ["budget_curve", "budget_table", "budget_findings", "make_policy", "choose_views", "stored_views", "StoredViews"]
