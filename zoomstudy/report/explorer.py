@@ -25,6 +25,9 @@ import numpy as np
 from zoomstudy.analysis import bounds, budget
 from zoomstudy.views import ViewGrid
 
+#: Images on a page by default: each one's crops are a JPEG sprite of (views) x crop^2 pixels (about
+#: 2 MB for 324 views of 224 px), so the page of a large sweep shows its first images.
+MAX_IMAGES = 100
 FILTERS = {  # key -> label shown on the page
     "all": "all images", "zoom_in_only": "solved only by zoom-in", "zoom_out_only": "solved only by zoom-out",
     "never": "never solved", "one_crop": "solved by 1-crop",
@@ -49,12 +52,12 @@ def _jpeg(array_hwc: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def write_explorer(result_set, source, out_path: str | Path, *, max_images: int | None = None,
+def write_explorer(result_set, source, out_path: str | Path, *, max_images: int | None = MAX_IMAGES,
                    title: str | None = None) -> Path:
     """Write the explorer page of `result_set` (its images read again from `source`, the sweep's data
     source) to out_path, and the crops to out_path's `<stem>_views/` folder; returns the page's path.
 
-    max_images: the first images only (the page of a large sweep). Images without a label are left out.
+    max_images: the first images only (default MAX_IMAGES; None: all). Images without a label are left out.
     """
     import torch
 

@@ -111,20 +111,16 @@ def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | 
 # ================================================================================================
 # 01: oracle accuracy
 # ================================================================================================
-#: Images on a notebook's view explorer page: its crops cost (views per image) x crop^2 x 3 bytes of
-#: JPEG sprite each (about 2 MB for 324 views of 224 px), so a large sweep shows its first images.
-EXPLORER_MAX_IMAGES = 100
-
-
-def explorer_page(sweep: Sweep, source, report_dir: str | Path | None, max_images: int = EXPLORER_MAX_IMAGES) -> Path:
+def explorer_page(sweep: Sweep, source, report_dir: str | Path | None, max_images: int | None = None) -> Path:
     """The view explorer of the notebook's sweep (`report.explorer`), next to the report (or in the
-    result set's folder in an interactive session): explorer-<result set key>.html."""
-    from zoomstudy.report.explorer import write_explorer
+    result set's folder in an interactive session): explorer-<result set key>.html, the first
+    max_images images (default `explorer.MAX_IMAGES`)."""
+    from zoomstudy.report.explorer import MAX_IMAGES, write_explorer
 
     folder = Path(report_dir) if report_dir else Path(sweep.result_set.path)
     folder.mkdir(parents=True, exist_ok=True)
     return write_explorer(sweep.result_set, source, folder / f"explorer-{Path(sweep.result_set.path).name}.html",
-                          max_images=max_images)
+                          max_images=MAX_IMAGES if max_images is None else max_images)
 
 
 def _acc(table: pd.DataFrame, key: str) -> float | None:
