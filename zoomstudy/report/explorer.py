@@ -144,7 +144,7 @@ Green: the view's top-1 is right; red: wrong. Click a cell to see the exact crop
 <div id="filters"></div>
 <div id="layout"><div id="list"></div>
 <div id="panel"><div id="pick" class="muted">Click a cell of a grid.</div>
-<div id="viewname"></div><div id="crop"><img id="sprite" alt="the view"></div><table id="top5"></table></div></div>
+<div id="viewname"></div><div id="crop"></div><table id="top5"></table></div></div>
 <script id="data" type="application/json">__DATA__</script>
 <script>
 const D = JSON.parse(document.getElementById('data').textContent);
@@ -167,7 +167,9 @@ function show(i, v, cell){
   document.getElementById('pick').innerHTML = esc(im.id) + ' (label: ' + im.labels.map(cls).join(', ') + ')';
   document.getElementById('viewname').innerHTML = '<b>' + viewName(v) + '</b> ' + (im.grid[v] === '1' ? '<span class="ok">&#10003; right</span>' : '<span class="bad">&#10007; wrong</span>');
   const box = document.getElementById('crop'); box.style.width = D.crop + 'px'; box.style.height = D.crop + 'px';
-  const sp = document.getElementById('sprite'); sp.dataset.view = String(v); sp.dataset.image = String(i);
+  let sp = document.getElementById('sprite');  // made on the first click: an <img> without a source is no image
+  if (!sp) { sp = document.createElement('img'); sp.id = 'sprite'; sp.alt = 'the view'; box.appendChild(sp); }
+  sp.dataset.view = String(v); sp.dataset.image = String(i);
   sp.style.left = (-a * D.crop) + 'px'; sp.style.top = (-s * D.crop) + 'px'; sp.src = im.sprite;
   const t = document.getElementById('top5'); t.innerHTML = '';
   im.top5[v].forEach((c, j) => { const r = t.insertRow(); r.className = im.labels.includes(c) ? 'ok' : '';
