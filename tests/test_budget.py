@@ -280,3 +280,19 @@ def test_realdata_zoomtta_reproduces_the_stored_predictions(realdata, tmp_path):
     assert np.array_equal(ZoomTTA.from_policy(model, path).predict(images).numpy(), max_pred[:, -1])
     mean = ZoomTTA(model, pol["views"], "mean").predict(images).numpy()
     assert np.array_equal(mean[mean_exact[:, -1]], mean_pred[mean_exact[:, -1], -1])
+
+
+def test_explorer_filters_follow_the_groups():
+    from zoomstudy.report.explorer import FILTERS, image_flags
+
+    c = np.zeros((5, GRID.n_views), bool)
+    c[0, GRID.standard_view] = True  # the 1-crop view (scale 110 > crop 96: a zoom-in view)
+    c[1, GRID.view_index(160, 0, 0)] = True  # zoom-in only
+    c[2, GRID.view_index(48, 2, 2)] = True  # zoom-out only
+    c[3, [GRID.view_index(48, 0, 0), GRID.view_index(160, 1, 1)]] = True  # both
+    flags = image_flags(c, GRID)  # image 4: never solved
+    assert set(flags) == set(FILTERS)
+    assert flags["zoom_in_only"].tolist() == [True, True, False, False, False]
+    assert flags["zoom_out_only"].tolist() == [False, False, True, False, False]
+    assert flags["never"].tolist() == [False, False, False, False, True]
+    assert flags["one_crop"].tolist() == [True, False, False, False, False] and flags["all"].all()

@@ -297,6 +297,7 @@ def validate_tta_policy(a) -> None:
     _at_least(a, "--k", 1)
     _at_most(a, "--k", MAX_POLICY_VIEWS)
     _at_least(a, "--folds", 2)
+    _at_least(a, "--seed", 0)
     out = Path(a.out)
     if out.is_dir():
         raise _Bad(f"--out {out} is a directory; give the policy file's path (e.g. policy.json)")
