@@ -380,7 +380,7 @@ def test_notebook_runs_headless_and_compares_models(tmp_path):
     html_path = reports.run_notebook(NOTEBOOK, out, params, cwd=tmp_path, timeout=300)
     html = html_path.read_text(encoding="utf-8")
     # zoom curves, position grids, gap bars, resolution curves, then 1 zoom map per model
-    assert _png_count(html) == 5 + 2
+    assert _png_count(html) == 4 + 2
     assert "Traceback" not in html
     prov = json.loads((out / "05_zoom_sensitivity.provenance.json").read_text())
     assert prov["profile"] == "offline" and prov["models"] == ["torchvision:squeezenet1_0", "timm:test_resnet"]

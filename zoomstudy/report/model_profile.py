@@ -393,8 +393,8 @@ def view_budget(p: Profile, alpha: float = 0.05):
     return budget_curve(p.result_set, max_k=min(36, p.grid.n_views), folds=min(5, n), alpha=alpha)
 
 
-def profile_figures(p: Profile, n_zoom_maps: int = 3, curve=None) -> list[tuple[str, str, Any]]:
-    """(name, caption, matplotlib Figure) for every figure of the report, in order (curve: `view_budget`'s)."""
+def profile_figures(p: Profile, n_zoom_maps: int = 3, budget=None) -> list[tuple[str, str, Any]]:
+    """(name, caption, matplotlib Figure) for every figure of the report, in order (budget: `view_budget`'s curve)."""
     from zoomstudy.report import plots
     from zoomstudy.analysis.resolution import plot_resolution_curve
 
@@ -428,15 +428,15 @@ def profile_figures(p: Profile, n_zoom_maps: int = 3, curve=None) -> list[tuple[
         figs.append(("resolution_curve", caption,
                      plot_resolution_curve(curve, train_size=m["resolution_train_size"],
                                            title="accuracy against test resolution")))
-    if curve is not None:
+    if budget is not None:
         from zoomstudy.analysis.budget import budget_findings
 
         figs.append(("view_budget",
                      "Accuracy against the number of views k, chosen by the greedy cover on the other folds "
-                     f"({curve.attrs['folds']}-fold cross-validated): any chosen view right (oracle), the mean softmax "
+                     f"({budget.attrs['folds']}-fold cross-validated): any chosen view right (oracle), the mean softmax "
                      "and the most confident view over them, with bootstrap 95% bands; rings: more views add nothing "
-                     "detectable. " + budget_findings(curve),
-                     plots.budget_curve(curve, title="what each extra view buys")))
+                     "detectable. " + budget_findings(budget),
+                     plots.budget_curve(budget, title="what each extra view buys")))
     for row in example_rows(p, n_zoom_maps):
         figs.append((f"zoom_map:{p.image_ids[row]}",
                      f"All {g.n_views} views of {p.image_ids[row]}: scales across, anchors (row, col) down; green = "
