@@ -111,6 +111,7 @@ def test_budget_curve_matches_a_brute_force_over_the_full_softmax(hand):
                 assert mean_pred[i, k] == full[i, views].mean(0).argmax()
                 certified[i, k] = True
     assert certified.mean() > 0.5  # peaked softmax: most images are certified
+    assert mean_exact[:, 0].all()  # one view: its top-5 argmax is its argmax
     for rule in ("cover", "max"):
         got = curve[(curve["rule"] == rule) & (curve["k"] <= 6)]["accuracy"].to_numpy()
         assert np.allclose(got, 100 * exp[rule].mean(0)), rule

@@ -24,8 +24,9 @@ Reading choices:
 
 * The store keeps each view's top-5 classes, not the whole softmax, so ``mean`` over a chosen set sums
   the top-5 probabilities (a class outside a view's top-5 adds 0). The argmax is then exact whenever its
-  lead over the runner-up exceeds the sum of the views' 5th probabilities (a class outside the top-5 has
-  at most that much); `mean_exact` is the share of images where this certificate holds. The whole-grid
+  top-5 sum beats every other class's upper bound: its own top-5 sum plus, for each view whose top-5
+  lacks it, that view's 5th probability (the most a class outside a view's top-5 can have there);
+  `mean_exact` is the share of images where this certificate holds (always 1 at k = 1). The whole-grid
   row uses the stored ``all_views`` group, which is exact. ``max`` needs only the top-1 and is exact.
 * Multi-label sets are scored as everywhere else (`bounds.correctness`); images without a label are left
   out, as in `tta.tta_table`.
@@ -126,7 +127,8 @@ def _running(sv: StoredViews, order: np.ndarray, correct: np.ndarray):
     n, kmax = order.shape
     rows = np.arange(n)
     scores = np.zeros((n, 1000), np.float64)
-    slack = np.zeros(n, np.float64)  # sum of the 5th probabilities: the most a class outside the top-5 can gain
+    slack = np.zeros(n, np.float64)  # sum of the views' last stored probabilities
+    present = np.zeros((n, 1000), np.float64)  # per class: that sum over the views whose top-5 holds it
     best_conf = np.full(n, -1.0)
     best_pred = np.zeros(n, np.int64)
     hit = np.zeros(n, bool)
@@ -139,10 +141,14 @@ def _running(sv: StoredViews, order: np.ndarray, correct: np.ndarray):
         p, c = sv.pred[rows, v], sv.prob[rows, v]  # [N, 5]
         for t in range(p.shape[1]):
             np.add.at(scores, (rows, p[:, t]), c[:, t])
+            np.add.at(present, (rows, p[:, t]), c[:, -1])
         slack += c[:, -1]
-        top2 = np.partition(scores, -2, axis=1)[:, -2:]  # [N, 2]: runner-up, best
-        out_mean[:, j] = scores.argmax(axis=1)
-        out_exact[:, j] = top2[:, 1] - top2[:, 0] > slack
+        best = scores.argmax(axis=1)
+        # a class gains at most the last stored probability of each view whose top-5 lacks it
+        upper = scores + (slack[:, None] - present)
+        upper[rows, best] = -np.inf
+        out_mean[:, j] = best
+        out_exact[:, j] = scores[rows, best] > upper.max(axis=1)
         better = c[:, 0] > best_conf  # strict: the earlier view keeps a tie (the store's argmax does the same)
         best_conf = np.where(better, c[:, 0], best_conf)
         best_pred = np.where(better, p[:, 0], best_pred)
