@@ -195,6 +195,40 @@ def test_index_opens_with_findings_thumbnails_and_working_links(browser, report_
     assert "{" not in text.split("Provenance")[0]  # no raw JSON above the provenance
 
 
+def test_explorer_click_shows_the_crop(browser, report_site):
+    """The view explorer of notebook 01's sweep, linked from the index, opened from file:// with no server:
+    a click on a cell loads that image's crop sprite (linked relatively), positions that view in the
+    crop box and lists its stored top-5; a filter button shows the images it names."""
+    out, index, _ = report_site
+    pages = sorted(out.glob("explorer-*.html"))
+    assert len(pages) == 1
+    assert pages[0].as_uri() in _facts(browser, index)["links"]
+    facts = _facts(browser, pages[0])
+    _check_images(facts, pages[0])  # the embedded thumbnails
+    session = facts["session"]
+    data = browser.evaluate(session, "JSON.parse(document.getElementById('data').textContent)")
+    n_scales, crop, n_anchors = len(data["scales"]), data["crop"], data["grid"] ** 2
+    assert browser.evaluate(session, "document.querySelectorAll('.card').length") == len(data["images"]) == 6
+    view = n_anchors + 5  # second scale, anchor row 1, column 2
+    got = browser.send("Runtime.evaluate", {"expression": """(async () => {
+      document.querySelectorAll('.card')[1].querySelector('.cell[data-view="%d"]').click();
+      const sp = document.getElementById('sprite');
+      await new Promise(ok => { if (sp.complete && sp.naturalWidth) ok(); else { sp.onload = ok; sp.onerror = ok; } });
+      const box = document.getElementById('crop').getBoundingClientRect();
+      return {w: sp.naturalWidth, h: sp.naturalHeight, left: sp.style.left, top: sp.style.top, src: sp.getAttribute('src'),
+              box: [box.width, box.height], top5: Array.from(document.querySelectorAll('#top5 tr')).map(r => r.innerText),
+              name: document.getElementById('viewname').innerText};
+    })()""" % view, "awaitPromise": True, "returnByValue": True}, session=session)["result"]["value"]
+    assert (got["w"], got["h"]) == (n_anchors * crop, n_scales * crop)  # the sprite loaded from file://
+    assert got["src"] == data["images"][1]["sprite"] and (out / got["src"]).is_file()
+    assert (got["left"], got["top"]) == (f"-{5 * crop}px", f"-{crop}px") and got["box"] == [crop, crop]
+    assert got["name"].startswith(f"LOC:1_2_Size:{data['scales'][1]}")
+    assert len(got["top5"]) == 5 and got["top5"][0].startswith("1.")
+    never = browser.evaluate(session, "document.querySelector('#filters button[data-filter=never]').click();"
+                                      "document.querySelectorAll('.card').length")
+    assert never == sum("never" in im["flags"] for im in data["images"])
+
+
 def test_every_report_shows_its_figures_with_code_folded(browser, report_site):
     out, _, names = report_site
     for name in names:

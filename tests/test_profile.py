@@ -79,7 +79,8 @@ def test_html_is_self_contained_with_every_figure_and_the_numbers(report):
     html = (out / "profile.html").read_text(encoding="utf-8")
     figures = summary["figures"]
     assert figures[:4] == ["accuracy_vs_scale", "anchor_grid", "oracle_gap", "resolution_curve"]
-    assert len(figures) == 4 + 2 and all(f.startswith("zoom_map:") for f in figures[4:])
+    assert figures[4] == "view_budget"
+    assert len(figures) == 5 + 2 and all(f.startswith("zoom_map:") for f in figures[5:])
     assert _png_count(html) == len(figures)  # one embedded PNG per figure
     assert html.count('src="data:image/jpeg;base64,') == 2  # the zoom maps' image thumbnails
     # nothing fetched from elsewhere: no external images, scripts or style sheets
@@ -91,6 +92,9 @@ def test_html_is_self_contained_with_every_figure_and_the_numbers(report):
         assert f"<th>{quantity}</th>" in table.group(1)
     assert "Random (untrained) weights" in html
     assert "Regression check: <span class='pass'>passed</span>" in html
+    assert summary["explorer"] == "explorer.html" and (out / "explorer.html").is_file()
+    assert "href='explorer.html'" in html and "The view budget" in html
+    assert summary["budget"]["folds"] >= 2 and len(summary["budget"]["rows"]) > 3
 
 
 def test_json_summary_keys_and_consistency(report):
@@ -321,7 +325,7 @@ def test_profile_of_a_fixed_size_model_reports_the_skipped_sizes(tmp_path):
     assert s["metrics"]["resolution_skipped_sizes"] == [64, 128]
     assert s["metrics"]["resolution_peak_size"] == 96 and s["figures"] == list(zp.FIGURES)
     html = (tmp_path / "profile.html").read_text()
-    assert _png_count(html) == 4 and "sizes rejected: 64, 128" in html
+    assert _png_count(html) == 5 and "sizes rejected: 64, 128" in html
 
 
 def test_profile_warns_when_folder_names_are_not_imagenet_classes(tmp_path, image_dir):
@@ -333,7 +337,7 @@ def test_profile_warns_when_folder_names_are_not_imagenet_classes(tmp_path, imag
     assert s["provenance"]["dataset_kind"] == "folder" and s["metrics"]["n_images"] == 2
     assert any("sorted folder list" in w for w in s["settings"]["warnings"])
     html = (tmp_path / "out" / "profile.html").read_text()
-    assert "sorted folder list" in html and _png_count(html) == 3  # no resolution curve asked for
+    assert "sorted folder list" in html and _png_count(html) == 4  # no resolution curve asked for
 
 
 # ------------------------------------------------------------------------------------------------
@@ -384,7 +388,7 @@ def test_notebook_runs_headless_and_compares_models(tmp_path):
     assert "This report was produced by profile offline" in html
     for page in prov["reports"]:  # one profile.html per model, with its JSON
         page = Path(page)
-        assert _png_count(page.read_text()) == 4 + 1
+        assert _png_count(page.read_text()) == 5 + 1
         assert json.loads((page.parent / "profile.json").read_text())["regression"]["passed"] is True
 
 
@@ -408,7 +412,7 @@ def test_realdata_squeezenet_profile(realdata, tmp_path):
     assert list(rows["size"]) == list(resolution.RESOLUTION_SIZES) and rows["accuracy"].notna().all()
     assert (rows["accuracy"] > 0).any()
     html = (tmp_path / "profile.html").read_text(encoding="utf-8")
-    assert _png_count(html) == len(s["figures"]) == 4 + 2
+    assert _png_count(html) == len(s["figures"]) == 5 + 2
     # every view against the kit's independent PIL reference (its 36 scales hold the compact 12)
     from zoomstudy.sweep.store import ResultSet
 

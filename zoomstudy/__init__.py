@@ -34,12 +34,14 @@ Stages 3 and 4: sweep and store
     run_sweep        one model over one dataset and one grid, resumable, into the store
     ResultSet        one stored sweep: settings, predictions, correctness
     find_results     the result sets under a results folder
+    ZoomTTA          a fixed set of zoom views as one torch module: render, forward once, aggregate
 
 Stage 5: analyses
     bound_metrics    the 1-crop, oracle and greedy top-N figures of a correctness matrix, tidy
     summarize        every section-3 number of one correctness matrix (bounds, cover, anchors, groups)
     table1           Table 1 as a tidy DataFrame, one row per (model, dataset)
     tta_table        Table 4: test-time aggregation of a stored sweep, with intervals and tests
+    budget_curve     accuracy against the number of views, cross-validated, with intervals (the view budget)
     memo_table       Table 5: MEMO test-time adaptation over a dataset, stored and resumable
 
 Stage 6: reports
@@ -63,9 +65,10 @@ _API = {
     "ViewGrid": "views", "PAPER_SCALES": "views", "render_views": "views", "render_views_reference": "views",
     # stages 3-4: sweep and store
     "run_sweep": "sweep.engine:sweep", "ResultSet": "sweep.store", "find_results": "sweep.store",
+    "ZoomTTA": "sweep.zoomtta",
     # stage 5: analyses
     "bound_metrics": "analysis.bounds", "summarize": "analysis.bounds", "table1": "analysis.bounds",
-    "tta_table": "analysis.tta", "memo_table": "analysis.memo",
+    "tta_table": "analysis.tta", "budget_curve": "analysis.budget", "memo_table": "analysis.memo",
     # stage 6: reports
     "profile": "report.model_profile", "reproduce": "report.notebooks",
 }

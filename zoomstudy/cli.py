@@ -1,4 +1,4 @@
-"""`zoomstudy` command line: sweep, merge, summary, reproduce, profile, paper.
+"""`zoomstudy` command line: sweep, merge, summary, tta-policy, reproduce, profile, paper.
 
 Each subcommand has a `validate_*` step that `main` runs before its `cmd_*`: it checks and normalises
 everything that can be checked without loading a model or opening the data (numbers, shards, scales,
@@ -314,6 +314,42 @@ def cmd_summary(a) -> int:
     return 0
 
 
+#: Most views a policy may hold: the budget curve's range (the paper's 36).
+MAX_POLICY_VIEWS = 36
+
+
+def validate_tta_policy(a) -> None:
+    if not (Path(a.result_set) / "settings.json").is_file():
+        raise _Bad(f"{a.result_set} is not a result set (no settings.json)")
+    _at_least(a, "--k", 1)
+    _at_most(a, "--k", MAX_POLICY_VIEWS)
+    _at_least(a, "--folds", 2)
+    _at_least(a, "--seed", 0)
+    out = Path(a.out)
+    if out.is_dir():
+        raise _Bad(f"--out {out} is a directory; give the policy file's path (e.g. policy.json)")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise _Bad(f"--out {out}: {out.parent} is not a directory")
+
+
+def cmd_tta_policy(a) -> int:
+    """Choose k views on a stored sweep (cross-validated accuracy from the budget curve) and save the
+    `ZoomTTA` policy JSON; prints the views and the accuracy to expect."""
+    from zoomstudy.analysis.budget import make_policy
+    from zoomstudy.sweep.store import ResultSet
+    from zoomstudy.sweep.zoomtta import save_policy
+
+    rs = ResultSet(Path(a.result_set))
+    pol = make_policy(rs, a.k, a.aggregate, folds=a.folds, seed=a.seed)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    path = save_policy(pol, a.out)
+    cv = pol["cv_accuracy"]
+    print(f"{path}: {a.k} views {', '.join(pol['view_names'])}, {a.aggregate}; cross-validated top-1 "
+          f"{cv['accuracy']:.2f}% [{cv['lo']:.2f}, {cv['hi']:.2f}] on {pol['chosen_on']['n_images']} images"
+          + (f" (1-crop {cv['one_crop']:.2f}%)" if cv["one_crop"] is not None else ""))
+    return 0
+
+
 def validate_reproduce(a) -> None:
     """`zoomstudy reproduce`: profile name, folders and -p key=value, before any notebook runs."""
     from zoomstudy.report.notebooks import PROFILES
@@ -562,6 +598,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model")
     t.add_argument("--dataset")
     t.set_defaults(func=cmd_summary, validate=validate_summary)
+
+    v = sub.add_parser("tta-policy", help="choose k zoom views on a stored sweep: a ZoomTTA policy JSON")
+    v.add_argument("result_set", help="a result set folder (results/<model>/<dataset>/<key>)")
+    v.add_argument("--k", type=int, default=4, help=f"number of views (1..{MAX_POLICY_VIEWS}, default 4)")
+    v.add_argument("--aggregate", default="mean", choices=["mean", "max"])
+    v.add_argument("--folds", type=int, default=5, help="cross-validation folds of the accuracy (default 5)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--out", default="policy.json")
+    v.set_defaults(func=cmd_tta_policy, validate=validate_tta_policy)
 
     r = sub.add_parser("reproduce", help="run every notebook headless into a report site")
     r.add_argument("--profile", default="offline", help="offline (default, no network), local, quick, paper")

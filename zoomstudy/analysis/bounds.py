@@ -212,6 +212,11 @@ def topn_bound(correct: np.ndarray, n: int = 36) -> float:
     return _pct(covered(correct, greedy_cover(correct, n)))
 
 
+def cv_folds(n: int, folds: int, seed: int) -> np.ndarray:
+    """int [N]: each image's fold, balanced and seeded (shared by every cross-validated selection)."""
+    return np.random.default_rng(seed).permutation(n) % folds
+
+
 def _cv_hits(correct: np.ndarray, n: int, folds: int, seed: int) -> np.ndarray:
     """bool [N]: each image scored by the top-n views selected on the other folds."""
     correct = _as_matrix(correct)
@@ -219,7 +224,7 @@ def _cv_hits(correct: np.ndarray, n: int, folds: int, seed: int) -> np.ndarray:
         raise ValueError(f"n must be >= 1, got {n}")
     if not 2 <= folds <= correct.shape[0]:
         raise ValueError(f"folds must be in [2, n_images={correct.shape[0]}], got {folds}")
-    fold = np.random.default_rng(seed).permutation(correct.shape[0]) % folds  # [N] balanced random folds
+    fold = cv_folds(correct.shape[0], folds, seed)
     hits = np.zeros(correct.shape[0], bool)
     for f in range(folds):
         test = fold == f

@@ -62,7 +62,9 @@ THRESHOLDS: dict[str, tuple[str, str]] = {
     "max_center_bias": ("center_bias", "centre bias"),
 }
 #: The figures of the report, in order (zoom maps follow, one per example image).
-FIGURES = ("accuracy_vs_scale", "anchor_grid", "oracle_gap", "resolution_curve")
+FIGURES = ("accuracy_vs_scale", "anchor_grid", "oracle_gap", "resolution_curve", "view_budget")
+#: The view explorer written next to the report (`report.explorer`), linked from it.
+EXPLORER_NAME = "explorer.html"
 
 
 
@@ -382,8 +384,18 @@ def zoom_map_figure(p: Profile, row: int):
                     title=f"{p.image_ids[row]} [{names}], 1-crop {std}")
 
 
-def profile_figures(p: Profile, n_zoom_maps: int = 3) -> list[tuple[str, str, Any]]:
-    """(name, caption, matplotlib Figure) for every figure of the report, in order."""
+def view_budget(p: Profile, alpha: float = 0.05):
+    """The budget curve of the profile's sweep (`analysis.budget`), or None with fewer than 2 images."""
+    from zoomstudy.analysis.budget import budget_curve
+
+    n = int(p.correct.shape[0])
+    if n < 2:
+        return None
+    return budget_curve(p.result_set, max_k=min(36, p.grid.n_views), folds=min(5, n), alpha=alpha)
+
+
+def profile_figures(p: Profile, n_zoom_maps: int = 3, budget=None) -> list[tuple[str, str, Any]]:
+    """(name, caption, matplotlib Figure) for every figure of the report, in order (budget: `view_budget`'s curve)."""
     from zoomstudy.report import plots
     from zoomstudy.analysis.resolution import plot_resolution_curve
 
@@ -417,6 +429,15 @@ def profile_figures(p: Profile, n_zoom_maps: int = 3) -> list[tuple[str, str, An
         figs.append(("resolution_curve", caption,
                      plot_resolution_curve(curve, train_size=m["resolution_train_size"],
                                            title="accuracy against test resolution")))
+    if budget is not None:
+        from zoomstudy.analysis.budget import budget_findings
+
+        figs.append(("view_budget",
+                     "Accuracy against the number of views k, chosen by the greedy cover on the other folds "
+                     f"({budget.attrs['folds']}-fold cross-validated): any chosen view right (oracle), the mean softmax "
+                     "and the most confident view over them, with bootstrap 95% bands; rings: more views add nothing "
+                     "detectable. " + budget_findings(budget),
+                     plots.budget_curve(budget, title="what each extra view buys")))
     for row in example_rows(p, n_zoom_maps):
         figs.append((f"zoom_map:{p.image_ids[row]}",
                      f"All {g.n_views} views of {p.image_ids[row]}: scales across, anchors (row, col) down; green = "
@@ -449,8 +470,9 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return _clean(df.astype(object).where(df.notna(), None).to_dict(orient="records"))
 
 
-def summary_dict(p: Profile, thresholds: Mapping | None = None, figures: Sequence[str] = ()) -> dict:
-    """The profile.json content: metrics, tables, settings, provenance, regression verdict."""
+def summary_dict(p: Profile, thresholds: Mapping | None = None, figures: Sequence[str] = (), curve=None) -> dict:
+    """The profile.json content: metrics, tables, settings, provenance, regression verdict (and the
+    view budget's rows, when `curve` is given)."""
     thresholds = {k: v for k, v in (thresholds or {}).items() if v is not None}
     out = {
         "format": PROFILE_FORMAT,
@@ -463,6 +485,8 @@ def summary_dict(p: Profile, thresholds: Mapping | None = None, figures: Sequenc
         "settings": p.settings,
         "provenance": p.provenance,
         "figures": list(figures),
+        "budget": None if curve is None else {"saturation": curve.attrs["saturation"], "folds": curve.attrs["folds"],
+                                              "rows": _records(curve)},
         "timings": p.timings,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -628,7 +652,11 @@ def render_report(p: Profile, summary: Mapping, figures: Sequence[tuple[str, str
         if reg["failures"]:
             parts.append("<ul>" + "".join(f"<li class='fail'>{esc(f)}</li>" for f in reg["failures"]) + "</ul>")
     sections = {"accuracy_vs_scale": "Accuracy against zoom", "anchor_grid": "The position grid",
-                "oracle_gap": "The oracle gap", "resolution_curve": "Test resolution (FixRes)"}
+                "oracle_gap": "The oracle gap", "resolution_curve": "Test resolution (FixRes)",
+                "view_budget": "The view budget"}
+    if summary.get("explorer"):
+        parts.append(f"<p>Every image, every view: <a href='{esc(summary['explorer'])}'>the view explorer</a> "
+                     "(click a cell of an image's grid to see that crop and its top-5).</p>")
     zoom_header = False
     positions = dict(zip(p.image_ids, p.positions))
     for name, caption, fig in figures:
@@ -673,8 +701,13 @@ def write_report(p: Profile, out_dir: str | os.PathLike, *, thresholds: Mapping 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    figs = profile_figures(p, n_zoom_maps)
-    summary = summary_dict(p, thresholds, [name for name, _, _ in figs])
+    curve = view_budget(p)
+    figs = profile_figures(p, n_zoom_maps, curve)
+    summary = summary_dict(p, thresholds, [name for name, _, _ in figs], curve)
+    if p.source is not None:
+        from zoomstudy.report.explorer import write_explorer
+
+        summary["explorer"] = write_explorer(p.result_set, p.source, out_dir / EXPLORER_NAME).name
     page = render_report(p, summary, figs)
     summary["timings"]["report_s"] = time.perf_counter() - t0
     summary["html"] = HTML_NAME

@@ -476,7 +476,7 @@ THUMBNAIL_WIDTH = 360
 
 
 def record_findings(report_dir: str | Path | None, findings: Sequence[str], figure=None, *,
-                    notebook: str | None = None) -> Findings:
+                    notebook: str | None = None, links: Mapping[str, str] | None = None) -> Findings:
     """Called by a notebook: state its headline findings (sentences with the key numbers) for the index.
 
     The index of a report site leads with these, so a reader sees what each notebook found before
@@ -484,7 +484,8 @@ def record_findings(report_dir: str | Path | None, findings: Sequence[str], figu
     and shown beside the findings. Writes <report_dir>/<notebook>.findings.json; when report_dir is
     None (an interactive session) it only returns the findings, which a notebook cell displays as a
     list. The sentences must be computed from the run's numbers (the steps module's *_findings
-    functions), never typed in.
+    functions), never typed in. links: {text: file relative to report_dir} (e.g. the view explorer),
+    listed beside the report's link in the index.
     """
     if isinstance(findings, str) or not all(isinstance(f, str) and f.strip() for f in findings):
         raise ValueError("record_findings: findings must be a list of non-empty sentences")
@@ -496,7 +497,7 @@ def record_findings(report_dir: str | Path | None, findings: Sequence[str], figu
         raise ValueError("record_findings: notebook name unknown; pass notebook= or run under run_notebook/reproduce")
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"findings": list(out), "thumbnail": None}
+    record: dict[str, Any] = {"findings": list(out), "thumbnail": None, "links": dict(links or {})}
     thumb = report_dir / f"{name}.thumb.png"
     thumb.unlink(missing_ok=True)
     if figure is not None:
@@ -634,6 +635,8 @@ def _findings_html(e: dict) -> str:
         links.append(f"<a href='{report}'>full report</a>")
     if e.get("ipynb"):
         links.append(f"<a href='{html.escape(e['ipynb'])}'>executed notebook</a>")
+    for text, href in (found.get("links") or {}).items():
+        links.append(f"<a href='{html.escape(href)}'>{html.escape(text)}</a>")
     status = "" if e["status"] == "ok" else f" <span class='status {e['status']}'>{e['status']}</span>"
     meta = f"<p class='links'><code>{name}</code>{status}" + (" &middot; " + " &middot; ".join(links) if links else "") + "</p>"
     body = ""

@@ -645,6 +645,47 @@ def bar_with_ci(
     return _done(fig, owned)
 
 
+def budget_curve(curve: pd.DataFrame, *, title: str | None = None, ax=None) -> Figure:
+    """Accuracy against the number of views (`analysis.budget.budget_curve`): one line per rule with its
+    bootstrap band, the whole grid as the last point, the fixed groups as markers at their view count,
+    and each rule's saturation budget (after which more views add nothing detectable) as a ring."""
+    _require_columns(curve, ["rule", "method", "k", "accuracy", "lo", "hi"], "budget_curve")
+    if not len(curve):
+        raise ValueError("budget_curve: the table is empty")
+    rules = [r for r in _unique(curve["rule"]) if r != "fixed"]
+    sat = curve.attrs.get("saturation", {})
+    colors = dict(zip(rules + ["fixed"], sns.color_palette(PALETTE, len(rules) + 1)))
+    markers = ["o", "s", "D", "^", "v", "P", "X", "*"]
+    with _styled():
+        owned = ax is None
+        if owned:
+            fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+        else:
+            fig = ax.figure
+        for rule in rules:
+            d = curve[curve["rule"] == rule].sort_values("k")
+            ax.plot(d["k"], d["accuracy"], "-", color=colors[rule], label=str(d["method"].iloc[0]), lw=1.6)
+            ax.fill_between(d["k"], d["lo"], d["hi"], color=colors[rule], alpha=0.15, lw=0)
+            if sat.get(rule) is not None and int(sat[rule]) in set(d["k"]):
+                r = d[d["k"] == int(sat[rule])].iloc[0]
+                ax.plot([r["k"]], [r["accuracy"]], "o", ms=11, mfc="none", mec=colors[rule], mew=1.8)
+        fixed = curve[curve["rule"] == "fixed"]
+        for j, r in enumerate(fixed.itertuples(index=False)):
+            ax.errorbar([r.k], [r.accuracy], yerr=[[r.accuracy - r.lo], [r.hi - r.accuracy]], fmt=markers[j % len(markers)],
+                        color="0.25", ms=6, capsize=2, lw=0.8, label=str(r.method))
+        ax.set_xscale("log")
+        ticks = sorted({1, 2, 4, 8, 16, 36} | {int(k) for k in curve["k"].max().reshape(-1)})
+        ax.set_xticks(ticks)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("views per image (k; log scale; rings: more views add nothing detectable)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        if title:
+            ax.set_title(title)
+    return _done(fig, owned)
+
+
 # ================================================================================================
 # export
 # ================================================================================================

@@ -111,6 +111,18 @@ def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | 
 # ================================================================================================
 # 01: oracle accuracy
 # ================================================================================================
+def explorer_page(sweep: Sweep, source, report_dir: str | Path | None, max_images: int | None = None) -> Path:
+    """The view explorer of the notebook's sweep (`report.explorer`), next to the report (or in the
+    result set's folder in an interactive session): explorer-<result set key>.html, the first
+    max_images images (default `explorer.MAX_IMAGES`)."""
+    from zoomstudy.report.explorer import MAX_IMAGES, write_explorer
+
+    folder = Path(report_dir) if report_dir else Path(sweep.result_set.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_explorer(sweep.result_set, source, folder / f"explorer-{Path(sweep.result_set.path).name}.html",
+                          max_images=MAX_IMAGES if max_images is None else max_images)
+
+
 def _acc(table: pd.DataFrame, key: str) -> float | None:
     rows = table[table["key"] == key]
     return None if rows.empty or pd.isna(rows["accuracy"].iloc[0]) else float(rows["accuracy"].iloc[0])
@@ -214,8 +226,12 @@ def run_memo(p: Mapping[str, Any], label_space: str):
     return table
 
 
-def tta_findings(table: pd.DataFrame, memo_summary: pd.DataFrame | None, sweep: Sweep) -> list[str]:
-    """Headline sentences of notebook 03 from Table 4 (tta.tta_table) and Table 5 (memo.memo_summary)."""
+def tta_findings(table: pd.DataFrame, memo_summary: pd.DataFrame | None, sweep: Sweep,
+                 curve: pd.DataFrame | None = None) -> list[str]:
+    """Headline sentences of notebook 03 from Table 4 (tta.tta_table), the view budget
+    (budget.budget_curve) and Table 5 (memo.memo_summary)."""
+    from zoomstudy.analysis.budget import budget_findings
+
     out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
     rows = table.dropna(subset=["delta"]) if "delta" in table.columns else table.iloc[0:0]
     if len(rows):
@@ -225,6 +241,8 @@ def tta_findings(table: pd.DataFrame, memo_summary: pd.DataFrame | None, sweep: 
                    f"aggregation, {best['method']}, gets {best['accuracy']:.1f}% ({best['delta']:+.1f} points"
                    + (f", McNemar p = {best['p_value']:.2g})." if not pd.isna(best["p_value"])
                       else "; no image changed correctness)."))
+    if curve is not None and len(curve):
+        out.append(budget_findings(curve))
     if memo_summary is not None and len(memo_summary):
         by = memo_summary.set_index("key")
         if "baseline" in by.index:
