@@ -297,7 +297,8 @@ def bounds_frame(
 def _is_realdata(settings: Mapping) -> bool:
     """The run is the real-data kit's: its 100 ImageNet images with the real SqueezeNet weights."""
     model, data = settings["key"]["model"], settings["key"]["dataset"]
-    return (data.get("kind") == "csv" and data.get("name") == "imagenet-sample" and data.get("rows") == 100
+    kind = data.get("kind") or settings.get("provenance", {}).get("dataset", {}).get("kind")
+    return (kind == "csv" and data.get("name") == "imagenet-sample" and data.get("rows") == 100
             and model.get("name") == "squeezenet1_0" and not is_random_weights(settings))
 
 

@@ -37,6 +37,11 @@ DEFAULT_MAX_HOST_MB = 2048
 #: Provenance fields that say where something was, not what it was: kept outside the key.
 _MODEL_PLACE = ("device", "weights_source")
 _DATASET_PLACE = ("location", "csv", "streaming")
+#: With a layout-free content key (`Source.provenance()['content']`: one file per image), the fields
+#: that describe the folder shape rather than the files and labels: kept outside the key too, so the
+#: synset-folder, labels.csv and devkit layouts of the same files share one result set.
+_DATASET_LAYOUT = ("kind", "labeling", "classes", "fingerprint", "fingerprint_method", "labels_fingerprint",
+                   "csv_sha256", "devkit", "ground_truth_sha256", "revision")
 
 
 @dataclass
@@ -133,6 +138,9 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
     dataset = dict(source.provenance())
     dataset_place = {k: dataset.pop(k) for k in _DATASET_PLACE if k in dataset}
+    if "content" in dataset:
+        dataset_place.update({k: dataset.pop(k) for k in _DATASET_LAYOUT if k in dataset})
+        dataset["fingerprint_method"] = f"{dataset['content']['scheme']}: (file token, labels) in order ({dataset['content']['method']})"
     try:
         rows = len(source)
     except TypeError:

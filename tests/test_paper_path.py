@@ -1,0 +1,183 @@
+"""The paper path on replicas of the layouts a user holds (issue 23): ImageNet val as Hugging Face
+parquet (with and without its file names), as the official tarball extracts (a flat folder plus the
+devkit's ground truth and meta.mat), as synset folders and as a flat folder with labels.csv; the
+result-set key decided by the files and labels, not the folder shape; the CLI's refusals of silent
+fallbacks; one data-folder resolver; 1-image summaries; parts sized by time."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoomstudy.data.labels import imagenet_synsets
+
+#: Val numbers of the replica images: scattered, so that number order differs from synset order.
+NUMBERS = (7, 3, 41, 12, 29, 5)
+
+
+def _val_images(realdata: Path) -> list[tuple[int, Path, int]]:
+    """(val number, real image file, sorted-synset label) for the replica's images: real ImageNet
+    JPEGs of the kit, renamed by val number as the tarball names them."""
+    rows = list(csv.DictReader(open(realdata / "imagenet-sample" / "labels.csv")))[: len(NUMBERS)]
+    return [(n, realdata / "imagenet-sample" / r["file"], int(r["label"])) for n, r in zip(NUMBERS, rows)]
+
+
+def _name(number: int) -> str:
+    return f"ILSVRC2012_val_{number:08d}.JPEG"
+
+
+def _devkit(folder: Path, truth: dict[int, int]) -> Path:
+    """ILSVRC2012_devkit_t12/data/ as the devkit tarball extracts: meta.mat (1000 leaf synsets whose
+    ILSVRC2012_IDs are NOT in sorted-synset order, plus inner WordNet nodes) and the ground truth, one
+    ILSVRC2012_ID per val number (50,000 lines)."""
+    import scipy.io
+
+    synsets = imagenet_synsets()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(1000)  # id k+1 is synset order[k]: a permutation, like the real table
+    id_of = {int(s): k + 1 for k, s in enumerate(order)}
+    dtype = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")]
+    table = np.zeros(1003, dtype=dtype)
+    for k, s in enumerate(order):
+        table[k] = (k + 1, synsets[s], f"class {s}", 0)
+    for j, wnid in enumerate(("n00001740", "n00021939", "n03575240")):  # entity, artifact, instrumentality
+        table[1000 + j] = (1001 + j, wnid, "inner node", 3)
+    data = folder / "ILSVRC2012_devkit_t12" / "data"
+    data.mkdir(parents=True)
+    scipy.io.savemat(data / "meta.mat", {"synsets": table})
+    ids = [id_of[truth.get(n, (n * 37) % 1000)] for n in range(1, 50001)]
+    (data / "ILSVRC2012_validation_ground_truth.txt").write_text("\n".join(map(str, ids)) + "\n")
+    return data
+
+
+@pytest.fixture(scope="module")
+def val_layouts(realdata, tmp_path_factory):
+    """The same 6 real images (copies keeping their modification times) in the layouts of ImageNet val."""
+    base = tmp_path_factory.mktemp("val-layouts")
+    images = _val_images(realdata)
+    folders = base / "folders"
+    flat_csv = base / "flat-csv"
+    devkit = base / "devkit"
+    for d in (flat_csv, devkit):
+        d.mkdir()
+    for n, src, label in images:
+        (folders / imagenet_synsets()[label]).mkdir(parents=True, exist_ok=True)
+        for dst in (folders / imagenet_synsets()[label] / _name(n), flat_csv / _name(n), devkit / _name(n)):
+            shutil.copy2(src, dst)
+    with open(flat_csv / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "label"])
+        for n, _, label in sorted(images):
+            w.writerow([_name(n), label])
+    _devkit(devkit, {n: label for n, _, label in images})
+    # Hugging Face parquet as ILSVRC/imagenet-1k ships it: image {bytes, path}, label
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name, with_path in (("parquet", True), ("parquet-nameless", False)):
+        (base / name / "data").mkdir(parents=True)
+        rows = sorted(images)
+        table = pa.table({
+            "image": pa.array([{"bytes": src.read_bytes(), "path": _name(n) if with_path else None}
+                               for n, src, _ in rows]),
+            "label": [label for _, _, label in rows],
+        })
+        pq.write_table(table, base / name / "data" / "validation-00000-of-00001.parquet")
+    return {"base": base, "images": images, "folders": folders, "flat-csv": flat_csv, "devkit": devkit,
+            "parquet": base / "parquet", "parquet-nameless": base / "parquet-nameless"}
+
+
+# ================================================================================================
+# Layouts
+# ================================================================================================
+def test_the_devkit_ground_truth_is_mapped_through_meta_mat(val_layouts):
+    """The flat folder as ILSVRC2012_img_val.tar extracts, with the devkit beside it, opens with the right
+    sorted-synset labels although the devkit's ids are in another order."""
+    from zoomstudy.data.registry import open_dataset
+
+    src = open_dataset("imagenet-val", root=val_layouts["devkit"], expected_rows=None)
+    assert src.provenance()["kind"] == "devkit"
+    got = {r.image_id: r.labels for r in src.records()}
+    want = {_name(n): (label,) for n, _, label in val_layouts["images"]}
+    assert got == want
+    assert [r.image_id for r in src.records()] == [_name(n) for n in sorted(NUMBERS)]  # val-number order
+
+
+def test_the_devkit_tarball_is_read_in_place(val_layouts, tmp_path):
+    import tarfile
+
+    from zoomstudy.data.registry import open_dataset
+
+    folder = tmp_path / "val"
+    folder.mkdir()
+    for n, src, _ in val_layouts["images"]:
+        shutil.copy2(src, folder / _name(n))
+    with tarfile.open(folder / "ILSVRC2012_devkit_t12.tar.gz", "w:gz") as tar:
+        tar.add(val_layouts["devkit"] / "ILSVRC2012_devkit_t12", arcname="ILSVRC2012_devkit_t12")
+    src = open_dataset("imagenet-val", root=folder, expected_rows=None)
+    assert {r.image_id: r.labels for r in src.records()} == {_name(n): (lab,) for n, _, lab in val_layouts["images"]}
+
+
+def test_a_devkit_without_meta_mat_is_one_line(val_layouts, tmp_path):
+    from zoomstudy.data.registry import open_dataset
+
+    folder = tmp_path / "val"
+    folder.mkdir()
+    n, src, _ = val_layouts["images"][0]
+    shutil.copy2(src, folder / _name(n))
+    shutil.copy2(val_layouts["devkit"] / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt",
+                 folder)
+    with pytest.raises(ValueError, match="meta.mat") as e:
+        open_dataset("imagenet-val", root=folder, expected_rows=None)
+    assert "\n" not in str(e.value)
+
+
+def test_parquet_val_carries_the_val_number_so_real_scores(val_layouts):
+    """HF parquet: the image ids are the file names kept in image.path, so ReaL and IN+ReaL join."""
+    from zoomstudy.data.registry import open_dataset, real_join_problem
+
+    src = open_dataset("imagenet-val", root=val_layouts["parquet"], expected_rows=None)
+    assert [r.image_id for r in src.records()] == [_name(n) for n in sorted(NUMBERS)]
+    assert real_join_problem(src) is None
+    real = open_dataset("imagenet+real", root=val_layouts["parquet"], expected_rows=None)
+    assert len(real) == len(NUMBERS)
+    nameless = open_dataset("imagenet-val", root=val_layouts["parquet-nameless"], expected_rows=None)
+    problem = real_join_problem(nameless)
+    assert problem and "ILSVRC2012_val" in problem and "\n" not in problem
+
+
+def test_every_layout_of_the_same_files_gives_one_key(val_layouts):
+    """Synset folders, flat + labels.csv and flat + devkit: one result-set key (files and labels decide it);
+    a changed label changes it."""
+    from zoomstudy.data.registry import open_dataset
+    from zoomstudy.models.loading import load_model
+    from zoomstudy.sweep.engine import sweep_settings
+    from zoomstudy.sweep.store import settings_key as key_hash
+    from zoomstudy.views import ViewGrid
+
+    import torch
+
+    model = load_model("torchvision:squeezenet1_0", pretrained=False, device="cpu")
+    grid = ViewGrid(scales=(64,), grid=1, crop=64)
+
+    def key(root):
+        src = open_dataset("imagenet-val", root=root, expected_rows=None)
+        return key_hash(sweep_settings(model, src, grid, normalization="imagenet", render_dtype=torch.float64,
+                                       tta=False))
+
+    keys = {name: key(val_layouts[name]) for name in ("folders", "flat-csv", "devkit")}
+    assert len(set(keys.values())) == 1, keys
+    assert key(val_layouts["parquet"]) != keys["folders"]  # one file per split, not per image: its own key
+    other = val_layouts["base"] / "flat-csv-relabelled"
+    shutil.copytree(val_layouts["flat-csv"], other, copy_function=shutil.copy2)
+    text = (other / "labels.csv").read_text().splitlines()
+    f, lab = text[1].split(",")
+    text[1] = f"{f},{(int(lab) + 1) % 1000}"
+    (other / "labels.csv").write_text("\n".join(text) + "\n")
+    assert key(other) != keys["folders"]
