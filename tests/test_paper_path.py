@@ -181,3 +181,93 @@ def test_every_layout_of_the_same_files_gives_one_key(val_layouts):
     text[1] = f"{f},{(int(lab) + 1) % 1000}"
     (other / "labels.csv").write_text("\n".join(text) + "\n")
     assert key(other) != keys["folders"]
+
+
+# ================================================================================================
+# zoomstudy paper: preflight refusals, one resolver, the CLI's words
+# ================================================================================================
+VAL_COLUMNS = ["--datasets", "imagenet-val", "imagenet-real", "imagenet+real"]
+
+
+def _paper(argv, capsys):
+    from zoomstudy import cli
+
+    code = cli.main(["paper", "--dry-run", "--no-probe", "--no-hard", "--models", "resnet50", "--device", "cpu",
+                     "--quiet", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_preflight_refuses_real_on_a_parquet_copy_without_val_numbers(val_layouts, capsys):
+    code, out, _ = _paper([*VAL_COLUMNS, "--root", f"imagenet-val={val_layouts['parquet-nameless']}",
+                           "--expected-rows", "imagenet-val=none"], capsys)
+    assert code == 0
+    refused = [line for line in out.splitlines() if "refused" in line]
+    assert len(refused) == 2 and {"ReaL", "IN+ReaL"} == {line.split()[0].rstrip(":") for line in refused}, out
+    assert all("ILSVRC2012_val" in line for line in refused)
+    code, out, _ = _paper([*VAL_COLUMNS, "--root", f"imagenet-val={val_layouts['parquet']}",
+                           "--expected-rows", "imagenet-val=none"], capsys)
+    assert code == 0 and "refused" not in out and "imagenet-val     6 images" in out
+
+
+def test_a_partial_copy_is_advised_with_the_cli_flag_once(val_layouts, capsys):
+    code, out, _ = _paper(["--datasets", "imagenet-val", "--root", f"imagenet-val={val_layouts['devkit']}"], capsys)
+    assert code == 0
+    assert "expected_rows" not in out
+    assert out.count("--expected-rows imagenet-val=none") == 1, out
+    assert out.count("ILSVRC2012_validation_ground_truth.txt") == 1, out  # the how-to line, once
+
+
+def test_zoomstudy_data_is_honoured_by_paper_and_open_dataset_alike(val_layouts, tmp_path, monkeypatch, capsys):
+    """$ZOOMSTUDY_DATA and the dataset's own variable both set: `zoomstudy paper` and `open_dataset` pick
+    the same copy (the data folder's), so the same result set."""
+    from zoomstudy import matrix
+    from zoomstudy.data.registry import find_local, open_dataset
+
+    data = tmp_path / "mydata"
+    data.mkdir()
+    shutil.copytree(val_layouts["devkit"], data / "imagenet-val", copy_function=shutil.copy2)
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    monkeypatch.setenv("ZOOMSTUDY_DATA", str(data))
+    monkeypatch.setenv("ZOOMSTUDY_IMAGENET_VAL", str(val_layouts["flat-csv"]))
+    code, out, _ = _paper(["--datasets", "imagenet-val", "--expected-rows", "imagenet-val=none"], capsys)
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.strip().startswith("imagenet-val"))
+    assert str(data / "imagenet-val") in line and "data folder" in line, out
+    st = matrix.locate("imagenet-val", expected_rows={"imagenet-val": None})
+    src = open_dataset("imagenet-val", expected_rows=None)
+    assert Path(st.root) == find_local("imagenet-val")[0] == data / "imagenet-val"
+    assert src.provenance()["location"] == str((data / "imagenet-val").resolve())
+    monkeypatch.delenv("ZOOMSTUDY_DATA")  # then the dataset's own variable, for both
+    st = matrix.locate("imagenet-val", expected_rows={"imagenet-val": None})
+    assert Path(st.root) == val_layouts["flat-csv"] and st.via == "$ZOOMSTUDY_IMAGENET_VAL"
+
+
+def test_an_unmatched_checkpoint_name_is_refused_naming_the_model(realdata, capsys):
+    from zoomstudy import cli
+
+    weights = realdata / "weights" / "squeezenet1_0_deepcompression.pt"
+    argv = ["paper", "--dry-run", "--no-probe", "--no-hard", "--models", "torchvision:squeezenet1_0",
+            "--datasets", "imagenet-a", "--device", "cpu", "--checkpoint", f"squeezenet1_0={weights}"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no model of the plan is named 'squeezenet1_0'" in err[0]
+    assert "did you mean torchvision:squeezenet1_0" in err[0]
+    argv[-1] = f"torchvision:squeezenet1_0={weights}"
+    assert cli.main(argv) == 0
+    argv[-1] = f"torchvision:squeezenet1_0={weights}.missing"
+    assert cli.main(argv) == 2 and "is not a file" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line(monkeypatch, capsys, tmp_path):
+    """A notebook failing (NotebookFailed is no ValueError) is one line on stderr, not a traceback."""
+    from zoomstudy import cli
+    from zoomstudy.report import notebooks
+
+    def fail(*a, **k):
+        raise notebooks.NotebookFailed("06_the_paper", "KeyError", "'x'", 5)
+
+    monkeypatch.setattr(notebooks, "reproduce", fail)
+    assert cli.main(["reproduce", "--out", str(tmp_path / "r"), "--only", "06_the_paper", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notebook 06_the_paper failed in cell [5]: KeyError" in err[0], err
