@@ -271,3 +271,69 @@ def test_an_unexpected_error_is_one_line(monkeypatch, capsys, tmp_path):
     assert cli.main(["reproduce", "--out", str(tmp_path / "r"), "--only", "06_the_paper", "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "notebook 06_the_paper failed in cell [5]: KeyError" in err[0], err
+
+
+# ================================================================================================
+# Small ones: a 1-image summary, parts sized by time
+# ================================================================================================
+def _one_image_csv(realdata: Path, folder: Path, n: int = 1) -> Path:
+    folder.mkdir(parents=True)
+    rows = list(csv.DictReader(open(realdata / "imagenet-sample" / "labels.csv")))[:n]
+    for r in rows:
+        shutil.copy2(realdata / "imagenet-sample" / r["file"], folder / r["file"])
+    (folder / "labels.csv").write_text("file,label\n" + "".join(f"{r['file']},{r['label']}\n" for r in rows))
+    return folder
+
+
+def test_summary_of_a_one_image_result_set_is_in_sample_and_says_why(realdata, tmp_path, capsys):
+    from zoomstudy import cli
+
+    data = _one_image_csv(realdata, tmp_path / "one")
+    results = tmp_path / "results"
+    assert cli.main(["sweep", "--model", "torchvision:squeezenet1_0", "--no-pretrained", "--dataset", f"csv:{data}",
+                     "--scales", "128,256", "--grid", "1", "--crop", "224", "--no-tta", "--results-dir", str(results),
+                     "--device", "cpu", "--workers", "0", "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["summary", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "n_images" in out and "cross-validation needs >= 2 images, 1 stored" in out, out
+    header, row = out.splitlines()[:2]
+    assert float(row.split()[header.split().index("upper_2")]) in (0.0, 100.0)  # in-sample, one image
+
+
+def test_parts_are_sized_by_time_so_a_killed_short_run_keeps_its_images(realdata, tmp_path, monkeypatch):
+    """3 images, a part of 32 images at most, but a part committed after every PART_SECONDS: a run killed
+    at its third image keeps the first two, and the rerun computes only the third."""
+    from zoomstudy.data.sources import CsvSource
+    from zoomstudy.models.loading import load_model
+    from zoomstudy.sweep import engine
+    from zoomstudy.views import ViewGrid
+
+    data = _one_image_csv(realdata, tmp_path / "three", n=3)
+    model = load_model("torchvision:squeezenet1_0", pretrained=False, device="cpu")
+    grid = ViewGrid(scales=(128, 256), grid=1, crop=224)
+    monkeypatch.setattr(engine, "PART_SECONDS", 0.0)
+    seen = []
+
+    class Killed(Exception):
+        pass
+
+    real_add = engine._PartWriter.add_image
+
+    def add_image(self, item, *a, **k):
+        if len(seen) == 2:
+            raise Killed  # the process dies while the third image is in flight
+        seen.append(item.image_id)
+        return real_add(self, item, *a, **k)
+
+    monkeypatch.setattr(engine._PartWriter, "add_image", add_image)
+    kw = dict(results_dir=tmp_path / "results", tta=False, workers=0, progress=False, chunk_images=32)
+    with pytest.raises(Killed):
+        engine.sweep(model, CsvSource(data), grid, **kw)
+    monkeypatch.setattr(engine._PartWriter, "add_image", real_add)
+    from zoomstudy.sweep.store import find_results
+
+    (rs,) = find_results(tmp_path / "results")
+    assert len(rs.images()) == 2 and len(rs.committed_parts()) == 2
+    rs = engine.sweep(model, CsvSource(data), grid, **kw)
+    assert len(rs.images()) == 3 and len(rs.committed_parts()) == 3

@@ -279,7 +279,7 @@ def cmd_summary(a) -> int:
         correct = rs.correct(keep=None)
         row = table1_row(correct, rs.grid, s["model"], rs.settings["key"]["dataset"].get("name"))
         row["label_space"] = rs.settings["key"]["model"]["label_space"]["name"]
-        row["note"] = label_space_note(rs.settings) or ""
+        row["note"] = "; ".join(n for n in (row.pop("note", None), label_space_note(rs.settings)) if n)  # last
         rows.append(row)
     if not rows:
         raise ValueError(f"no result sets under {a.results_dir}")

@@ -34,6 +34,10 @@ NORMALIZATIONS = ("imagenet", "model")
 TOPK = 5
 #: Default bound (MiB) on the sweep's own host memory: views, model activations on CPU, buffers.
 DEFAULT_MAX_HOST_MB = 2048
+#: A part is also committed once it has been open this long (seconds), whatever its image count: a
+#: killed run loses at most about a minute of work, even where an image takes many seconds (CPU, the
+#: paper's grid) and 32 images would be half an hour.
+PART_SECONDS = 60.0
 #: Provenance fields that say where something was, not what it was: kept outside the key.
 _MODEL_PLACE = ("device", "weights_source")
 _DATASET_PLACE = ("location", "csv", "streaming")
@@ -559,10 +563,13 @@ class _PartWriter:
     def _reset(self):
         self.images, self.errors, self.groups = [], [], []
         self.view_ids, self.preds, self.probs = [], [], []
+        self.opened = time.monotonic()
 
     def full(self, pending: int = 0) -> bool:
-        """The part is complete: `chunk_images` images, counting `pending` ones not yet forwarded."""
-        return len(self.images) + pending >= self.chunk
+        """The part is complete: `chunk_images` images, counting `pending` ones not yet forwarded, or
+        open for PART_SECONDS with at least one image."""
+        n = len(self.images) + pending
+        return n >= self.chunk or (n > 0 and time.monotonic() - self.opened >= PART_SECONDS)
 
     def add_error(self, item: _Item):
         self.n_errors += 1
