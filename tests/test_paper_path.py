@@ -233,7 +233,7 @@ def test_zoomstudy_data_is_honoured_by_paper_and_open_dataset_alike(val_layouts,
     code, out, _ = _paper(["--datasets", "imagenet-val", "--expected-rows", "imagenet-val=none"], capsys)
     assert code == 0
     line = next(line for line in out.splitlines() if line.strip().startswith("imagenet-val"))
-    assert str(data / "imagenet-val") in line and "data folder" in line, out
+    assert str(data / "imagenet-val") in line and "via mydata/imagenet-val/" in line, out
     st = matrix.locate("imagenet-val", expected_rows={"imagenet-val": None})
     src = open_dataset("imagenet-val", expected_rows=None)
     assert Path(st.root) == find_local("imagenet-val")[0] == data / "imagenet-val"
@@ -337,3 +337,42 @@ def test_parts_are_sized_by_time_so_a_killed_short_run_keeps_its_images(realdata
     assert len(rs.images()) == 2 and len(rs.committed_parts()) == 2
     rs = engine.sweep(model, CsvSource(data), grid, **kw)
     assert len(rs.images()) == 3 and len(rs.committed_parts()) == 3
+
+
+# ================================================================================================
+# Notebook 06 for the models a user has
+# ================================================================================================
+@pytest.mark.realdata
+def test_notebook_06_run_as_the_cli_says_shows_the_stored_models(val_layouts, realdata, tmp_path, capsys):
+    """`zoomstudy paper` on the devkit replica with the real SqueezeNet (a model outside the paper) and a
+    random-weight ResNet-50 (a paper row with other weights), then the command it prints: the report
+    shows both models, warns about ResNet-50's weights, and says what is missing in lines, not NaN rows."""
+    import re
+    import shlex
+
+    from zoomstudy import cli
+
+    results = tmp_path / "results"
+    weights = realdata / "weights" / "squeezenet1_0_deepcompression.pt"
+    code = cli.main(["paper", "--models", "torchvision:squeezenet1_0", "resnet50", *VAL_COLUMNS, "--no-hard",
+                     "--root", f"imagenet-val={val_layouts['devkit']}", "--expected-rows", "imagenet-val=none",
+                     "--checkpoint", f"torchvision:squeezenet1_0={weights}", "--no-pretrained", "--no-probe",
+                     "--scales", "224,256", "--grid", "1", "--crop", "224", "--device", "cpu", "--workers", "0",
+                     "--results-dir", str(results), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    command = next(line for line in out.splitlines() if line.startswith("render the tables: "))
+    argv = shlex.split(command.removeprefix("render the tables: "))
+    assert argv[:2] == ["zoomstudy", "reproduce"]
+    site = tmp_path / "reports"
+    assert cli.main([*argv[1:], "--out", str(site), "--quiet"]) == 0, capsys.readouterr().err
+    html = (site / "06_the_paper.html").read_text()
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert "6 of 49 cells have stored results, 7 models" in text  # the paper's six + SqueezeNet, 2 x 3 with data
+    assert "squeezenet1_0" in text and "ours squeezenet1_0 IN" in html or "squeezenet1_0" in text
+    assert "warning: ResNet-50: random weights, not the paper&#39;s IMAGENET1K_V1" in html \
+        or "warning: ResNet-50: random weights, not the paper's IMAGENET1K_V1" in text
+    assert "MEMO ResNet-50 on" in text  # Table 5: a line per missing piece ...
+    assert ">NaN<" not in html and "1000.0" not in text  # ... not rows of NaN; n_classes an integer
+    prov = json.loads((site / "06_the_paper.provenance.json").read_text())
+    assert prov["table1_cells_with_data"] == 6

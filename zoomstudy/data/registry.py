@@ -329,7 +329,7 @@ def find_local(name: str, root: str | os.PathLike | None = None,
 
     Order: `root`; the data folder (`folder`, else $ZOOMSTUDY_DATA, else ./data) /<spec.folder>; the
     dataset's own variable ($ZOOMSTUDY_IMAGENET_VAL, ...). Returns (path or None, how it was found:
-    "given", "data folder DIR", "$VAR" or "").
+    "given", "<data folder>/<folder>/", "$VAR" or "").
     """
     spec = dataset_spec(name)
     if spec is None:
@@ -338,7 +338,7 @@ def find_local(name: str, root: str | os.PathLike | None = None,
         return Path(root).expanduser(), "given"
     local = local_copy(spec.name, folder)
     if local is not None:
-        return local, f"data folder {local.parent}"
+        return local, f"{local.parent.name}/{local.name}/"
     if spec.env and os.environ.get(spec.env):
         return Path(os.environ[spec.env]).expanduser(), f"${spec.env}"
     return None, ""
