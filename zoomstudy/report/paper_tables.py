@@ -28,17 +28,35 @@ METRICS: dict[str, tuple[str, str | None]] = {
 }
 
 
+def stored_location(results_dir: str | Path | None, dataset: str) -> str | None:
+    """Where a stored sweep of `dataset` read its copy (the result set's provenance), or None: the
+    store knows a copy that `zoomstudy paper --root` was given, which the notebook is not told."""
+    from zoomstudy.data.registry import swept_dataset
+    from zoomstudy.sweep.store import find_results
+
+    if results_dir is None or not Path(results_dir).is_dir():
+        return None
+    for rs in find_results(results_dir, dataset=swept_dataset(dataset)):
+        where = rs.settings.get("provenance", {}).get("dataset", {}).get("location")
+        if isinstance(where, str) and Path(where).exists():
+            return where
+    return None
+
+
 def how_to_get(dataset: str, model: str | None = None, roots: Mapping[str, str] | None = None,
-               data_dir: str | Path | None = None) -> str:
+               data_dir: str | Path | None = None, results_dir: str | Path | None = None) -> str:
     """What a cell without data says: provide the dataset (how), or run the sweep (the command)."""
     from zoomstudy.data.registry import dataset_spec, swept_dataset
 
     name = swept_dataset(dataset)
     st = matrix.locate(name, roots, data_dir, open_it=False)
     spec = dataset_spec(name)
+    who = f" --models {model}" if model else ""
     if st.found:
-        who = f" --models {model}" if model else ""
         return f"not run yet: zoomstudy paper{who} --datasets {dataset}"
+    known = stored_location(results_dir, name)
+    if known:
+        return f"not run yet: zoomstudy paper{who} --datasets {dataset} --root {name}={known}"
     from zoomstudy.data.registry import data_dir as default_data_dir
 
     env = f", ${spec.env}" if spec.env else ""
@@ -123,7 +141,8 @@ def table1_cells(results_dir: str | Path, models: Mapping[str, str] | None = Non
             except ValueError as e:  # ReaL on a val copy without val numbers, a damaged result set
                 rs, problem = None, " ".join(str(e).split())
             if rs is None or problem or not len(rs.images()):
-                row["status"] = f"cannot be scored: {problem}" if problem else how_to_get(name, spec, roots, data_dir)
+                row["status"] = (f"cannot be scored: {problem}" if problem
+                                 else how_to_get(name, spec, roots, data_dir, results_dir))
                 for k in METRICS:
                     row[k] = np.nan
             else:
@@ -186,7 +205,8 @@ def cell_notes(cells: pd.DataFrame) -> pd.DataFrame:
     """Where each Table 1 cell with data comes from: images, label space, notes (an explicitly other
     label space, an analysis-time relabelling, a reduced grid) and the result set read."""
     ok = cells[cells["status"] == "ok"]
-    return ok[["model", "dataset", "n_images", "label_space", "n_classes", "note", "result_set"]].reset_index(drop=True)
+    out = ok[["model", "dataset", "n_images", "label_space", "n_classes", "note", "result_set"]].reset_index(drop=True)
+    return out.assign(result_set=[Path(p).name for p in out["result_set"]])  # the key's folder in the store
 
 
 def table1_display(cells: pd.DataFrame, metric: str = "standard") -> pd.DataFrame:
@@ -253,7 +273,7 @@ def anchor_grids(results_dir: str | Path, models: Mapping[str, str] | None = Non
             ref = paper.anchor_grid(paper.PER_ANCHOR, dataset=d)
             entry = {"model": m, "dataset": d, "paper": ref}
             if rs is None or not len(rs.images()):
-                entry.update(ours=None, status=how_to_get(name, spec, **how), result_set=None)
+                entry.update(ours=None, status=how_to_get(name, spec, results_dir=results_dir, **how), result_set=None)
             else:
                 entry.update(ours=anchor_bounds(rs.correct(), rs.grid), status="ok", result_set=str(rs.path))
             out[f"{m} {d}"] = entry
@@ -290,13 +310,13 @@ def table4(results_dir: str | Path, models: Mapping[str, str] | None = None,
     if models is None:
         every = stored_models(results_dir)
         models = {"ViT-B/32": every["ViT-B/32"], **_with_data(results_dir, every, datasets)}
-    frames, missing = [], []
+    frames, missing, notes = [], [], []
     for m, spec in models.items():
         for d in datasets:
             name = matrix.TABLE1_DATASETS[d]
             rs = matrix.find_cell(results_dir, spec, name)
             if rs is None or not len(rs.images()):
-                missing.append(f"{m} on {d}: {how_to_get(name, spec, **how)}")
+                missing.append(f"{m} on {d}: {how_to_get(name, spec, results_dir=results_dir, **how)}")
                 continue
             table = tta_table(rs)
             if not len(table):
@@ -311,13 +331,14 @@ def table4(results_dir: str | Path, models: Mapping[str, str] | None = None,
             else:
                 f["paper"] = np.nan
                 f["status"] = "ok"
-            f["note"] = "" if cmp["comparable"] or m not in matrix.TABLE1_MODELS else cmp["caption"]
+            if not cmp["comparable"] and m in matrix.TABLE1_MODELS:
+                notes.append(f"{m} on {d}: {cmp['caption']}")
             frames.append(f.assign(model=m, dataset=d))
-    cols = ["model", "dataset", "group", "aggregation", "ours", "paper", "diff", "status", "note"]
+    cols = ["model", "dataset", "group", "aggregation", "ours", "paper", "diff", "status"]
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
     out["diff"] = out["ours"] - out["paper"] if len(out) else []
     out = out[cols]
-    out.attrs["missing"] = missing
+    out.attrs.update(missing=missing, notes=notes)
     return out
 
 
@@ -459,6 +480,7 @@ def show(table, missing: Sequence[str] | None = None, *, what: str = "") -> None
     from IPython.display import display
 
     attrs_missing = getattr(table, "attrs", {}).get("missing")
+    notes = list(getattr(table, "attrs", {}).get("notes", []))
     missing = (attrs_missing or []) if missing is None else missing
     if isinstance(table, pd.DataFrame) and attrs_missing is not None:  # the missing rows are said as lines
         if "status" in table.columns:
@@ -469,7 +491,7 @@ def show(table, missing: Sequence[str] | None = None, *, what: str = "") -> None
         display(styled(table))
     elif not missing:
         print(f"{what or 'this table'}: nothing stored yet")
-    for line in missing:
+    for line in [*notes, *missing]:
         print(line)
 
 
@@ -489,8 +511,9 @@ def styled(table: pd.DataFrame):
     short = [c for c in t.columns if c not in long]
     if short:
         st = st.set_properties(subset=short, **{"white-space": "nowrap"})
-    if long:
-        st = st.set_properties(subset=long, **{"white-space": "normal", "min-width": "18rem"})
+    if long:  # wrapped inside the page, long paths broken anywhere, never cut
+        st = st.set_properties(subset=long, **{"white-space": "normal", "overflow-wrap": "anywhere",
+                                                "min-width": "12rem", "max-width": "26rem", "text-align": "left"})
     return st
 
 
@@ -504,10 +527,14 @@ def paper_findings(cells: pd.DataFrame, centre: pd.DataFrame) -> list[str]:
         best = ok.loc[gap.idxmax()]
         out.append(f"Across them the right framing adds {gap.mean():.1f} points to 1-crop accuracy on average "
                    f"(largest: {best['model']} on {best['dataset']}, {best['standard']:.1f}% -> {best['upper_324']:.1f}%).")
-        diff = ok["standard_diff"].dropna()
+        other = ok["weights_note"].astype(bool) if "weights_note" in ok else pd.Series(False, index=ok.index)
+        diff = ok.loc[~other, "standard_diff"].dropna()
         if len(diff):
             out.append(f"1-crop accuracy differs from the paper's by {diff.abs().mean():.2f} points on average "
                        f"over the {len(diff)} cells the paper reports.")
+        if other.any():
+            out.append(f"{int(other.sum())} cells of the paper's rows were stored with other weights than the "
+                       f"paper's ({', '.join(dict.fromkeys(ok.loc[other, 'model']))}) and are not compared with it.")
     if centre.attrs.get("n_cells"):
         out.append(f"{centre.attrs['mean']:.2f}% of the greedy top-N views sit at the centre anchor on average "
                    f"over {centre.attrs['n_cells']} cells (paper {centre.attrs['paper']:.2f}%, uniform 11.11%).")
