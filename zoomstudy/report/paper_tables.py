@@ -507,13 +507,14 @@ def styled(table: pd.DataFrame):
     st = t.style.format(precision=2, na_rep="-")
     if not index:
         st = st.hide(axis="index")
-    long = [c for c in t.columns if t[c].dtype == object and t[c].astype(str).str.len().max() > 40]
+    long = [c for c in t.columns if (t[c].dtype == object or pd.api.types.is_string_dtype(t[c]))
+            and t[c].astype(str).str.len().max() > 40]
     short = [c for c in t.columns if c not in long]
     if short:
         st = st.set_properties(subset=short, **{"white-space": "nowrap"})
     if long:  # wrapped inside the page, long paths broken anywhere, never cut
         st = st.set_properties(subset=long, **{"white-space": "normal", "overflow-wrap": "anywhere",
-                                                "min-width": "12rem", "max-width": "26rem", "text-align": "left"})
+                                                "min-width": "16rem", "text-align": "left"})
     return st
 
 
