@@ -222,10 +222,10 @@ def test_every_job_ran_once_and_table1_comes_from_the_store(rehearsal):
         assert r.standard == pytest.approx(ref["standard"]) and r.upper_324 == pytest.approx(ref["upper_2"])
         assert r.n_images == rs.correct().shape[0] > 0
         assert not np.isnan(r.standard_paper) or r.model not in paper_tables.paper.MODELS
-    # a display table: rows = models, columns = the 7 datasets, each cell ours + the paper's + diff
+    # a display table: rows = models, columns = the 7 datasets, each cell ours (the paper's)
     shown = rehearsal["report"]["table1"]["standard"]
     assert list(shown.columns) == list(matrix.TABLE1_DATASETS) and len(shown) == n_models
-    assert "paper 75.75, diff" in shown.loc["ResNet-50", "IN"]
+    assert shown.loc["ResNet-50", "IN"].endswith(" (75.75)")
     # the random row follows each dataset's number of classes
     rnd = rehearsal["report"]["random"].set_index("dataset")
     assert rnd.loc["IN-A", "n_classes"] == 200 and rnd.loc["ObjectNet", "n_classes"] == 125
@@ -272,8 +272,8 @@ def test_real_and_plus_real_come_from_the_one_val_result_set(rehearsal):
 @pytest.mark.realdata
 def test_tables_beyond_table1(rehearsal):
     rep = rehearsal["report"]
-    anchors = rep["anchors"]
-    assert set(anchors) == {"IN", "IN-A", "ObjectNet"}
+    anchors = rep["anchors"]  # every model of the rows, each on the figure's three datasets
+    assert set(anchors) == {f"{m} {d}" for m in rehearsal["models"] for d in ("IN", "IN-A", "ObjectNet")}
     assert all(a["status"] == "ok" and a["ours"].shape == (1, 1) and a["paper"].shape == (3, 3) for a in anchors.values())
     centre = rep["centre"]
     assert len(centre) == len(rep["cells"]) and centre.attrs["paper"] == 26.65
@@ -306,7 +306,8 @@ def test_wrong_row_count_stops_before_any_compute(rehearsal, tmp_path):
                            expected_rows={"imagenet-a": None})  # ImageNet-Hard keeps its pinned 10,980
     hard = pre.datasets["imagenet-hard"]
     assert not hard.found and "3 rows, expected 10980" in hard.error and "23,845, 13,630, 11,350, 10,980" in hard.error
-    assert "imagenet-hard" in pre.text() and "expected_rows=" in pre.text()
+    assert "imagenet-hard" in pre.text() and "--expected-rows imagenet-hard=none" in pre.text()
+    assert "expected_rows=" not in pre.text()  # the CLI's flags, not the Python keywords
     # and the plain run itself refuses before the model (resnet50 pretrained would need a download)
     with pytest.raises(ValueError, match="expected 10980"):
         matrix.hard_plain("resnet50", root=roots["imagenet-hard"], results_dir=tmp_path / "r", device="cpu")
@@ -322,7 +323,7 @@ def test_missing_dataset_cells_say_how_to_get_them(rehearsal, tmp_path):
     assert status["IN-Sketch"].startswith("no data: provide imagenet-sketch") and "--root imagenet-sketch=PATH" in status["IN-Sketch"]
     assert status["IN"].startswith("not run yet: zoomstudy paper --models resnet50")  # data there, sweep not run
     shown = paper_tables.table1_display(cells, "upper_topn_cv")
-    assert shown.loc["ResNet-50", "IN-Sketch"] == status["IN-Sketch"]
+    assert shown.loc["ResNet-50", "IN-Sketch"] == "no data"  # the how-to is said once, below the grid
     missing = paper_tables.missing_cells(cells).set_index("dataset")  # one row per column, said once
     assert len(missing) == 7 and missing.loc["IN-Sketch", "how to get them"] == status["IN-Sketch"]
     assert missing.loc["IN", "models without data"] == "ResNet-50"
@@ -339,7 +340,7 @@ def test_notebook_06_renders_the_rehearsal(rehearsal):
     html = reports.run_notebook(Path(__file__).resolve().parents[1] / "notebooks" / "06_the_paper.ipynb", out, params,
                                 cwd=rehearsal["tmp"], timeout=300)
     text = Path(html).read_text()
-    assert "relabelled at analysis time" in text and "paper 75.75" in text
+    assert "relabelled at analysis time" in text and "(75.75)" in text
     prov = json.loads((out / "06_the_paper.provenance.json").read_text())
     assert prov["table1_cells_with_data"] == 7 * len(rehearsal["models"])
     t = rehearsal["times"]

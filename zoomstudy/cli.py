@@ -306,7 +306,7 @@ def cmd_summary(a) -> int:
         correct = rs.correct(keep=None)
         row = table1_row(correct, rs.grid, s["model"], rs.settings["key"]["dataset"].get("name"))
         row["label_space"] = rs.settings["key"]["model"]["label_space"]["name"]
-        row["note"] = label_space_note(rs.settings) or ""
+        row["note"] = "; ".join(n for n in (row.pop("note", None), label_space_note(rs.settings)) if n)  # last
         rows.append(row)
     if not rows:
         raise ValueError(f"no result sets under {a.results_dir}")
@@ -484,6 +484,64 @@ def validate_paper(a) -> None:
     make_grid(_scales(a.scales), a.grid, a.crop)
     _results_dir(a.results_dir)
     _paper_names(a)
+    a.expected = _expected_rows(a.expected_rows, a.hard_rows)
+    a.checkpoints = _paper_checkpoints(a)
+
+
+def _expected_rows(items, hard_rows) -> dict:
+    """--expected-rows DATASET=N|none: names of swept registry datasets, counts that are integers >= 0."""
+    from zoomstudy import matrix
+    from zoomstudy.data.registry import DATASETS, dataset_spec
+
+    try:
+        given = matrix.parse_assignments(items, "--expected-rows")
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    swept = sorted(n for n, s in DATASETS.items() if s.swept_as == n)
+    rows = {}
+    for name, value in given.items():
+        spec = dataset_spec(name)
+        if spec is None:
+            raise _Bad(f"--expected-rows {name}={value}: unknown dataset {name!r}; give one of {', '.join(swept)}")
+        if spec.swept_as != name:  # ReaL, IN+ReaL and aliases: the copy counted is the one swept
+            raise _Bad(f"--expected-rows {name}={value}: {name} is scored from the {spec.swept_as} sweep; "
+                       f"count that copy: --expected-rows {spec.swept_as}=N (or =none)")
+        if value.strip().lower() == "none":
+            rows[name] = None
+        elif value.strip().isdigit():
+            rows[name] = int(value)
+        else:
+            raise _Bad(f"--expected-rows {name}={value}: the count must be an integer >= 0 or 'none' (a partial copy)")
+    if hard_rows is not None:
+        rows["imagenet-hard"] = hard_rows
+    return rows
+
+
+def _paper_checkpoints(a) -> dict:
+    """--checkpoint MODEL=FILE: every MODEL names a model of the plan (its paper name or spec) and every
+    FILE is a file. An unmatched name is refused, naming the models it could mean: it would otherwise be
+    ignored and the model's downloaded weights swept instead."""
+    import difflib
+
+    from zoomstudy import matrix
+
+    try:
+        given = matrix.parse_assignments(a.checkpoint, "--checkpoint")
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    jobs = matrix.plan(a.models, a.datasets, [] if a.no_hard else a.hard_models)
+    names = list(dict.fromkeys(n for j in jobs for n in (j.model, j.spec)))
+    for name, file in given.items():
+        if name not in names:
+            tail = [n for n in names if n.split(":")[-1].split("@")[0].lower() == name.lower()
+                    or name.lower() in n.lower()]
+            close = tail or difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            maybe = f"did you mean {' or '.join(close)}? " if close else ""
+            raise _Bad(f"--checkpoint {name}={file}: no model of the plan is named {name!r}; {maybe}"
+                       f"the plan's models: {', '.join(names)}")
+        if not Path(file).expanduser().is_file():
+            raise _Bad(f"--checkpoint {name}={file}: {file} is not a file")
+    return given
 
 
 def _paper_names(a) -> None:
@@ -504,7 +562,7 @@ def _paper_names(a) -> None:
         raise _Bad(" ".join(str(e).strip("'\"").split())) from None
     if a.hard_revision is not None and not re.fullmatch(r"[0-9a-f]{40}", a.hard_revision):
         raise _Bad(f"--hard-revision must be a 40-hex commit sha, got {a.hard_revision!r}")
-    data_dir = Path(a.data_dir).expanduser()
+    data_dir = Path(a.data_dir).expanduser() if a.data_dir is not None else Path("data")
     if data_dir.exists() and not data_dir.is_dir():
         raise _Bad(f"--data-dir {data_dir} is a file, not a directory")
     resolve_device(a.device)
@@ -520,10 +578,7 @@ def cmd_paper(a) -> int:
     grid = make_grid(_scales(a.scales), a.grid, a.crop)  # bad parameters fail here, before anything loads
     shard = _place(a, parse_shard(a.shard)).shard  # torchrun: rank i on cuda:LOCAL_RANK, shard i/n
     roots = matrix.parse_assignments(a.root, "--root")
-    checkpoints = matrix.parse_assignments(a.checkpoint, "--checkpoint")
-    rows = {k: None if v == "none" else int(v) for k, v in matrix.parse_assignments(a.expected_rows, "--expected-rows").items()}
-    if a.hard_rows is not None:
-        rows["imagenet-hard"] = a.hard_rows
+    checkpoints, rows = a.checkpoints, a.expected  # checked by validate_paper
     jobs = matrix.plan(a.models, a.datasets, [] if a.no_hard else a.hard_models)
     pre = matrix.preflight(jobs, roots=roots, data_dir=a.data_dir, grid=grid, probe=not a.no_probe, device=a.device,
                            batch_size=a.batch_size, hard_revision=a.hard_revision, expected_rows=rows,
@@ -649,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Table 1 and the ImageNet-Hard runs that this machine has data for")
     q.add_argument("--results-dir", default="results/paper")
     q.add_argument("--root", action="append", metavar="DATASET=PATH", help="a dataset's local copy (repeatable)")
-    q.add_argument("--data-dir", default="data", help="folder of <dataset>/ copies (default ./data)")
+    q.add_argument("--data-dir", help="folder of <dataset>/ copies (default $ZOOMSTUDY_DATA, else ./data)")
     q.add_argument("--checkpoint", action="append", metavar="MODEL=FILE", help="local weights for a model (repeatable)")
     q.add_argument("--models", nargs="*", help="paper names or specs of Table 1's rows to run (default: all six)")
     q.add_argument("--datasets", nargs="*", help="paper or registry names of the columns (default: all seven)")
@@ -690,6 +745,13 @@ def main(argv=None) -> int:
         msg = " ".join(str(e).split()) if str(e).strip() else type(e).__name__
         print(f"zoomstudy {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - anything else (a notebook that failed, ...): one line too, exit 1
+        if os.environ.get("ZOOMSTUDY_TRACEBACK"):
+            raise
+        msg = " ".join(str(e).split()) or "(no message)"
+        print(f"zoomstudy {args.command}: error: {type(e).__name__}: {msg} "
+              f"(ZOOMSTUDY_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -116,6 +116,9 @@ class DatasetStatus:
     error: str | None = None
     howto: str = ""
     data_kw: dict = field(default_factory=dict)
+    source: object = field(default=None, repr=False)  # the opened source (None when not opened)
+    #: paper columns of this copy that cannot be scored, with why (ReaL on a copy without val numbers)
+    refused: dict = field(default_factory=dict)
 
 
 def _hub_cache_has(repo: str) -> str | None:
@@ -130,17 +133,18 @@ def _hub_cache_has(repo: str) -> str | None:
     return None
 
 
-def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Path = "data",
+def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Path | None = None,
            hard_revision: str | None = None, expected_rows: Mapping[str, int | None] | None = None,
            open_it: bool = True, max_rows: int | None = None) -> DatasetStatus:
     """Find a registry dataset and open it (row count and pin checked, nothing decoded).
 
-    Order: roots[name], $spec.env, data_dir/<name>/; ImageNet-Hard also the hub, at its pinned commit
-    or hard_revision (a 40-hex sha, with its row count in expected_rows). max_rows: the rows the run reads
-    (a hub dataset then downloads only the files holding them).
-    expected_rows: per-dataset override of the registry's count (None accepts a partial copy).
+    Where: `data.registry.find_local`, the lookup `open_dataset` and the notebooks use too (roots[name],
+    then the data folder: data_dir, else $ZOOMSTUDY_DATA, else ./data; then $spec.env); ImageNet-Hard
+    also the hub, at its pinned commit or hard_revision (a 40-hex sha, with its row count in
+    expected_rows). max_rows: the rows the run reads (a hub dataset then downloads only the files
+    holding them). expected_rows: per-dataset override of the registry's count (None accepts a partial copy).
     """
-    from zoomstudy.data.registry import dataset_spec, open_dataset
+    from zoomstudy.data.registry import data_dir as default_data_dir, dataset_spec, find_local, open_dataset
 
     spec = dataset_spec(name)
     if spec is None:
@@ -149,15 +153,13 @@ def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Pa
     kw: dict = {}
     if expected_rows and spec.name in expected_rows:
         kw["expected_rows"] = expected_rows[spec.name]
-    root, via = None, ""
-    local = Path(data_dir) / spec.name
-    if roots and roots.get(spec.name):
-        root, via = str(roots[spec.name]), "given"
-    elif spec.env and os.environ.get(spec.env):
-        root, via = os.environ[spec.env], f"${spec.env}"
-    elif local.exists():
-        root, via = str(local), f"{Path(data_dir).name}/{spec.name}/"
-    elif spec.pin is not None:  # the hub at the pinned commit (or hard_revision), only the files read
+    folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    path, via = find_local(spec.name, (roots or {}).get(spec.name) or None, folder)
+    root = None if path is None else str(path)
+    if root is not None:
+        pass
+    elif spec.pin is not None:
+        kw["data_folder"] = str(folder)  # the hub's files are looked for there first, as here  # the hub at the pinned commit (or hard_revision), only the files read
         via = "hub"
         if hard_revision:
             kw["revision"] = hard_revision
@@ -167,16 +169,32 @@ def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Pa
         cached = _hub_cache_has(spec.hub_repo) if spec.hub_repo else None
         why = (f"in the hub cache ({cached}) but no pinned revision: pass --hard-revision SHA --hard-rows N"
                if cached else "not found")
-        where = [f"--root {spec.name}=PATH"] + ([f"${spec.env}"] if spec.env else []) + [f"{Path(data_dir)}/{spec.name}/"]
+        where = [f"--root {spec.name}=PATH", f"{folder / spec.folder}/"] + ([f"${spec.env}"] if spec.env else [])
         return DatasetStatus(spec.name, False, error=why, howto=f"{' or '.join(where)}; {howto}")
     status = DatasetStatus(spec.name, True, root, via, howto=howto, data_kw=kw)
     if open_it:
         try:
             src = open_dataset(spec.name, root=root, **kw)
             status.rows = getattr(src, "hub_rows", None) or len(src)  # a hub prefix: the commit's full count
+            status.source = src
         except (ValueError, FileNotFoundError, OSError) as e:
-            status.found, status.error = False, str(e).splitlines()[0]
+            status.found, status.error = False, cli_advice(str(e).splitlines()[0], spec)
     return status
+
+
+def cli_advice(message: str, spec) -> str:
+    """A data error as `zoomstudy paper` prints it: the CLI flags instead of the Python keywords, and
+    without the dataset's instructions (the preflight prints them once, on its 'how:' line)."""
+    import re
+
+    message = message.replace(f": {spec.instructions}", "")
+    message = re.sub(r" \(CLI: [^)]*\)", "", message)
+    message = message.replace("pass revision=<40-hex sha> together with expected_rows=<its row count>",
+                              "pass --hard-revision SHA with --hard-rows N")
+    message = message.replace("pass revision=<40-hex sha> with expected_rows=<its row count>",
+                              "pass --hard-revision SHA with --hard-rows N")
+    return re.sub(r"(pass )?expected_rows=None", f"pass --expected-rows {spec.name}=none", message).replace(
+        "pass pass", "pass")
 
 
 # ================================================================================================
@@ -201,6 +219,8 @@ class Preflight:
         lines.append(f"datasets found ({len(found)}):")
         for s in found:
             lines.append(f"  {s.name:16s} {s.rows} images  via {s.via}  {s.root or ''}".rstrip())
+            for col, why in s.refused.items():
+                lines.append(f"  {'':16s} {col}: refused: {why}")
         lines.append(f"datasets missing ({len(missing)}):")
         for s in missing:
             lines.append(f"  {s.name:16s} {s.error}")
@@ -267,7 +287,7 @@ def probe_seconds_per_image(spec: str, grid, *, device=None, batch_size: int = 5
     return t_render + (time.perf_counter() - t0) * len(views) / n
 
 
-def preflight(jobs: Sequence[Job], *, roots: Mapping[str, str] | None = None, data_dir: str | Path = "data",
+def preflight(jobs: Sequence[Job], *, roots: Mapping[str, str] | None = None, data_dir: str | Path | None = None,
               grid=None, probe: bool = True, device: str | None = None, batch_size: int = 512,
               hard_revision: str | None = None, expected_rows: Mapping[str, int | None] | None = None,
               max_images: int | None = None, probe_fn: Callable | None = None) -> Preflight:
@@ -281,8 +301,18 @@ def preflight(jobs: Sequence[Job], *, roots: Mapping[str, str] | None = None, da
 
     grid = grid or make_grid()
     dev = resolve_device(device)
+    from zoomstudy.data.registry import dataset_spec, real_join_problem
+
     statuses = {d: locate(d, roots, data_dir, hard_revision, expected_rows, max_rows=max_images)
                 for d in dict.fromkeys(j.dataset for j in jobs)}
+    for j in jobs:  # ReaL / IN+ReaL join the val sweep by val number: refused now on a copy without one
+        st = statuses[j.dataset]
+        relabelled = [c for c in j.columns if dataset_spec(TABLE1_DATASETS.get(c, c)) is not None
+                      and dataset_spec(TABLE1_DATASETS.get(c, c)).labels != "original"]
+        if st.found and st.source is not None and relabelled:
+            why = real_join_problem(st.source)
+            if why:
+                st.refused.update({c: f"{st.root or st.via}: {why}" for c in relabelled})
     probe_fn = probe_fn or probe_seconds_per_image
     speed: dict[tuple[str, str], float] = {}
     rows = []
@@ -372,7 +402,7 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
                 row["path"] = str(rs.path)
             row["status"] = "done"
         except Exception as e:  # noqa: BLE001 - one job's failure is reported, the matrix goes on
-            row["status"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            row["status"] = f"failed: {type(e).__name__}: {' '.join(str(e).split())}"  # whole: paths included
         row["seconds"] = time.perf_counter() - t0
         log(f"{j.model} x {j.dataset} ({j.kind}): {row['status']} ({row['seconds']:.1f} s)")
         rows.append(row)

@@ -528,9 +528,14 @@ def table1_row(
     `paper.TABLE1`; standard is NaN when the grid lacks the 1-crop view.
     """
     correct = _as_matrix(correct, grid)
-    m = bound_metrics(correct, grid, top_n=top_n, alpha=alpha, folds=folds, seed=seed,
-                      keys=("standard", "upper_all", "upper_topn", "upper_topn_cv"))
-    row: dict = {"model": model, "dataset": dataset, "n_images": correct.shape[0], "top_n": top_n}
+    n = correct.shape[0]
+    cv = n >= folds  # a cross-validated cover needs an image per fold; fewer: the in-sample figures only
+    keys = ("standard", "upper_all", "upper_topn") + (("upper_topn_cv",) if cv else ())
+    m = bound_metrics(correct, grid, top_n=top_n, alpha=alpha, folds=folds if cv else 2, seed=seed, keys=keys)
+    row: dict = {"model": model, "dataset": dataset, "n_images": n, "top_n": top_n}
+    if not cv:
+        row["note"] = (f"no cross-validated top-{top_n}: {folds}-fold cross-validation needs >= {folds} images, "
+                       f"{n} stored; the figures are in-sample")
     for key in ("standard", "upper_all", "upper_topn", "upper_topn_cv"):
         name = f"upper_{grid.n_views}" if key == "upper_all" else key
         acc, lo, hi = _ci(m, key) or (np.nan,) * 3

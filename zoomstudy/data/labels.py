@@ -181,6 +181,71 @@ def imagenet_class_names() -> tuple[str, ...]:
     return tuple(lemmas[s].strip() for s in imagenet_synsets())
 
 
+#: The ILSVRC2012 devkit's files (ILSVRC2012_devkit_t12.tar.gz extracts them to ILSVRC2012_devkit_t12/data/).
+DEVKIT_GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
+DEVKIT_META = "meta.mat"
+DEVKIT_TARBALL = "ILSVRC2012_devkit_t12.tar.gz"
+
+
+def find_devkit(folder: str | Path) -> Path | None:
+    """Where the devkit's ground truth is for a flat val folder: the folder itself, its data/ or
+    ILSVRC2012_devkit_t12/data/ (the tarball extracted inside it), or the tarball itself lying there."""
+    folder = Path(folder)
+    for d in (folder, folder / "data", folder / "ILSVRC2012_devkit_t12" / "data"):
+        if (d / DEVKIT_GROUND_TRUTH).is_file():
+            return d
+    tarball = folder / DEVKIT_TARBALL
+    return tarball if tarball.is_file() else None
+
+
+def devkit_val_labels(devkit: str | Path) -> tuple[int, ...]:
+    """The sorted-synset label (0-999) of each val image, by val number - 1, from the ILSVRC2012 devkit.
+
+    The ground-truth file holds one ILSVRC2012_ID (1..1000) per line, in val-number order; those ids
+    are NOT in sorted-synset order (id 1 is n02119789, kit fox; the sorted list starts with n01440764,
+    tench), so meta.mat's `synsets` table maps each id to its WNID, and the WNID gives this package's
+    label. devkit: the folder holding both files, or ILSVRC2012_devkit_t12.tar.gz (read in place).
+    """
+    import io
+    import tarfile
+
+    import scipy.io
+
+    devkit = Path(devkit)
+    if devkit.is_file():  # the tarball
+        with tarfile.open(devkit) as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            missing = [n for n in (DEVKIT_GROUND_TRUTH, DEVKIT_META) if n not in members]
+            if missing:
+                raise ValueError(f"{devkit}: no {' or '.join(missing)} in the tarball")
+            gt_text = tar.extractfile(members[DEVKIT_GROUND_TRUTH]).read().decode()
+            meta_bytes = tar.extractfile(members[DEVKIT_META]).read()
+        meta = scipy.io.loadmat(io.BytesIO(meta_bytes), squeeze_me=True)
+    else:
+        if not (devkit / DEVKIT_META).is_file():
+            raise ValueError(f"{devkit}: {DEVKIT_GROUND_TRUTH} is there but not {DEVKIT_META}, which maps its "
+                             f"ILSVRC2012_IDs to synsets (both come in ILSVRC2012_devkit_t12/data/)")
+        gt_text = (devkit / DEVKIT_GROUND_TRUTH).read_text()
+        meta = scipy.io.loadmat(str(devkit / DEVKIT_META), squeeze_me=True)
+    if "synsets" not in meta:
+        raise ValueError(f"{devkit}: {DEVKIT_META} has no 'synsets' table")
+    index = synset_index()
+    id_to_label = {}
+    for row in np.atleast_1d(meta["synsets"]):
+        wnid = str(row["WNID"])
+        if wnid in index:  # the 1000 leaves; the other 860 rows are WordNet's inner nodes
+            id_to_label[int(row["ILSVRC2012_ID"])] = index[wnid]
+    if len(id_to_label) != N_IMAGENET_CLASSES:
+        raise ValueError(f"{devkit}: {DEVKIT_META} maps {len(id_to_label)} ILSVRC2012_IDs to ImageNet-1k "
+                         f"synsets, expected {N_IMAGENET_CLASSES}")
+    out = []
+    for line, text in enumerate(gt_text.split(), start=1):
+        if not text.isdigit() or int(text) not in id_to_label:
+            raise ValueError(f"{devkit}: {DEVKIT_GROUND_TRUTH}:{line}: {text!r} is not an ILSVRC2012_ID of {DEVKIT_META}")
+        out.append(id_to_label[int(text)])
+    return tuple(out)
+
+
 def _timm_indices(filename: str) -> np.ndarray:
     return np.asarray([int(x) for x in _timm_info(filename).read_text().split()], np.int64)
 

@@ -24,12 +24,14 @@ import numpy as np
 
 from .sources import (
     CsvSource,
+    DevkitValSource,
     HFSource,
     ImageFolderSource,
     ObjectNetSource,
     Source,
     SyntheticSource,
     _short,
+    is_devkit_val_folder,
     real_labels,
 )
 
@@ -166,9 +168,11 @@ _RELABELS: dict[str, Callable[[Source], Source]] = {
 
 _VAL_HOWTO = (
     "ImageNet-1k val is gated (image-net.org, or the Hugging Face 'ILSVRC/imagenet-1k' after accepting "
-    "its terms): pass root= a folder of 1000 synset sub-folders (the usual valprep.sh layout) or a folder "
-    "with labels.csv (file,label; label = 0-999 sorted-synset index), or set ZOOMSTUDY_IMAGENET_VAL; keep the "
-    "ILSVRC2012_val_XXXXXXXX file names (ReaL is indexed by them)"
+    "its terms): pass root= one of: the flat folder ILSVRC2012_img_val.tar extracts, with the devkit's "
+    "ILSVRC2012_validation_ground_truth.txt and meta.mat (or ILSVRC2012_devkit_t12.tar.gz) in it; 1000 synset "
+    "sub-folders (the valprep.sh layout); a folder with labels.csv (file,label; label = 0-999 sorted-synset "
+    "index); the Hugging Face parquet files (ReaL needs their file names, kept in image.path); or set "
+    "ZOOMSTUDY_IMAGENET_VAL; keep the ILSVRC2012_val_XXXXXXXX file names (ReaL is indexed by them)"
 )
 _HARD_HOWTO = (
     "loaded from the Hugging Face hub (MIT licence) at the pinned commit {sha} (10,980 rows, {files} parquet files); "
@@ -256,9 +260,34 @@ def _has_parquet(path: Path) -> bool:
     return path.is_dir() and (any(path.glob("*.parquet")) or any(path.glob("*/*.parquet")))
 
 
+#: Parquet columns that may carry an ImageNet val image's file name (ILSVRC2012_val_XXXXXXXX), in the
+#: order they are tried; "<image>.path" is the file name `datasets` keeps inside its Image struct.
+VAL_ID_COLUMNS = ("file_name", "filename", "image_id", "id", "path", "{image}.path")
+
+
+def _val_id_column(files: list[Path], image_column: str) -> str | None:
+    """The first of `VAL_ID_COLUMNS` whose values carry an ILSVRC2012_val number in the first parquet
+    file (only that column is read), else None (the rows then keep their row numbers as ids)."""
+    import pyarrow.parquet as pq
+
+    schema = pq.ParquetFile(files[0]).schema_arrow
+    for name in (c.format(image=image_column) for c in VAL_ID_COLUMNS):
+        if name.partition(".")[0] not in schema.names:
+            continue
+        try:
+            values = pq.read_table(files[0], columns=[name]).column(0).slice(0, 50).to_pylist()
+        except Exception:  # noqa: BLE001 - a column pyarrow cannot read alone is not an id column
+            continue
+        if values and all(isinstance(v, str) and _VAL_NUMBER.search(v) for v in values):
+            return name
+    return None
+
+
 def _open_parquet(path: Path, spec: DatasetSpec, expected: int | None, kw: dict) -> Source:
     files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     kw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
+    if spec.folder == "imagenet-val" and "id_column" not in kw:  # ReaL joins by the val number: carry it
+        kw["id_column"] = _val_id_column(files, kw["image_column"])
     return HFSource("parquet", data_files=files, split="train", expected_rows=expected, **kw)
 
 
@@ -271,6 +300,7 @@ _LOCAL_LAYOUTS: list[tuple[Callable[[Path], bool], Callable[[Path, DatasetSpec, 
     (lambda p: p.is_file() and p.suffix == ".csv", lambda p, s, e, kw: CsvSource(p.parent, p, **kw)),
     (lambda p: p.is_dir() and (p / "labels.csv").is_file(), lambda p, s, e, kw: CsvSource(p, **kw)),
     (_has_parquet, _open_parquet),
+    (is_devkit_val_folder, lambda p, s, e, kw: DevkitValSource(p, **kw)),
     (lambda p: p.is_dir() and any(d.is_dir() for d in p.iterdir()), lambda p, s, e, kw: ImageFolderSource(p, **kw)),
 ]
 
@@ -280,14 +310,63 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
-def local_copy(name: str) -> Path | None:
-    """`data_dir()/<folder>` of a registry dataset when it holds anything (hidden files aside), else None."""
+def local_copy(name: str, folder: str | os.PathLike | None = None) -> Path | None:
+    """`<data folder>/<folder>` of a registry dataset when it holds anything (hidden files aside), else
+    None. The data folder: `folder` when given (`zoomstudy paper --data-dir`), else `data_dir()`."""
+    name = DATASET_ALIASES.get(name, name)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    path = data_dir() / DATASETS[name].folder
+    path = (Path(folder).expanduser() if folder is not None else data_dir()) / DATASETS[name].folder
     if path.is_dir() and any(not p.name.startswith(".") for p in path.iterdir()):
         return path
     return None
+
+
+def find_local(name: str, root: str | os.PathLike | None = None,
+               folder: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    """The one lookup of a registry dataset's local copy, shared by `open_dataset`, `matrix.locate`
+    (`zoomstudy paper`) and the notebooks, so that they all pick the same copy and so the same result set.
+
+    Order: `root`; the data folder (`folder`, else $ZOOMSTUDY_DATA, else ./data) /<spec.folder>; the
+    dataset's own variable ($ZOOMSTUDY_IMAGENET_VAL, ...). Returns (path or None, how it was found:
+    "given", "<data folder>/<folder>/", "$VAR" or "").
+    """
+    spec = dataset_spec(name)
+    if spec is None:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    if root is not None and str(root):
+        return Path(root).expanduser(), "given"
+    local = local_copy(spec.name, folder)
+    if local is not None:
+        return local, f"{local.parent.name}/{local.name}/"
+    if spec.env and os.environ.get(spec.env):
+        return Path(os.environ[spec.env]).expanduser(), f"${spec.env}"
+    return None, ""
+
+
+def canonical_order(src: Source) -> Source:
+    """A registry dataset read from one file per image, its records sorted by file name (then path):
+    every layout of ImageNet val (synset folders, flat with labels.csv, the devkit's) then lists the
+    images by val number, so the same files under another layout are the same positions, and the same
+    result-set key (`Source.provenance()['content']`). A prefix (--max-images) is then a sample of every
+    class, not the first class folders."""
+    records = getattr(src, "_records", None)
+    if not records or not all(isinstance(r.ref, Path) for r in records):
+        return src
+    src._records = sorted(records, key=lambda r: (r.ref.name, r.image_id))
+    return src
+
+
+def real_join_problem(src: Source) -> str | None:
+    """Why ReaL / IN+ReaL cannot be scored on this val copy (its image ids carry no ILSVRC2012_val
+    number: a parquet copy without a file-name column), or None when they can."""
+    records = getattr(src, "_records", None) or []
+    bad = next((r.image_id for r in records if not _VAL_NUMBER.search(str(r.image_id))), None)
+    if bad is None:
+        return None
+    return (f"its image ids (e.g. {bad!r}) carry no ILSVRC2012_val_XXXXXXXX number, which the ReaL labels are "
+            f"indexed by (a parquet copy needs a column with the file names: one of "
+            f"{', '.join(c.format(image='image') for c in VAL_ID_COLUMNS)})")
 
 
 def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Source:
@@ -309,10 +388,7 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
     kw.pop("max_rows", None)  # a hint for hub datasets (read only the files holding the rows used)
     expected = kw.pop("expected_rows", spec.expected_rows)
     crop_border = kw.pop("crop_border", spec.crop_border)
-    if root is None:
-        root = local_copy(name)
-    if root is None and spec.env:
-        root = os.environ.get(spec.env) or None
+    root, _ = find_local(name, root, kw.pop("data_folder", None))
     if root is None:
         if spec.hub_repo is None:
             unset = f", ${spec.env} unset" if spec.env else ""
@@ -335,8 +411,8 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
             raise ValueError(f"{name}: {path} does not exist: {spec.instructions}")
         opener = next((open_ for test, open_ in _LOCAL_LAYOUTS if test(path)), None)
         if opener is None:
-            raise ValueError(f"{name}: {path} holds no labels.csv, parquet files or class folders: {spec.instructions}")
-        src = opener(path, spec, expected, kw)
+            raise ValueError(f"{name}: {path} holds no labels.csv, parquet files, class folders or ILSVRC2012_val_*.JPEG files with the devkit's ground truth: {spec.instructions}")
+        src = canonical_order(opener(path, spec, expected, kw))
     src = _RELABELS[spec.labels](src)
     if expected is not None and src._total_rows() is not None and src._total_rows() != expected:
         raise ValueError(
@@ -397,10 +473,7 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
     crop_border = kw.pop("crop_border", spec.crop_border)
     max_rows = kw.pop("max_rows", None)
     kw.pop("streaming", None)  # the files are read locally once fetched
-    if root is None:
-        root = local_copy(spec.name)
-    if root is None and spec.env:
-        root = os.environ.get(spec.env) or None
+    root, _ = find_local(spec.name, root, kw.pop("data_folder", None))
     hkw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
     extra: dict = {}
     if root is None:

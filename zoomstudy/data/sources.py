@@ -344,17 +344,36 @@ FINGERPRINTS: dict[str, Callable[[Path], str]] = {"quick": _quick_token, "sha256
 DEFAULT_FINGERPRINT = "quick"
 
 
-def _files_fingerprint(files: Iterable[tuple[str, Path]], method: str, prefix: bytes = b"") -> str:
+def _file_token(path: Path, method: str, cache: dict | None = None) -> str:
+    """One file's token by `method` ('missing' when unreadable), memoised in `cache` (a source's own:
+    its path fingerprint and its content fingerprint read each file once)."""
+    if cache is not None and (method, path) in cache:
+        return cache[(method, path)]
+    try:
+        tok = FINGERPRINTS[method](path)
+    except OSError:
+        tok = "missing"
+    if cache is not None:
+        cache[(method, path)] = tok
+    return tok
+
+
+def _files_fingerprint(files: Iterable[tuple[str, Path]], method: str, prefix: bytes = b"",
+                       cache: dict | None = None) -> str:
     """sha256 over sorted (relative path, file token) lines; a missing file hashes as 'missing'."""
-    token = FINGERPRINTS[method]
     h = hashlib.sha256(prefix)
     for rel, path in sorted(files, key=lambda t: t[0]):
-        try:
-            tok = token(path)
-        except OSError:
-            tok = "missing"
-        h.update(f"{rel}\t{tok}\n".encode())
+        h.update(f"{rel}\t{_file_token(path, method, cache)}\n".encode())
     return h.hexdigest()
+
+
+#: What `Source.provenance()['content']` is: the key of a dataset read from one file per image,
+#: whatever folder shape holds the files (synset folders, a flat folder with labels.csv or the
+#: devkit's ground truth). Version 1: sha256 over the records in position order of
+#: "<file token>\t<labels>" lines (`FINGERPRINTS`). The path of a file is not in it, so moving the
+#: files between layouts keeps the key; the order is (`registry.canonical_order` sorts a registry
+#: dataset's records by file name, so every layout of ImageNet val lists them by val number).
+CONTENT_KEY = "files-in-order-v1"
 
 
 def _check_fingerprint_method(owner: str, method: str) -> None:
@@ -404,6 +423,7 @@ class Source:
         self._decode = DecodeOptions()
         self._relabels: list[str] = []
         self._extra: dict = {}
+        self._tokens: dict = {}  # (method, path) -> file token, shared by the fingerprints (copies share it)
 
     # ---- hooks -------------------------------------------------------------------------------
     def _read(self, ref):
@@ -541,6 +561,9 @@ class Source:
             for rec in self._records:
                 h.update(f"{rec.image_id}\t{','.join(map(str, rec.labels))}\n".encode())
             out["labels_fingerprint"] = h.hexdigest()
+            content = self._content_fingerprint()
+            if content is not None:
+                out["content"] = content
         index, count = self._shard
         try:
             shard_rows = len(self)
@@ -557,6 +580,17 @@ class Source:
         }
         out.update(self._extra)
         return out
+
+
+    def _content_fingerprint(self) -> dict | None:
+        """The layout-free key of a source of one file per image (`CONTENT_KEY`), None for others."""
+        method = getattr(self, "fingerprint_method", None)
+        if method not in FINGERPRINTS or not self._records or not all(isinstance(r.ref, Path) for r in self._records):
+            return None
+        h = hashlib.sha256()
+        for rec in self._records:
+            h.update(f"{_file_token(rec.ref, method, self._tokens)}\t{','.join(map(str, rec.labels))}\n".encode())
+        return {"scheme": CONTENT_KEY, "method": method, "fingerprint": h.hexdigest()}
 
 
 def _check_unique_ids(owner: str, records: Sequence[Record]) -> None:
@@ -697,7 +731,7 @@ class ImageFolderSource(Source):
             "labeling": self.labeling,
             "classes": self.classes,
             "fingerprint_method": f"sha256 over sorted (relative path, {self.fingerprint_method})",
-            "fingerprint": _files_fingerprint(files, self.fingerprint_method),
+            "fingerprint": _files_fingerprint(files, self.fingerprint_method, cache=self._tokens),
         }
 
 
@@ -748,7 +782,8 @@ class ObjectNetSource(Source):
             "revision": None,
             "classes": "104 one-to-one" if self.one_to_one else "113 overlapping",
             "fingerprint_method": f"sha256 over sorted (path under images/, {self.fingerprint_method})",
-            "fingerprint": _files_fingerprint([(r.image_id, r.ref) for r in self._files], self.fingerprint_method),
+            "fingerprint": _files_fingerprint([(r.image_id, r.ref) for r in self._files], self.fingerprint_method,
+                                              cache=self._tokens),
         }
 
 
@@ -818,8 +853,75 @@ class CsvSource(Source):
             "revision": None,
             "fingerprint_method": f"sha256 over the CSV bytes and sorted (file, {self.fingerprint_method})",
             "fingerprint": _files_fingerprint(
-                [(r.image_id, r.ref) for r in self._files], self.fingerprint_method, prefix=self._csv_bytes
+                [(r.image_id, r.ref) for r in self._files], self.fingerprint_method, prefix=self._csv_bytes,
+                cache=self._tokens,
             ),
+        }
+
+
+# ---- the ILSVRC2012 val folder as the official tarball extracts ----------------------------------
+_VAL_FILE = re.compile(r"^ILSVRC2012_val_(\d{8})\.[A-Za-z]+$")
+
+
+def is_devkit_val_folder(path: Path) -> bool:
+    """A flat folder of ILSVRC2012_val_XXXXXXXX.JPEG files whose labels are the devkit's ground truth."""
+    from .labels import find_devkit
+
+    return path.is_dir() and find_devkit(path) is not None and any(
+        _VAL_FILE.match(p.name) for p in itertools.islice(path.iterdir(), 2000))
+
+
+class DevkitValSource(Source):
+    """ILSVRC2012_img_val.tar extracted (one flat folder of 50,000 ILSVRC2012_val_XXXXXXXX.JPEG) with the
+    devkit's ground truth beside it (`labels.find_devkit`: the folder, its data/ or
+    ILSVRC2012_devkit_t12/data/, or ILSVRC2012_devkit_t12.tar.gz there). Labels: the ground truth's
+    ILSVRC2012_IDs mapped to synsets by meta.mat (`labels.devkit_val_labels`). Image id: the file name,
+    records in val-number order. A folder with only some of the images lists those (a partial copy).
+    """
+
+    kind = "devkit"
+
+    def __init__(self, root: str | os.PathLike, *, devkit: str | os.PathLike | None = None,
+                 fingerprint: str = DEFAULT_FINGERPRINT):
+        from .labels import devkit_val_labels, find_devkit
+
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"DevkitValSource: {root} is not a directory")
+        _check_fingerprint_method("DevkitValSource", fingerprint)
+        self.devkit = Path(devkit).expanduser() if devkit is not None else find_devkit(root)
+        if self.devkit is None:
+            raise ValueError(f"DevkitValSource: no ILSVRC2012_validation_ground_truth.txt in {root}, its data/ or "
+                             f"ILSVRC2012_devkit_t12/data/ (nor ILSVRC2012_devkit_t12.tar.gz)")
+        labels = devkit_val_labels(self.devkit)
+        super().__init__(root.name)
+        self.root, self.fingerprint_method = root, fingerprint
+        records = []
+        for path in root.iterdir():
+            m = _VAL_FILE.match(path.name)
+            if m is None or not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            number = int(m.group(1))
+            if not 1 <= number <= len(labels):
+                raise ValueError(f"DevkitValSource: {path.name}: val number {number} is outside the ground truth "
+                                 f"(1..{len(labels)})")
+            records.append(Record(path.name, path, (labels[number - 1],), {}))
+        if not records:
+            raise ValueError(f"DevkitValSource: no ILSVRC2012_val_XXXXXXXX images in {root}")
+        records.sort(key=lambda r: r.image_id)
+        self._records = records
+        self._files = records
+        self._truth_sha = hashlib.sha256(",".join(map(str, labels)).encode()).hexdigest()
+
+    def _provenance(self) -> dict:
+        return {
+            "location": str(self.root.resolve()),
+            "devkit": str(self.devkit.resolve()),
+            "revision": None,
+            "ground_truth_sha256": self._truth_sha,
+            "fingerprint_method": f"sha256 over sorted (file name, {self.fingerprint_method})",
+            "fingerprint": _files_fingerprint([(r.image_id, r.ref) for r in self._files], self.fingerprint_method,
+                                              cache=self._tokens),
         }
 
 
@@ -929,7 +1031,7 @@ class HFSource(Source):
         )
         features = ds.features
         if features is not None:
-            for col in (image_column, label_column) + ((id_column,) if id_column else ()):
+            for col in (image_column, label_column) + ((id_column.partition(".")[0],) if id_column else ()):
                 if col not in features:
                     raise ValueError(f"HFSource({repo_id}): no column {col!r} (columns: {list(features)})")
             if isinstance(features[image_column], datasets.Image):
@@ -962,11 +1064,31 @@ class HFSource(Source):
             self._stream_ds = ds
         else:
             other = [c for c in ds.column_names if c != image_column]
+            nested_id = id_column is not None and id_column not in ds.column_names
+            if nested_id:  # "image.path": a field of a struct column, read alone from the parquet files
+                ids = self._nested_column(id_column)
+                if len(ids) != ds.num_rows:
+                    raise ValueError(f"HFSource({repo_id}): {id_column} has {len(ids)} values for {ds.num_rows} rows")
             rows = ds.select_columns(other).to_list()  # labels, ids, meta: small columns only
+            if nested_id:
+                for row, value in zip(rows, ids):
+                    row[id_column] = value
             self._images = ds.select_columns([image_column])
             records = [self._record(i, row, ref=i) for i, row in enumerate(rows)]
             _check_unique_ids(f"HFSource({repo_id})", records)
             self._records = records
+
+    def _nested_column(self, name: str) -> list:
+        """The values of a struct field ("image.path") in row order, from the parquet files (only that field
+        is read: an image's bytes never are)."""
+        import pyarrow.parquet as pq
+
+        if not self._data_files or not all(f.suffix == ".parquet" for f in self._data_files):
+            raise ValueError(f"HFSource({self.repo_id}): id_column {name!r} (a struct field) needs local parquet files")
+        out = []
+        for f in self._data_files:
+            out.extend(pq.read_table(f, columns=[name]).column(0).to_pylist())
+        return out
 
     def _count_rows(self, ds) -> int | None:
         if not self.streaming:

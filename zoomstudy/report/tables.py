@@ -297,7 +297,8 @@ def bounds_frame(
 def _is_realdata(settings: Mapping) -> bool:
     """The run is the real-data kit's: its 100 ImageNet images with the real SqueezeNet weights."""
     model, data = settings["key"]["model"], settings["key"]["dataset"]
-    return (data.get("kind") == "csv" and data.get("name") == "imagenet-sample" and data.get("rows") == 100
+    kind = data.get("kind") or settings.get("provenance", {}).get("dataset", {}).get("kind")
+    return (kind == "csv" and data.get("name") == "imagenet-sample" and data.get("rows") == 100
             and model.get("name") == "squeezenet1_0" and not is_random_weights(settings))
 
 
@@ -489,12 +490,14 @@ def anchor_comparison(settings: Mapping, bounds: np.ndarray) -> dict | None:
             "caption": caption}
 
 
-def anchor_panels(panels: Mapping[str, np.ndarray], *, fmt: str = ".1f", cbar_label: str = "accuracy (%)",
-                  title: str | None = None):
+def anchor_panels(panels: Mapping[str, np.ndarray | None], *, fmt: str = ".1f", cbar_label: str = "accuracy (%)",
+                  title: str | None = None, ncols: int | None = None):
     """Anchor heatmaps side by side, each on its own colour scale (`plots.anchor_grid` per panel).
 
     Use it to put a run next to references measured on other models and data (the paper's ResNet-50,
     the real-data kit), where one shared colour scale would flatten the panel with the smaller range.
+    ncols: panels per row (default: all in one row), filled row by row; a panel of None is a blank
+    saying "no data" (a model without that dataset, so the columns stay the datasets).
     """
     import matplotlib.pyplot as plt
 
@@ -502,9 +505,17 @@ def anchor_panels(panels: Mapping[str, np.ndarray], *, fmt: str = ".1f", cbar_la
 
     if not panels:
         raise ValueError("anchor_panels: no panels")
+    ncols = len(panels) if not ncols else int(ncols)
+    nrows = -(-len(panels) // ncols)
     with plots._styled():
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), layout="constrained", squeeze=False)
-        for ax, (name, values) in zip(axes[0], panels.items()):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), layout="constrained", squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.axis("off")
+        for ax, (name, values) in zip(axes.flat, panels.items()):
+            if values is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{name}\nno data", ha="center", va="center", transform=ax.transAxes)
+                continue
             grid = np.asarray(values, float)
             finite = grid[np.isfinite(grid)]
             vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)

@@ -37,9 +37,18 @@ NORMALIZATIONS = ("imagenet", "model")
 TOPK = 5
 #: Default bound (MiB) on the sweep's own host memory: views, model activations on CPU, buffers.
 DEFAULT_MAX_HOST_MB = 2048
+#: A part is also committed once it has been open this long (seconds), whatever its image count: a
+#: killed run loses at most about a minute of work, even where an image takes many seconds (CPU, the
+#: paper's grid) and 32 images would be half an hour.
+PART_SECONDS = 60.0
 #: Provenance fields that say where something was, not what it was: kept outside the key.
 _MODEL_PLACE = ("device", "weights_source")
 _DATASET_PLACE = ("location", "csv", "streaming")
+#: With a layout-free content key (`Source.provenance()['content']`: one file per image), the fields
+#: that describe the folder shape rather than the files and labels: kept outside the key too, so the
+#: synset-folder, labels.csv and devkit layouts of the same files share one result set.
+_DATASET_LAYOUT = ("kind", "labeling", "classes", "fingerprint", "fingerprint_method", "labels_fingerprint",
+                   "csv_sha256", "devkit", "ground_truth_sha256", "revision")
 
 
 class _Item(NamedTuple):
@@ -139,6 +148,9 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
     dataset = dict(source.provenance())
     dataset_place = {k: dataset.pop(k) for k in _DATASET_PLACE if k in dataset}
+    if "content" in dataset:
+        dataset_place.update({k: dataset.pop(k) for k in _DATASET_LAYOUT if k in dataset})
+        dataset["fingerprint_method"] = f"{dataset['content']['scheme']}: (file token, labels) in order ({dataset['content']['method']})"
     try:
         rows = len(source)
     except TypeError:
@@ -680,10 +692,13 @@ class _PartWriter:
     def _reset(self):
         self.images, self.errors, self.groups = [], [], []
         self.view_ids, self.preds, self.probs, self.group_values = [], [], [], []
+        self.opened = time.monotonic()
 
     def full(self, pending: int = 0) -> bool:
-        """The part is complete: `chunk_images` images, counting `pending` ones not yet forwarded."""
-        return len(self.images) + pending >= self.chunk
+        """The part is complete: `chunk_images` images, counting `pending` ones not yet forwarded, or
+        open for PART_SECONDS with at least one image."""
+        n = len(self.images) + pending
+        return n >= self.chunk or (n > 0 and time.monotonic() - self.opened >= PART_SECONDS)
 
     def add_error(self, item: _Item):
         self.n_errors += 1
