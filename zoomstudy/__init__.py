@@ -40,7 +40,8 @@ Stage 5: analyses
     summarize        every section-3 number of one correctness matrix (bounds, cover, anchors, groups)
     table1           Table 1 as a tidy DataFrame, one row per (model, dataset)
     tta_table        Table 4: test-time aggregation of a stored sweep, with intervals and tests
-    memo_table       Table 5: MEMO test-time adaptation over a dataset, stored and resumable
+    memo_table       Table 5: MEMO test-time adaptation over a dataset, stored and resumable (by name:
+                     study.memo_table opens the model and data for analysis.memo.memo_table)
 
 Stage 6: reports
     profile          one model's zoom and position sensitivity as profile.html + profile.json
@@ -51,6 +52,21 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
+
+#: The stages in data-flow order: a module may import its own stage and the stages before it, never a
+#: later one, not even lazily (tests/test_architecture.py walks every import against this). The leaves
+#: come first: provenance, the normalisation constants and the atomic writes / keyed caches.
+STAGES: tuple[tuple[str, ...], ...] = (
+    ("provenance", "constants", "keyed"),
+    ("data", "models"),
+    ("views",),
+    ("sweep",),
+    ("analysis", "experiment"),
+    ("study",),
+    ("matrix",),
+    ("report",),
+    ("cli",),
+)
 
 #: public name -> "sub-module" or "sub-module:attribute" that defines it (in the docstring's order).
 _API = {
@@ -65,7 +81,7 @@ _API = {
     "run_sweep": "sweep.engine:sweep", "ResultSet": "sweep.store", "find_results": "sweep.store",
     # stage 5: analyses
     "bound_metrics": "analysis.bounds", "summarize": "analysis.bounds", "table1": "analysis.bounds",
-    "tta_table": "analysis.tta", "memo_table": "analysis.memo",
+    "tta_table": "analysis.tta", "memo_table": "study",
     # stage 6: reports
     "profile": "report.model_profile", "reproduce": "report.notebooks",
 }

@@ -27,7 +27,8 @@ import torch
 from zoomstudy import __version__
 from zoomstudy.provenance import git_commit
 from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet, new_token, shard_prefix
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_windows, tta_crops
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import ViewGrid, normalize, pil_to_tensor, render_windows, tta_crops
 
 #: Normalisation choices (SPEC 1.4: the authors used ImageNet statistics for every model).
 NORMALIZATIONS = ("imagenet", "model")
