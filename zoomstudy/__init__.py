@@ -2,10 +2,11 @@
 
 A reproducible study package for "ImageNet-Hard: The Hardest Images Remaining from a Study of the
 Power of Zoom and Spatial Biases in Image Classification" (Taesiri et al., NeurIPS 2023). Data flows
-one way, and the sub-packages follow it: data and model (`data`, `models`) -> views (`views`) ->
-sweep and store (`sweep`) -> analyses (`analysis`, and the controlled experiment in `experiment`) ->
-figures and reports (`report`). `study` is the one entry layer that turns names into objects;
-`matrix` plans and runs the paper's whole matrix of sweeps.
+one way, and the sub-packages follow it (`STAGES` below; tests/test_architecture.py checks every
+import against it): the leaves (`provenance`, `constants`, `keyed`) -> data and model (`data`,
+`models`) -> views (`views`) -> sweep and store (`sweep`) -> analyses (`analysis`, and the controlled
+experiment in `experiment`) -> `study`, the one entry layer that turns names into objects -> `matrix`,
+which plans and runs the paper's whole matrix of sweeps -> figures and reports (`report`) -> `cli`.
 
 The public API (``import zoomstudy``; each name loads its sub-module on first use, so the import
 itself stays cheap: no torch until a name needs it):

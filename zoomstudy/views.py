@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+
 #: The paper's 36 distinct scales (the authors' list repeats 10).
 PAPER_SCALES: tuple[int, ...] = (
     10, 16, 32, 48, 64, 96, 122, 128, 192, 224, 235, 240, 256, 288, 320, 348, 384, 448, 460, 512,
