@@ -26,7 +26,8 @@ from PIL import Image
 from zoomstudy.data import SyntheticSource
 from zoomstudy.models.loading import load_model
 from zoomstudy.sweep.engine import DEFAULT_MAX_HOST_MB, sweep, views_per_forward
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import ViewGrid
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--models", nargs="+", default=["squeezenet1_0", "resnet50"])

@@ -56,7 +56,7 @@ def swept(store_dir):
 
 @pytest.fixture(scope="module")
 def memo_df(store_dir):
-    return memo.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir, **MEMO_KW)
+    return study.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir, **MEMO_KW)
 
 
 # ================================================================================================
@@ -283,12 +283,12 @@ def test_memo_table_reused_and_rekeyed(memo_df, store_dir, monkeypatch):
         return real(*a, **kw)
 
     monkeypatch.setattr(memo, "memo_for_model", counting)
-    again = memo.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir,
+    again = study.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir,
                                  **{**MEMO_KW, "seeds": [0, 0]})  # same settings once normalised
     assert again.attrs["reused"] and not calls
     pd.testing.assert_frame_equal(again, memo_df)
     kw = {**MEMO_KW, "k": 1, "seeds": (0, 1), "max_images": 1}
-    other = memo.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir, methods=("rrc",), **kw)
+    other = study.memo_table(MODEL, f"synthetic:{N_IMAGES}", results_dir=store_dir, methods=("rrc",), **kw)
     assert not other.attrs["reused"] and other.attrs["path"] != memo_df.attrs["path"]
     assert len(other) == 2 and sorted(other["seed"]) == [0, 1] and set(other["method"]) == {"memo_rrc"}
     assert calls == [0, 0, 1]  # one untimed warm-up episode, then one per seed
@@ -307,12 +307,12 @@ def test_memo_table_resumes(tmp_path, monkeypatch):
     kw = {**MEMO_KW, "k": 1, "max_images": 3, "save_every_s": 0.0}
     monkeypatch.setattr(memo, "memo_for_model", flaky)
     with pytest.raises(KeyboardInterrupt):
-        memo.memo_table(MODEL, "synthetic:3", results_dir=tmp_path, methods=("rrc",), **kw)
+        study.memo_table(MODEL, "synthetic:3", results_dir=tmp_path, methods=("rrc",), **kw)
     assert len(list((tmp_path / "memo").glob("*.partial.parquet"))) == 1
     monkeypatch.setattr(memo, "memo_for_model", real)
     calls.clear()
     monkeypatch.setattr(memo, "memo_for_model", lambda m, s, **k: (calls.append(s[0].image_id), real(m, s, **k))[1])
-    df = memo.memo_table(MODEL, "synthetic:3", results_dir=tmp_path, methods=("rrc",), **kw)
+    df = study.memo_table(MODEL, "synthetic:3", results_dir=tmp_path, methods=("rrc",), **kw)
     assert calls == ["synthetic/000002", "synthetic/000002"]  # warm-up + the one image not done
     assert df["image_id"].tolist() == [f"synthetic/00000{i}" for i in range(3)]
     assert not list((tmp_path / "memo").glob("*.partial.parquet"))
@@ -321,7 +321,7 @@ def test_memo_table_resumes(tmp_path, monkeypatch):
 def test_memo_table_rejects_bad_settings(tmp_path):
     for bad in ({"methods": ["zoom"]}, {"k": 0}, {"seeds": []}, {"max_images": 0}, {"interpolation": "nearest"}):
         with pytest.raises(ValueError):
-            memo.memo_table(MODEL, "synthetic:2", results_dir=tmp_path, **{**MEMO_KW, **bad})
+            study.memo_table(MODEL, "synthetic:2", results_dir=tmp_path, **{**MEMO_KW, **bad})
     assert not (tmp_path / "memo").exists()
 
 

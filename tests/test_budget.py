@@ -257,7 +257,7 @@ def test_realdata_zoomtta_reproduces_the_stored_predictions(realdata, tmp_path):
     from zoomstudy.analysis import tta
     from zoomstudy.data.sources import CsvSource
     from zoomstudy.models.loading import load_model
-    from zoomstudy.report.tables import load_sample
+    from zoomstudy.data.sources import load_sample
     from zoomstudy.sweep.engine import sweep
 
     kit = realdata / "imagenet-sample"

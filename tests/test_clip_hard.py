@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import stats as st
 
+from zoomstudy.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from zoomstudy.models import clip
 from zoomstudy.analysis import hard
 from zoomstudy.data import Sample
@@ -193,7 +194,7 @@ def test_load_clip_from_registered_config(tmp_path):
     )
     assert info["input_size"] == (3, 32, 32)
     assert info["interpolation"] == "bicubic" and info["crop_pct"] == 1.0
-    assert info["mean"] == pytest.approx(clip.OPENAI_MEAN) and info["std"] == pytest.approx(clip.OPENAI_STD)
+    assert info["mean"] == pytest.approx(OPENAI_CLIP_MEAN) and info["std"] == pytest.approx(OPENAI_CLIP_STD)
     assert info["provenance"]["model_name"] == "zoomstudy-tiny-test"
     assert not module.training and not any(p.requires_grad for p in module.parameters())
     with torch.no_grad():
@@ -417,7 +418,7 @@ def test_clip_source_in_load_model_and_sweep(tiny_clip_arch, tmp_path, monkeypat
     m = load_model(f"clip:{tiny_clip_arch}", pretrained=False, device="cpu")
     assert m.source == "clip" and m.architecture == f"clip:{tiny_clip_arch}"
     cfg = m.data_config()  # CLIP's own preprocessing travels with the model (used by ImageNet-Hard)
-    assert cfg["mean"] == pytest.approx(clip.OPENAI_MEAN) and cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == 1.0
+    assert cfg["mean"] == pytest.approx(OPENAI_CLIP_MEAN) and cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == 1.0
     assert m.logits(torch.zeros(2, 3, 48, 48)).shape == (2, 1000)
     rs = ensure_results(f"clip:{tiny_clip_arch}", "synthetic:2", scales=[48, 64], crop=48, results_dir=tmp_path / "r",
                         pretrained=False, device="cpu", batch_size=64, workers=0, progress=False)

@@ -28,7 +28,8 @@ from zoomstudy.data.sources import Source
 from zoomstudy.models.loading import load_model
 from zoomstudy.sweep import engine, store
 from zoomstudy.sweep.engine import sweep, sweep_settings, views_per_forward
-from zoomstudy.sweep.store import IncompleteResults, ResultSet, ShardBusy, settings_key
+from zoomstudy.keyed import settings_key
+from zoomstudy.sweep.store import IncompleteResults, ResultSet, ShardBusy
 from zoomstudy.views import ViewGrid
 
 TINY = ViewGrid(scales=(32, 64, 96), grid=3, crop=48)

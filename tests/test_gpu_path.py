@@ -18,6 +18,7 @@ from PIL import Image
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy import views
 from zoomstudy.models.loading import load_model
 from zoomstudy.sweep import engine
@@ -199,7 +200,7 @@ def test_per_image_results_stay_on_the_device_until_the_part_is_written(tmp_path
     rs.claim_layout(None)
     groups = engine._Groups(TINY, True)
     writer = engine._PartWriter(rs, "part", new_token(), 4, TINY, groups=list(groups.index))
-    fwd = engine._Forwarder(model, engine._ChunkPlan(64), TINY.n_views + 10, views.IMAGENET_MEAN, views.IMAGENET_STD,
+    fwd = engine._Forwarder(model, engine._ChunkPlan(64), TINY.n_views + 10, IMAGENET_MEAN, IMAGENET_STD,
                             done=lambda item, p: writer.add_image(item, p[:TINY.n_views], groups.values(p)))
     items = [engine._Item(i, s.image_id, pil_to_tensor(s.image), tuple(s.labels), None, {}) for i, s in enumerate(src)]
     engine._render_into(fwd, items[0], TINY, torch.device("cpu"), torch.float64, True, method="batched")  # warm

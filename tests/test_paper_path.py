@@ -158,7 +158,7 @@ def test_every_layout_of_the_same_files_gives_one_key(val_layouts):
     from zoomstudy.data.registry import open_dataset
     from zoomstudy.models.loading import load_model
     from zoomstudy.sweep.engine import sweep_settings
-    from zoomstudy.sweep.store import settings_key as key_hash
+    from zoomstudy.keyed import settings_key as key_hash
     from zoomstudy.views import ViewGrid
 
     import torch

@@ -21,6 +21,7 @@ from torch import nn
 from zoomstudy import cli, study
 from zoomstudy.analysis import resolution
 from zoomstudy.report import model_profile as zp
+from zoomstudy.report import plots
 from zoomstudy.views import ViewGrid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,13 +260,13 @@ def test_center_crop_matches_pil_and_torchvision():
 
 
 def test_resolution_curve_rows(tiny_model):
-    curve = resolution.resolution_curve(tiny_model, "synthetic:5", (96, 64, 128), max_images=4)
+    curve = resolution.resolution_curve(tiny_model, study.open_data("synthetic:5"), (96, 64, 128), max_images=4)
     assert list(curve.columns) == resolution.COLUMNS
     assert list(curve["size"]) == [64, 96, 128] and list(curve["resize"]) == [73, 110, 146]
     assert (curve["n"] == 4).all() and curve["note"].isna().all()
     assert ((curve["lo"] <= curve["accuracy"]) & (curve["accuracy"] <= curve["hi"])).all()
     with pytest.raises(ValueError, match="distinct"):
-        resolution.resolution_curve(tiny_model, "synthetic:2", (64, 64))
+        resolution.resolution_curve(tiny_model, study.open_data("synthetic:2"), (64, 64))
 
 
 def test_resolution_anchor_centre_is_the_sweeps_one_crop_view(tiny_model, tmp_path):
@@ -308,14 +309,14 @@ def _wrap(module) -> object:
 
 
 def test_resolution_skips_sizes_the_model_rejects():
-    curve = resolution.resolution_curve(_wrap(_FixedSize()), "synthetic:3", (64, 96, 128))
+    curve = resolution.resolution_curve(_wrap(_FixedSize()), study.open_data("synthetic:3"), (64, 96, 128))
     assert curve.loc[curve["size"] == 96, "n"].item() == 3 and curve.loc[curve["size"] == 96, "note"].isna().all()
     skipped = curve[curve["size"] != 96]
     assert skipped["accuracy"].isna().all() and (skipped["n"] == 0).all()
     assert skipped["note"].str.startswith("skipped: the model rejects").all()
     assert "AssertionError" in skipped["note"].iloc[0]
     assert resolution.peak(curve, prefer=96)[0] == 96
-    fig = resolution.plot_resolution_curve(curve, train_size=96)
+    fig = plots.plot_resolution_curve(curve, train_size=96)
     assert len(fig.axes[0].lines) >= 2  # the curve and the crosses of the rejected sizes
 
 

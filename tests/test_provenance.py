@@ -1,4 +1,4 @@
-"""The shared helpers every stage writes and records with: `sweep.store.atomic_write` (the one way a file
+"""The shared helpers every stage writes and records with: `keyed.atomic_write` (the one way a file
 others may read is written) and `provenance` (the code's git commit, random weights)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 from zoomstudy.provenance import git_commit, is_random_weights
-from zoomstudy.sweep.store import atomic_write
+from zoomstudy.keyed import atomic_write
 
 
 def test_atomic_write_text_bytes_and_writer(tmp_path):

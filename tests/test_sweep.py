@@ -28,7 +28,8 @@ from zoomstudy.analysis import bounds as analysis
 from zoomstudy.sweep import store
 from zoomstudy.data import CsvSource, SyntheticSource
 from zoomstudy.models.loading import load_model
-from zoomstudy.sweep.store import ResultSet, settings_key
+from zoomstudy.keyed import settings_key
+from zoomstudy.sweep.store import ResultSet
 from zoomstudy.sweep.engine import parse_shard, sweep, sweep_settings
 from zoomstudy.views import ViewGrid, normalize, render_views_reference, tta_crops, pil_to_tensor
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zoomstudy.analysis import memo
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)

@@ -15,7 +15,8 @@ import torch
 from zoomstudy.experiment import training as T
 from zoomstudy.experiment.runs import Training
 from zoomstudy.data import Sample
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import ViewGrid
 from zoomstudy.experiment.world import (
     CLASS_NAMES, REGIMES, WorldSource, WorldSpec, _rrc_windows, render_batch, render_object_image,
     render_scenes, sample_scenes,

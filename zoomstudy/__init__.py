@@ -2,10 +2,11 @@
 
 A reproducible study package for "ImageNet-Hard: The Hardest Images Remaining from a Study of the
 Power of Zoom and Spatial Biases in Image Classification" (Taesiri et al., NeurIPS 2023). Data flows
-one way, and the sub-packages follow it: data and model (`data`, `models`) -> views (`views`) ->
-sweep and store (`sweep`) -> analyses (`analysis`, and the controlled experiment in `experiment`) ->
-figures and reports (`report`). `study` is the one entry layer that turns names into objects;
-`matrix` plans and runs the paper's whole matrix of sweeps.
+one way, and the sub-packages follow it (`STAGES` below; tests/test_architecture.py checks every
+import against it): the leaves (`provenance`, `constants`, `keyed`) -> data and model (`data`,
+`models`) -> views (`views`) -> sweep and store (`sweep`) -> analyses (`analysis`, and the controlled
+experiment in `experiment`) -> `study`, the one entry layer that turns names into objects -> `matrix`,
+which plans and runs the paper's whole matrix of sweeps -> figures and reports (`report`) -> `cli`.
 
 The public API (``import zoomstudy``; each name loads its sub-module on first use, so the import
 itself stays cheap: no torch until a name needs it):
@@ -42,7 +43,8 @@ Stage 5: analyses
     table1           Table 1 as a tidy DataFrame, one row per (model, dataset)
     tta_table        Table 4: test-time aggregation of a stored sweep, with intervals and tests
     budget_curve     accuracy against the number of views, cross-validated, with intervals (the view budget)
-    memo_table       Table 5: MEMO test-time adaptation over a dataset, stored and resumable
+    memo_table       Table 5: MEMO test-time adaptation over a dataset, stored and resumable (by name:
+                     study.memo_table opens the model and data for analysis.memo.memo_table)
 
 Stage 6: reports
     profile          one model's zoom and position sensitivity as profile.html + profile.json
@@ -53,6 +55,21 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
+
+#: The stages in data-flow order: a module may import its own stage and the stages before it, never a
+#: later one, not even lazily (tests/test_architecture.py walks every import against this). The leaves
+#: come first: provenance, the normalisation constants and the atomic writes / keyed caches.
+STAGES: tuple[tuple[str, ...], ...] = (
+    ("provenance", "constants", "keyed"),
+    ("data", "models"),
+    ("views",),
+    ("sweep",),
+    ("analysis", "experiment"),
+    ("study",),
+    ("matrix",),
+    ("report",),
+    ("cli",),
+)
 
 #: public name -> "sub-module" or "sub-module:attribute" that defines it (in the docstring's order).
 _API = {
@@ -68,7 +85,7 @@ _API = {
     "ZoomTTA": "sweep.zoomtta",
     # stage 5: analyses
     "bound_metrics": "analysis.bounds", "summarize": "analysis.bounds", "table1": "analysis.bounds",
-    "tta_table": "analysis.tta", "budget_curve": "analysis.budget", "memo_table": "analysis.memo",
+    "tta_table": "analysis.tta", "budget_curve": "analysis.budget", "memo_table": "study",
     # stage 6: reports
     "profile": "report.model_profile", "reproduce": "report.notebooks",
 }

@@ -32,7 +32,7 @@ import pandas as pd
 
 from zoomstudy.analysis import paper
 from zoomstudy.provenance import is_random_weights
-from zoomstudy.sweep.store import atomic_write
+from zoomstudy.keyed import atomic_write
 
 #: Table 1's models: paper name -> model spec (`models.MODELS`).
 TABLE1_MODELS: dict[str, str] = dict(paper.MODEL_KEYS)
@@ -445,7 +445,7 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
     stored table when it exists, else an empty one. model / source: already loaded ones (the matrix
     shares a model between its jobs). paper_model: the leaderboard row it fills (kept with the table).
     """
-    from zoomstudy.report.tables import plain_from_model
+    from zoomstudy.analysis.hard import plain_from_model
     from zoomstudy.study import open_data, open_model
 
     src = source if source is not None else open_data(HARD, root, **dict(data_kw or {}))

@@ -91,7 +91,7 @@ def open_data(dataset, root: str | os.PathLike | None = None, *, labels_csv: str
             raise ValueError(f"{text} is not a folder of images (needed with a labels CSV)")
         return data.CsvSource(path, labels_csv, **kw)
     if text.startswith("world"):  # the controlled experiment's data (world:REGIME, world-photo:N, ...)
-        from zoomstudy.experiment.runs import open_world_data
+        from zoomstudy.experiment.schemes import open_world_data
 
         world = open_world_data(text, root, **kw)
         if world is not None:
@@ -172,7 +172,7 @@ def open_model(model, checkpoint: str | os.PathLike | None = None, *, label_spac
     imagenet1k without a dataset. World models carry the world's class names, which the reports use.
     """
     from zoomstudy.models.loading import LoadedModel, load_model
-    from zoomstudy.report.tables import use_class_names
+    from zoomstudy.data.labels import use_class_names
 
     if isinstance(model, LoadedModel):
         if checkpoint is not None:
@@ -180,7 +180,7 @@ def open_model(model, checkpoint: str | os.PathLike | None = None, *, label_spac
         return model
     spec = model_spec(model, checkpoint)
     if spec.startswith("world:"):  # a model of the controlled experiment, trained here (cached)
-        from zoomstudy.experiment.runs import open_world_model
+        from zoomstudy.experiment.schemes import open_world_model
 
         m = open_world_model(spec, device=device, **world_kw)
     else:
@@ -222,13 +222,38 @@ def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, r
     return relabel_results(rs, dataset)
 
 
+def memo_table(model: str, dataset: str, checkpoint: str | None = None, *, root: str | None = None,
+               pretrained: bool = True, label_space: str | None = None, device: str | None = None,
+               max_images: int | None = None, data_kw: dict | None = None, **memo_kw):
+    """Table 5 by name: open the model (in the dataset's label space unless given; random weights drawn
+    under torch seed 0, so a stored table and its rerun use the same model) and the data (a hub dataset
+    fetches only the files read), then `analysis.memo.memo_table` (stored, resumable)."""
+    import inspect
+
+    import torch
+
+    from zoomstudy.analysis import memo
+
+    # bad settings fail here, before anything loads
+    a = inspect.signature(memo.memo_table).bind(None, None, max_images=max_images, **memo_kw)
+    a.apply_defaults()
+    memo.check_memo_args(*(a.arguments[n] for n in ("k", "max_images", "prior_n", "lr", "steps", "resize", "crop",
+                                                    "interpolation")))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        m = open_model(model, checkpoint, label_space=label_space or dataset_label_space(dataset), device=device,
+                       pretrained=pretrained)
+    src = open_data(dataset, root, max_images=max_images, **(data_kw or {}))
+    return memo.memo_table(m, src, max_images=max_images, **memo_kw)
+
+
 def label_space_note(settings: dict) -> str | None:
     """One line when a result set was scored in a label space other than its dataset's default, else None."""
     key = settings.get("key", settings)
     used = (key.get("model", {}).get("label_space") or {}).get("name")
     ds = key.get("dataset", {})
     name = ds.get("swept_as") or ds.get("name")
-    from zoomstudy.experiment.runs import world_data_label_space
+    from zoomstudy.experiment.schemes import world_data_label_space
 
     default = (world_data_label_space(ds) or (ds.get("dataset") or {}).get("label_space")
                or resolve_label_space(name))

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+
 #: The paper's 36 distinct scales (the authors' list repeats 10).
 PAPER_SCALES: tuple[int, ...] = (
     10, 16, 32, 48, 64, 96, 122, 128, 192, 224, 235, 240, 256, 288, 320, 348, 384, 448, 460, 512,
@@ -44,8 +46,6 @@ PAPER_SCALES: tuple[int, ...] = (
 #: A compact grid's scales: 12 of the paper's, zoom out to zoom in, with 224 and 256 (the model profile's
 #: default: 108 views per image instead of 324).
 COMPACT_SCALES: tuple[int, ...] = (16, 32, 64, 128, 192, 224, 256, 320, 448, 576, 768, 1024)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: View groups of SPEC sections 3 and 4, relative to the crop size.
 GROUPS = ("zoom_out", "zoom_224", "zoom_in")

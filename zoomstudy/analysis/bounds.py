@@ -14,90 +14,18 @@ Choices the paper leaves open, exposed as parameters:
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from zoomstudy.analysis.stats import accuracy_with_ci, mcnemar_exact
-from zoomstudy.data.labels import N_IMAGENET_CLASSES
+from zoomstudy.data.labels import N_IMAGENET_CLASSES, correctness, has_labels, padded_labels  # noqa: F401
 from zoomstudy.views import GROUPS, ViewGrid
 
 
-# ================================================================================================
-# From predictions to correctness
-# ================================================================================================
-def padded_labels(labels) -> np.ndarray:
-    """Label sets -> int64 [N, L] padded with -1 (L >= 1), the vectorisable form of a multi-label set.
-
-    Accepts an int array [N] (one label each, -1 = none), an int array [N, L] already padded with -1,
-    or a sequence of label sets (tuples / lists / arrays, or bare ints for single labels).
-    """
-    if isinstance(labels, np.ndarray) and labels.dtype != object:
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"label array must be integer, got {labels.dtype}")
-        if labels.ndim not in (1, 2):
-            raise ValueError(f"label array must be [N] or [N, L], got shape {labels.shape}")
-        padded = labels.astype(np.int64).reshape(labels.shape[0], -1)  # [N, L]
-        if padded.shape[1] == 0:
-            padded = np.full((padded.shape[0], 1), -1, np.int64)
-        if padded.size and padded.min() < -1:
-            raise ValueError("labels must be class indices >= 0, or -1 for padding")
-        return padded
-    sets = [(int(t),) if np.ndim(t) == 0 else tuple(int(x) for x in t) for t in labels]
-    n = len(sets)
-    lengths = np.fromiter((len(t) for t in sets), np.int64, n)  # [N]
-    flat = np.fromiter(itertools.chain.from_iterable(sets), np.int64, int(lengths.sum()))
-    if flat.size and flat.min() < 0:
-        raise ValueError("labels must be class indices >= 0")
-    width = max(int(lengths.max()) if n else 0, 1)
-    padded = np.full((n, width), -1, np.int64)  # [N, L]
-    padded[np.arange(width)[None, :] < lengths[:, None]] = flat  # row-major fill keeps each set's order
-    return padded
-
-
-def has_labels(labels) -> np.ndarray:
-    """bool [N]: the image has a non-empty label set (ReaL leaves the others out: 46,837 of 50,000)."""
-    return (padded_labels(labels) >= 0).any(axis=1)
-
-
-def correctness(top1: np.ndarray, labels, keep: np.ndarray | None = None) -> np.ndarray:
-    """bool [N, V] (or [N]): top-1 prediction in the image's label set (SPEC section 2).
-
-    top1: int [N, V] or [N], class indices >= 0. labels: see `padded_labels`.
-    An image with an empty label set has no defined correctness, so it is an error unless `keep`
-    (bool [N], e.g. `has_labels(labels)`) leaves it out; the result then has keep.sum() rows.
-    """
-    top1 = np.asarray(top1)
-    if not np.issubdtype(top1.dtype, np.integer) or top1.ndim not in (1, 2):
-        raise ValueError(f"top1 must be an integer array [N, V] or [N], got {top1.dtype} {top1.shape}")
-    padded = padded_labels(labels)  # [N, L]
-    if padded.shape[0] != top1.shape[0]:
-        raise ValueError(f"top1 has {top1.shape[0]} images but labels has {padded.shape[0]}")
-    if top1.size and top1.min() < 0:
-        raise ValueError("top1 must hold class indices >= 0")  # -1 would match the padding
-    labelled = (padded >= 0).any(axis=1)  # [N]
-    if keep is None:
-        if not labelled.all():
-            raise ValueError(
-                f"{int((~labelled).sum())} of {labelled.size} images have an empty label set; "
-                "pass keep=has_labels(labels) to leave them out (the ReaL protocol)"
-            )
-    else:
-        keep = np.asarray(keep)
-        if keep.dtype != bool or keep.shape != labelled.shape:
-            raise ValueError(f"keep must be a bool [N={labelled.size}] mask, got {keep.dtype} {keep.shape}")
-        if (keep & ~labelled).any():
-            raise ValueError(f"keep selects {int((keep & ~labelled).sum())} images with an empty label set")
-        top1, padded = top1[keep], padded[keep]
-    target = padded if top1.ndim == 1 else padded[:, None, :]  # [N, L] or [N, 1, L]
-    out = np.zeros(top1.shape, bool)
-    for j in range(padded.shape[1]):  # L is small (<= 10 for ImageNet-Hard); vectorised over images x views
-        out |= top1 == target[..., j]
-    return out
-
-
+# From predictions to correctness: `correctness` (top-1 in the label set) lives with the labels, in
+# zoomstudy.data.labels, where the store reads it too.
 # ================================================================================================
 # Bounds
 # ================================================================================================

@@ -22,6 +22,7 @@ the full 10,980 images.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -33,7 +34,8 @@ from zoomstudy.data import Sample
 from zoomstudy.data.labels import N_IMAGENET_CLASSES
 from zoomstudy.analysis.paper import IMAGENET_HARD, IMAGENET_HARD_SIZE, paper_model_name
 from zoomstudy.analysis.stats import accuracy_with_ci
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, resize_center_crop
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import resize_center_crop
 
 #: The plain 1-crop view of ImageNet models (timm-style data config).
 PLAIN_CONFIG: dict = {
@@ -254,3 +256,21 @@ def evaluate_plain(
     df["pred"] = df["pred"].astype(np.int64)
     df["correct"] = multilabel_correct(df["pred"].to_numpy(), df["labels"].tolist())
     return df[["image_id", "origin", "labels", "pred", "confidence", "correct", "error"]]
+
+
+def plain_from_model(model, source, max_images: int | None = None, batch_size: int = 32) -> pd.DataFrame:
+    """`hard.evaluate_plain` (Resize 256 + CenterCrop 224, the model's data config) over a source's first
+    max_images images; images without an origin get origin "all"."""
+    from dataclasses import replace
+
+    def samples():
+        it = iter(source)
+        if max_images is not None:
+            it = itertools.islice(it, max_images)
+        for s in it:
+            if "origin" not in (s.meta or {}):
+                s = replace(s, meta={**(s.meta or {}), "origin": "all"})
+            yield s
+
+    cfg = model.data_config()
+    return evaluate_plain(model.logits, samples(), preprocess=cfg, batch_size=batch_size)

@@ -68,8 +68,9 @@ from zoomstudy import __version__
 from zoomstudy.analysis import paper
 from zoomstudy.analysis.stats import accuracy_with_ci, bootstrap_ci, clopper_pearson, mcnemar_exact
 from zoomstudy.provenance import git_commit
-from zoomstudy.sweep.store import atomic_write, settings_key
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, pil_to_tensor, resize_center_crop
+from zoomstudy.keyed import atomic_write, settings_key
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import pil_to_tensor, resize_center_crop
 
 VIEW_KINDS = ("rrc", "augmix")
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
@@ -738,7 +739,7 @@ def _norm_seeds(seeds) -> tuple[int, ...]:
     return tuple(sorted({int(s) for s in seeds}))
 
 
-def _check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation) -> None:
+def check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation) -> None:
     if int(k) < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if max_images is not None and int(max_images) < 1:
@@ -805,14 +806,9 @@ def _finish(df: pd.DataFrame, settings: dict, path: Path, reused: bool) -> pd.Da
 
 
 def memo_table(
-    model_spec: str,
-    dataset: str,
-    checkpoint: str | None = None,
+    model,
+    source,
     *,
-    root: str | None = None,
-    pretrained: bool = True,
-    label_space: str | None = None,
-    device: str | None = None,
     results_dir: str | Path = "results",
     methods: Sequence[str] = ("rrc", "augmix"),
     k: int = 16,
@@ -828,11 +824,11 @@ def memo_table(
     save_every_s: float = 60.0,
     warmup: bool = True,
 ) -> pd.DataFrame:
-    """MEMO over the first `max_images` images of a dataset, one row per (image, method, seed), stored.
+    """MEMO over the first `max_images` images of a source, one row per (image, method, seed), stored.
 
-    model_spec, checkpoint, pretrained, device: as `study.open_model`; dataset, root: as
-    `study.open_data`. label_space None: the dataset's own (`data.registry.dataset_label_space`); the logits are
-    restricted to it for the loss and the prediction, as MEMO does for ImageNet-A/R.
+    model: a `LoadedModel`, its logits restricted to its label space for the loss and the prediction,
+    as MEMO does for ImageNet-A/R; source: a zoomstudy.data source. By name: `zoomstudy.memo_table`
+    (study.memo_table) opens both.
     methods: view kinds ('rrc' = the paper's zoom-in RandomResizedCrop, 'augmix' = MEMO's AugMix);
     k: augmented views per image (16 in the paper's text, 64 in MEMO's code default); seeds: base seeds
     of the views (each image uses `image_seed(seed, image_id)`); prior_n, lr, steps: MEMO's
@@ -851,15 +847,11 @@ def memo_table(
     """
     from tqdm.auto import tqdm
 
-    from zoomstudy.study import dataset_label_space, open_data, open_model
-
+    if isinstance(model, str) or isinstance(source, str):  # analyses take objects: names are the entry layer's
+        raise TypeError("analysis.memo.memo_table takes a LoadedModel and a source; "
+                        "zoomstudy.memo_table opens them by name")
     methods, seeds = _norm_methods(methods), _norm_seeds(seeds)
-    _check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # random weights are the same in every run of the key (load_model seeds them too)
-        model = open_model(model_spec, checkpoint, label_space=label_space or dataset_label_space(dataset),
-                           device=device, pretrained=pretrained)
-    source = open_data(dataset, root, max_images=max_images)  # a hub dataset: only the files read
+    check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation)
     settings = memo_settings(model, source, methods=methods, k=k, seeds=seeds, max_images=max_images,
                              prior_n=prior_n, lr=lr, steps=steps, resize=resize, crop=crop,
                              interpolation=interpolation)

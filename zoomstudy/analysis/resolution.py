@@ -30,7 +30,8 @@ import pandas as pd
 import torch
 
 from zoomstudy import views
-from zoomstudy.views import CENTERS, IMAGENET_MEAN, IMAGENET_STD, normalize, pil_to_tensor
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import CENTERS, normalize, pil_to_tensor
 
 #: The default input sizes: 128 to 448 px, the training size 224 in the middle.
 RESOLUTION_SIZES: tuple[int, ...] = (128, 160, 192, 224, 256, 288, 320, 384, 448)
@@ -117,10 +118,9 @@ def resolution_curve(
         raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
     if normalization not in ("imagenet", "model"):
         raise ValueError(f"normalization must be 'imagenet' or 'model', got {normalization!r}")
-    if isinstance(source, str):
-        from zoomstudy.study import open_data
-
-        source = open_data(source, max_images=max_images)
+    if isinstance(source, str):  # analyses take objects: names are opened by the entry layer
+        raise TypeError(f"resolution_curve takes a source, not the name {source!r}: "
+                        f"pass zoomstudy.open_data({source!r})")
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
     device = model.device
     if render_dtype is None:
@@ -189,56 +189,3 @@ def peak(curve: pd.DataFrame, prefer: int | None = None) -> tuple[int | None, fl
     ref = prefer if prefer is not None else int(top["size"].iloc[0])
     size = min(top["size"].astype(int), key=lambda s: (abs(math.log(s / ref)), s))
     return int(size), float(best)
-
-
-def plot_resolution_curve(
-    curve: pd.DataFrame,
-    *,
-    train_size: int | None = 224,
-    title: str | None = None,
-    ylabel: str = "top-1 accuracy (%)",
-):
-    """Accuracy against input size (one line per `series` value when that column exists), with the
-    interval band and a dashed line at the training size. Skipped sizes are marked on the x axis."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from zoomstudy.report import plots
-
-    if not isinstance(curve, pd.DataFrame) or not {"size", "accuracy"} <= set(curve.columns):
-        raise ValueError("plot_resolution_curve: expected a DataFrame with size and accuracy columns")
-    if curve.empty:
-        raise ValueError("plot_resolution_curve: the table is empty")
-    series = list(pd.unique(curve["series"])) if "series" in curve.columns else [None]
-    colors = dict(zip(series, sns.color_palette(plots.PALETTE, max(len(series), 1))))
-    with sns.axes_style(plots.STYLE), sns.plotting_context(plots.CONTEXT, font_scale=plots.FONT_SCALE):
-        fig, ax = plt.subplots(figsize=(5.6 if series == [None] else 6.8, 3.6), layout="constrained")
-        for s in series:
-            d = (curve if s is None else curve[curve["series"] == s]).sort_values("size")
-            ok = d.dropna(subset=["accuracy"])
-            label = None if s is None else str(s)
-            if not ok.empty:
-                ax.plot(ok["size"], ok["accuracy"], marker="o", markersize=3, lw=1.6, color=colors[s], label=label)
-                if {"lo", "hi"} <= set(ok.columns):
-                    ax.fill_between(ok["size"], ok["lo"], ok["hi"], color=colors[s], alpha=0.2, lw=0)
-            skipped = d[d["accuracy"].isna()]
-            if not skipped.empty:
-                ax.plot(skipped["size"], np.zeros(len(skipped)), ls="none", marker="x", color=colors[s])
-        if train_size:
-            ax.axvline(train_size, color="0.25", ls="--", lw=1)
-            ax.text(train_size * 1.01, 0.98, f"train size {train_size}", transform=ax.get_xaxis_transform(),
-                    ha="left", va="top", fontsize="small", color="0.3")
-        sizes = sorted(int(v) for v in pd.unique(curve["size"]))
-        ax.set_xticks(sizes)
-        ax.set_xticklabels([str(v) for v in sizes], rotation=45 if len(sizes) > 6 else 0)
-        ax.set_xlabel("input size (px; Resize size x 256/224, CenterCrop size)")
-        ax.set_ylabel(ylabel)
-        ax.set_ylim(bottom=0)
-        if curve["accuracy"].isna().any():
-            ax.text(0.01, 0.02, "x: size rejected by the model", transform=ax.transAxes, fontsize="x-small",
-                    color="0.3")
-        if series != [None]:
-            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        ax.set_title(title or "accuracy against test resolution (fixed framing)")
-    plt.close(fig)
-    return fig

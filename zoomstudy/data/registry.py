@@ -10,8 +10,6 @@ published there.
 """
 from __future__ import annotations
 
-import copy
-import functools
 import json
 import os
 import re
@@ -605,78 +603,15 @@ def analysis_labels(dataset: str, image_ids, labels, real=None) -> tuple[list[tu
 
 
 def relabel_results(result_set, dataset: str, real=None):
-    """`result_set` (the val sweep's) seen as `dataset`: a `RelabelledResultSet` for ReaL and IN+ReaL,
-    the result set itself otherwise. Nothing is recomputed: the views' predictions are the stored ones."""
+    """`result_set` (the val sweep's) seen as `dataset`: a relabelled view (`ResultSet.relabelled`) for
+    ReaL and IN+ReaL, the result set itself otherwise. Nothing is recomputed: the views' predictions are
+    the stored ones; the labels come from here (`analysis_labels`), the one home of the ReaL rule."""
     spec = dataset_spec(dataset)
     if spec is None or spec.labels == "original":
         return result_set
-    return RelabelledResultSet(result_set.path, dataset=spec.name, real=real)
-
-
-from zoomstudy.sweep.store import ResultSet as _ResultSet  # noqa: E402  (store imports no data module)
-
-
-class RelabelledResultSet(_ResultSet):
-    """A stored result set read with analysis-time labels (ReaL, IN+ReaL): same files, same key.
-
-    images / labels / predictions / groups / views / errors keep only the images the relabelling
-    keeps, with their new label sets; `settings` names the relabelled dataset and records the
-    relabelling under 'analysis_relabel' (the on-disk key and path stay the val sweep's).
-    """
-
-    def __init__(self, path, dataset: str, real=None):
-        super().__init__(path)
-        self.dataset = DATASET_ALIASES.get(dataset, dataset)
-        self._real = real
-
-    @functools.cached_property
-    def _base(self) -> _ResultSet:
-        """The stored val result set, opened once (its scan cache then serves every read)."""
-        return _ResultSet(self.path)
-
-    @functools.cached_property
-    def _relabelled(self):
-        images = self._base.images()
-        if not len(images):
-            return images, set()
-        new, keep = analysis_labels(self.dataset, images["image_id"].tolist(), images["labels"].tolist(), self._real)
-        images = images.assign(labels=[list(x) for x in new])[keep].reset_index(drop=True)
-        return images, set(images["image_id"])
-
-    @functools.cached_property
-    def settings(self) -> dict:
-        s = copy.deepcopy(self._base.settings)
-        stored = s["key"]["dataset"].get("name")
-        s["key"]["dataset"] = {**s["key"]["dataset"], "name": self.dataset, "swept_as": stored}
-        s["analysis_relabel"] = {
-            "dataset": self.dataset, "result_set_dataset": stored, "labels": DATASETS[self.dataset].labels,
-            "source": os.environ.get("ZOOMSTUDY_REAL_LABELS") or "timm imagenet_real_labels.json",
-            "images_kept": len(self._relabelled[1]),
-        }
-        return s
-
-    def images(self):
-        return self._relabelled[0]
-
-    def _only_kept(self, df):
-        if not len(df) or "image_id" not in df.columns:
-            return df
-        return df[df["image_id"].isin(self._relabelled[1])].reset_index(drop=True)
-
-    def errors(self):
-        return self._only_kept(self._base.errors())
-
-    def groups(self):
-        return self._only_kept(self._base.groups())
-
-    def views(self, columns=None):
-        return self._only_kept(self._base.views(columns))
-
-    def predictions(self):
-        ids, top1, conf = self._base.predictions()
-        kept = self._relabelled[1]
-        keep = np.array([i in kept for i in ids], bool)
-        return [i for i, k in zip(ids, keep) if k], top1[keep], conf[keep]
+    note = {"dataset": spec.name, "labels": spec.labels,
+            "source": os.environ.get("ZOOMSTUDY_REAL_LABELS") or "timm imagenet_real_labels.json"}
+    return result_set.relabelled(spec.name, lambda ids, labels: analysis_labels(spec.name, ids, labels, real), note)
 
 
 def _open_csv_spec(rest: str, kw: dict) -> Source:

@@ -1217,3 +1217,13 @@ class SyntheticSource(Source):
             "fingerprint_method": "sha256 over the generator parameters",
             "fingerprint": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest(),
         }
+
+
+def load_sample(source, position: int):
+    """The Sample at `position` of a source: indexed access, or by walking a stream."""
+    if getattr(source, "_records", None) is not None:
+        return source[position]
+    for i, sample in enumerate(itertools.islice(iter(source), position + 1)):
+        if i == position:
+            return sample
+    raise IndexError(f"position {position} is beyond the end of {source!r}")

@@ -107,7 +107,7 @@ def build_world_hard(folder, n_per_origin: int = 400, *, builders=BUILDERS, trai
                                   "origin": datasets.Value("string"), "english_label": datasets.Value("string")})
     ds = datasets.Dataset.from_dict(rows, features=features)
     folder.mkdir(parents=True, exist_ok=True)
-    from zoomstudy.sweep.store import atomic_write
+    from zoomstudy.keyed import atomic_write
 
     atomic_write(target, lambda tmp: ds.to_parquet(str(tmp)))
     atomic_write(info, json.dumps({"settings": settings, "rows": len(ds), "per_origin": counts}, indent=1))

@@ -153,7 +153,7 @@ def _measure_path(kind: str, model_path: str, params: dict, cache=None):
 
 
 def _save(path, arr: np.ndarray) -> None:
-    from zoomstudy.sweep.store import atomic_write
+    from zoomstudy.keyed import atomic_write
 
     def write(tmp):
         with open(tmp, "wb") as fh:  # a file object: np.save would add ".npy" to a path
@@ -645,19 +645,3 @@ def plot_answer(answer: Answer):
                   "context": "centre-view accuracy against zoom: context decides vs object alone"}[answer.key])
     fig.tight_layout()
     return fig
-
-
-def example_gallery(n: int = 6):
-    """A figure of the measurement worlds, n images each, under the world's class names: the test
-    images (centred), the photo-like images the paper notebooks analyse, and the context world."""
-    from zoomstudy.report import plots
-    from zoomstudy.views import pil_to_tensor
-
-    sets = [("test", WorldSpec(), "test"), ("photo", WorldSpec(), "photo"),
-            ("context decides", WorldSpec(context="decides"), "test")]
-    images, names = [], []
-    for title, spec, split in sets:
-        for smp in WorldSource(spec, n, split, seed=1):
-            images.append(pil_to_tensor(smp.image).numpy())
-            names.append(f"{title}: {smp.meta['class_name']}")
-    return plots.view_gallery(np.stack(images), names=names, ncols=n, title="world measurement images")

@@ -16,7 +16,8 @@ import numpy as np
 from torch import nn
 
 from zoomstudy.data.labels import N_IMAGENET_CLASSES, LabelSpace
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import ViewGrid
 
 
 class _OneThousand(nn.Module):
@@ -113,77 +114,12 @@ def world_model(regime: str = "centered", *, seed: int = 0, training: Training =
     )
 
 
-def open_world_model(spec: str, *, device=None, training: Training = Training(), **world_kw):
-    """"world:REGIME" (the seed-0 model of a training regime) or "world:REGIME:ctx-CONTEXT" (of a
-    context world): the models the notebooks analyse, the same cached weights as notebook 00's."""
-    from zoomstudy.experiment.world import CONTEXTS, REGIMES
-
-    parts = spec.split(":")
-    regime = (parts[1] if len(parts) > 1 else "") or "centered"
-    spec_kw = {}
-    if len(parts) > 2:
-        ctx = parts[2].removeprefix("ctx-")
-        if ctx not in CONTEXTS:
-            raise ValueError(f"{spec!r}: context must be ctx-one of {CONTEXTS}")
-        spec_kw["context"] = ctx
-    if parts[0] != "world" or len(parts) > 3 or regime not in REGIMES:
-        raise ValueError(f"{spec!r}: expected world:REGIME[:ctx-CONTEXT] with REGIME one of {REGIMES}")
-    spec_kw.update(world_kw.pop("spec_kw", None) or {})
-    return world_model(regime, device=device, training=training, spec_kw=spec_kw, **world_kw)  # seed=, cache=
-
-
-def world_data_label_space(record: dict) -> str | None:
-    """The label space world images are scored in (the world's own classes: "world-12"), from a result
-    set's dataset record; None when the record is not world data. World sources record their spec;
-    world-hard (a parquet source) is drawn from the default world."""
-    from zoomstudy.experiment.world import WorldSpec
-
-    if record.get("source") == "zoomstudy.world":
-        return world_label_space(WorldSpec.from_dict(record["spec"])).name
-    if str(record.get("name", "")).split(":")[0] in WORLD_DATA:
-        return world_label_space(WorldSpec()).name
-    return None
-
-
-#: World data specs of study.open_data: name -> (split, default number of images).
-WORLD_DATA = {"world-test": ("test", 48), "world-photo": ("photo", 96), "world-hard": ("hard", 400)}
-
-
-def open_world_data(spec: str, root=None, **kw):
-    """The world's measurement sets by spec string, or None when `spec` is not one:
-
-    * "world:REGIME": the 48 test images (legacy spelling; the regime does not change test images);
-    * "world-test[:N]": N test images (object centred at the typical size);
-    * "world-photo[:N]": N photo-like images (varied position and size, centre preference);
-    * "world-hard[:N]": the world-hard set built from N candidates per origin (hard_set.py), as a
-      parquet source with ImageNet-Hard's columns; written to `root` or the world cache.
-    """
-    from zoomstudy.experiment.world import WorldSource, WorldSpec
-
-    name, sep, rest = spec.partition(":")
-    if name == "world":
-        n = int(kw.pop("n", 48))
-        return WorldSource(WorldSpec(regime=rest or "centered", **kw), n=n, split="test")
-    if name not in WORLD_DATA:
-        return None
-    split, n = WORLD_DATA[name]
-    if rest:
-        if not rest.isdigit() or int(rest) < 1:
-            raise ValueError(f"{spec!r}: {name}:N needs a positive integer N")
-        n = int(rest)
-    if split == "hard":
-        from zoomstudy.experiment.hard_set import open_world_hard
-
-        return open_world_hard(n_per_origin=n, root=root)
-    return WorldSource(WorldSpec(**kw), n=n, split=split)
-
-
 def world_test_source(n: int = 48, **spec_kw):
     """The measurement images: the same for every regime (object centred at the typical size);
-    `study.open_data("world:centered", n=n)` with `WorldSpec` fields in spec_kw."""
-    from zoomstudy.study import open_data
+    "world:centered" of `study.open_data` with n=n and `WorldSpec` fields in spec_kw."""
+    from zoomstudy.experiment.world import WorldSource, WorldSpec
 
-    return open_data(f"world:{spec_kw.pop('regime', 'centered')}", n=n, **spec_kw)
+    return WorldSource(WorldSpec(regime=spec_kw.pop("regime", "centered"), **spec_kw), n=n, split="test")
 
 
 def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=(0,), *, n_test: int = 48,
@@ -194,8 +130,8 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     """
     import pandas as pd
 
+    from zoomstudy.data.labels import use_class_names
     from zoomstudy.experiment.world import REGIMES
-    from zoomstudy.study import open_model
     from zoomstudy.sweep.engine import sweep
 
     bad = [r for r in regimes if r not in REGIMES]
@@ -207,7 +143,8 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     rows = []
     for regime in regimes:
         for seed in seeds:
-            model = open_model(f"world:{regime}", seed=int(seed), training=training)
+            model = world_model(regime, seed=int(seed), training=training)
+            use_class_names(model)  # as study.open_model: the reports name the world's classes
             rs = sweep(model, source, world_grid(source.spec), results_dir, batch_size=1024, workers=0,
                        progress=progress, tta=False)
             rows.append({"regime": regime, "seed": int(seed), "model": model.name, "result_set": str(rs.path)})

@@ -22,8 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoomstudy.sweep.store import atomic_write
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, normalize
+from zoomstudy.keyed import atomic_write
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import normalize
 from zoomstudy.experiment.world import WORLD_VERSION, WorldSpec, derive_seed, render_batch
 
 #: Bump when a change alters the weights that the same settings produce (it keys the cache).

@@ -45,11 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoomstudy.data.labels import N_IMAGENET_CLASSES
-from zoomstudy.sweep.store import atomic_write
+from zoomstudy.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from zoomstudy.keyed import atomic_write
 
-#: OpenAI CLIP's preprocessing statistics (open_clip.constants), the fallback when a model has none.
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 #: SPEC section 5: logits = 100 * cosine.
 LOGIT_SCALE = 100.0
 
@@ -365,8 +363,8 @@ def preprocess_info(clip_model: nn.Module) -> dict:
     return {
         "input_size": (3, int(h), int(w)),
         "interpolation": cfg.get("interpolation", "bicubic"),
-        "mean": tuple(float(m) for m in cfg.get("mean", OPENAI_MEAN)),
-        "std": tuple(float(s) for s in cfg.get("std", OPENAI_STD)),
+        "mean": tuple(float(m) for m in cfg.get("mean", OPENAI_CLIP_MEAN)),
+        "std": tuple(float(s) for s in cfg.get("std", OPENAI_CLIP_STD)),
         "crop_pct": 1.0,
         "crop_mode": "center",
         "resize_mode": cfg.get("resize_mode", "shortest"),

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from zoomstudy.data.labels import N_IMAGENET_CLASSES, LabelSpace, get_label_space
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 
 #: amp argument -> autocast dtype (None = plain fp32).
 AMP_DTYPES: dict[str | None, torch.dtype | None] = {

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from zoomstudy.provenance import is_random_weights
-from zoomstudy.sweep.store import atomic_write
+from zoomstudy.keyed import atomic_write
 from zoomstudy.views import ViewGrid
 
 #: Version of the profile.json layout (bump when a key changes meaning).
@@ -372,7 +372,7 @@ def example_rows(p: Profile, n: int = 3) -> list[int]:
 
 def zoom_map_figure(p: Profile, row: int):
     """The per-image zoom map: scales x anchors, green / red by correctness, shaded by confidence."""
-    from zoomstudy.report.tables import class_name
+    from zoomstudy.data.labels import class_name
     from zoomstudy.report.plots import zoom_map
 
     s, a = p.grid.n_scales, p.grid.n_anchors
@@ -397,7 +397,7 @@ def view_budget(p: Profile, alpha: float = 0.05):
 def profile_figures(p: Profile, n_zoom_maps: int = 3, budget=None) -> list[tuple[str, str, Any]]:
     """(name, caption, matplotlib Figure) for every figure of the report, in order (budget: `view_budget`'s curve)."""
     from zoomstudy.report import plots
-    from zoomstudy.analysis.resolution import plot_resolution_curve
+    from zoomstudy.report.plots import plot_resolution_curve
 
     m, g = p.metrics, p.grid
     figs = [
@@ -621,7 +621,7 @@ def _table(df: pd.DataFrame, digits: int = 1) -> str:
 
 def render_report(p: Profile, summary: Mapping, figures: Sequence[tuple[str, str, Any]]) -> str:
     """The self-contained HTML page (figures as base64 PNGs, thumbnails as base64 JPEGs)."""
-    from zoomstudy.report.tables import load_sample
+    from zoomstudy.data.sources import load_sample
     from zoomstudy.report.plots import fig_to_base64_png
 
     prov, reg = summary["provenance"], summary["regression"]
@@ -810,7 +810,7 @@ def scale_frame(profiles: Sequence[Profile]) -> pd.DataFrame:
 
 
 def resolution_frame(profiles: Sequence[Profile]) -> pd.DataFrame:
-    """The resolution curves of every model with a series column (for resolution.plot_resolution_curve)."""
+    """The resolution curves of every model with a series column (for plots.plot_resolution_curve)."""
     parts = []
     for lab, p in zip(_labels(profiles), profiles):
         d = p.resolution.copy()

@@ -451,7 +451,7 @@ def record_provenance(
     path.parent.mkdir(parents=True, exist_ok=True)
     merged = read_provenance(report_dir, name) or {}
     merged.update({str(k): v for k, v in info.items()})
-    from zoomstudy.sweep.store import atomic_write
+    from zoomstudy.keyed import atomic_write
 
     return atomic_write(path, json.dumps(merged, indent=2, default=_jsonable))
 
@@ -508,7 +508,7 @@ def record_findings(report_dir: str | Path | None, findings: Sequence[str], figu
         width_in = figure.get_size_inches()[0]
         figure.savefig(thumb, dpi=max(20, THUMBNAIL_WIDTH / width_in))  # the figure as laid out, THUMBNAIL_WIDTH wide
         record["thumbnail"] = thumb.name
-    from zoomstudy.sweep.store import atomic_write
+    from zoomstudy.keyed import atomic_write
 
     atomic_write(report_dir / f"{name}.findings.json", json.dumps(record, indent=2))
     return out

@@ -64,6 +64,7 @@ WRONG_COLOR = "#d73027"
 CROP = 224
 
 __all__ = [
+    "plot_resolution_curve",
     "anchor_grid",
     "anchor_grids",
     "accuracy_vs_scale",
@@ -696,3 +697,51 @@ def fig_to_base64_png(fig: Figure, *, dpi: int = 100) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def plot_resolution_curve(
+    curve: pd.DataFrame,
+    *,
+    train_size: int | None = 224,
+    title: str | None = None,
+    ylabel: str = "top-1 accuracy (%)",
+):
+    """Accuracy against input size (one line per `series` value when that column exists), with the
+    interval band and a dashed line at the training size. Skipped sizes are marked on the x axis."""
+    if not isinstance(curve, pd.DataFrame) or not {"size", "accuracy"} <= set(curve.columns):
+        raise ValueError("plot_resolution_curve: expected a DataFrame with size and accuracy columns")
+    if curve.empty:
+        raise ValueError("plot_resolution_curve: the table is empty")
+    series = list(pd.unique(curve["series"])) if "series" in curve.columns else [None]
+    colors = dict(zip(series, sns.color_palette(PALETTE, max(len(series), 1))))
+    with sns.axes_style(STYLE), sns.plotting_context(CONTEXT, font_scale=FONT_SCALE):
+        fig, ax = plt.subplots(figsize=(5.6 if series == [None] else 6.8, 3.6), layout="constrained")
+        for s in series:
+            d = (curve if s is None else curve[curve["series"] == s]).sort_values("size")
+            ok = d.dropna(subset=["accuracy"])
+            label = None if s is None else str(s)
+            if not ok.empty:
+                ax.plot(ok["size"], ok["accuracy"], marker="o", markersize=3, lw=1.6, color=colors[s], label=label)
+                if {"lo", "hi"} <= set(ok.columns):
+                    ax.fill_between(ok["size"], ok["lo"], ok["hi"], color=colors[s], alpha=0.2, lw=0)
+            skipped = d[d["accuracy"].isna()]
+            if not skipped.empty:
+                ax.plot(skipped["size"], np.zeros(len(skipped)), ls="none", marker="x", color=colors[s])
+        if train_size:
+            ax.axvline(train_size, color="0.25", ls="--", lw=1)
+            ax.text(train_size * 1.01, 0.98, f"train size {train_size}", transform=ax.get_xaxis_transform(),
+                    ha="left", va="top", fontsize="small", color="0.3")
+        sizes = sorted(int(v) for v in pd.unique(curve["size"]))
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([str(v) for v in sizes], rotation=45 if len(sizes) > 6 else 0)
+        ax.set_xlabel("input size (px; Resize size x 256/224, CenterCrop size)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        if curve["accuracy"].isna().any():
+            ax.text(0.01, 0.02, "x: size rejected by the model", transform=ax.transAxes, fontsize="x-small",
+                    color="0.3")
+        if series != [None]:
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.set_title(title or "accuracy against test resolution (fixed framing)")
+    plt.close(fig)
+    return fig

@@ -208,13 +208,14 @@ def run_memo(p: Mapping[str, Any], label_space: str):
 
     Returns the per-image table (attrs: settings, reused, path); analysis.memo.memo_summary makes the rows.
     """
+    from zoomstudy import study
     from zoomstudy.analysis import memo
     from zoomstudy.provenance import is_random_weights
 
     quiet_progress_warning()
     a = memo_arguments(p)
-    table = memo.memo_table(a["model"], p["dataset"], a["checkpoint"], root=p["root"], pretrained=a["pretrained"],
-                            label_space=label_space, device=p["device"], results_dir=p["results_dir"],
+    table = study.memo_table(a["model"], p["dataset"], a["checkpoint"], root=p["root"], pretrained=a["pretrained"],
+                             label_space=label_space, device=p["device"], results_dir=p["results_dir"],
                           methods=p["memo_methods"], k=p["memo_k"], seeds=p["memo_seeds"], max_images=a["max_images"],
                           resize=round(p["crop"] * 256 / 224), crop=p["crop"], progress=p.get("report_dir") is None,
                           **({} if p.get("memo_lr") is None else {"lr": float(p["memo_lr"])}))
@@ -272,6 +273,7 @@ def plain_top1(p: Mapping[str, Any], sweep: Sweep, data_spec: str, data_root: st
     view falls back to "model", and says so.
     """
     from zoomstudy import study
+    from zoomstudy.analysis import hard
     from zoomstudy.report import tables
 
     protocol = p["plain_protocol"]
@@ -285,8 +287,8 @@ def plain_top1(p: Mapping[str, Any], sweep: Sweep, data_spec: str, data_root: st
         return (tables.plain_from_sweep(sweep.result_set),
                 f"the sweep's 1-crop view {g.view_name(g.standard_view)} (bicubic)")
     loaded = study.open_model(p["model"], p["checkpoint"], device=p["device"], pretrained=p["pretrained"])
-    plain = tables.plain_from_model(loaded, study.open_data(data_spec, data_root, max_images=p["max_images"]),
-                                    max_images=p["max_images"])
+    plain = hard.plain_from_model(loaded, study.open_data(data_spec, data_root, max_images=p["max_images"]),
+                                  max_images=p["max_images"])
     return plain, "Resize 256 + CenterCrop 224 with the model's preprocessing (hard.evaluate_plain)"
 
 
@@ -467,3 +469,20 @@ def sensitivity_findings(comparison: pd.DataFrame) -> list[str]:
             s += f", best scale {int(r.best_scale)} px ({r.best_scale_accuracy:.1f}%)"
         out.append(s + ".")
     return out
+
+
+def example_gallery(n: int = 6):
+    """A figure of the measurement worlds, n images each, under the world's class names: the test
+    images (centred), the photo-like images the paper notebooks analyse, and the context world."""
+    from zoomstudy.experiment.world import WorldSource, WorldSpec
+    from zoomstudy.report import plots
+    from zoomstudy.views import pil_to_tensor
+
+    sets = [("test", WorldSpec(), "test"), ("photo", WorldSpec(), "photo"),
+            ("context decides", WorldSpec(context="decides"), "test")]
+    images, names = [], []
+    for title, spec, split in sets:
+        for smp in WorldSource(spec, n, split, seed=1):
+            images.append(pil_to_tensor(smp.image).numpy())
+            names.append(f"{title}: {smp.meta['class_name']}")
+    return plots.view_gallery(np.stack(images), names=names, ncols=n, title="world measurement images")

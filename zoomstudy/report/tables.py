@@ -14,9 +14,10 @@ this module, which turn a result set into the tidy tables those calls draw:
   `anchor_comparison` (the paper's ResNet-50 grids, the kit's grid) and `anchor_panels` (heatmaps
   side by side, one colour scale each);
 * ImageNet-Hard: `resolve_dataset` / `make_hard_standin` (an offline multi-label stand-in with an
-  origin column), `image_table`, `plain_from_sweep` / `plain_from_model`, `hard_leaderboard_table`,
+  origin column), `image_table`, `plain_from_sweep` (and, from analysis.hard, `plain_from_model`), `hard_leaderboard_table`,
   `find_companions` (the same model and grid swept on other data, e.g. ImageNet);
-* images: `load_sample`, `pick_example`, `example_rows`, `centre_views`, `thumbnails`, `class_name`.
+* images: `pick_example`, `example_rows`, `centre_views`, `thumbnails` (and, from data, `load_sample`,
+  `class_name`).
 
 Every function takes plain arrays, DataFrames, settings dicts or a `sweep.store.ResultSet`; none draws
 more than one figure, and figures are closed before they are returned (as in `plots`).
@@ -35,7 +36,10 @@ import pandas as pd
 
 from zoomstudy.analysis import bounds as analysis
 from zoomstudy.analysis import paper
+from zoomstudy.analysis.hard import plain_from_model  # noqa: F401  (the notebooks' figures.plain_from_model)
 from zoomstudy.analysis.stats import accuracy_with_ci, clopper_pearson
+from zoomstudy.data.labels import class_name, use_class_names  # noqa: F401  (the notebooks' figures.class_name)
+from zoomstudy.data.sources import load_sample  # noqa: F401  (the notebooks' figures.load_sample)
 from zoomstudy.provenance import is_random_weights
 from zoomstudy.views import GROUPS, ViewGrid
 
@@ -59,7 +63,7 @@ def make_hard_standin(folder: str | Path, n: int = 24, seed: int = 0, size=(96, 
     """
     from zoomstudy.data import SyntheticSource
     from zoomstudy.data.labels import imagenet_class_names
-    from zoomstudy.sweep.store import atomic_write
+    from zoomstudy.keyed import atomic_write
 
     if n < 1:
         raise ValueError(f"make_hard_standin: n must be >= 1, got {n}")
@@ -108,56 +112,6 @@ def resolve_dataset(dataset: str, root: str | None, workdir: str | Path) -> tupl
     note = (f"{dataset} is a synthetic stand-in for ImageNet-Hard ({n} random images with random multi-label "
             f"sets and origins, written to {folder}); its numbers say nothing about the real dataset.")
     return f"csv:{folder}", None, note
-
-
-def load_sample(source, position: int):
-    """The Sample at `position` of a source: indexed access, or by walking a stream."""
-    if getattr(source, "_records", None) is not None:
-        return source[position]
-    for i, sample in enumerate(itertools.islice(iter(source), position + 1)):
-        if i == position:
-            return sample
-    raise IndexError(f"position {position} is beyond the end of {source!r}")
-
-
-_ACTIVE_NAMES: tuple[str, ...] | None = None
-
-
-def use_class_names(names) -> None:
-    """Make `class_name` print these names (a model, a label space or a sequence; None: ImageNet's).
-
-    study.open_model calls it with the model it loads: a notebook analyses one model, and its cells
-    call class_name(i) without it, so a world model's classes ("disc", not "tench") follow the model.
-    """
-    global _ACTIVE_NAMES
-    _ACTIVE_NAMES = _names_of(names)
-
-
-def _names_of(obj) -> tuple[str, ...] | None:
-    if obj is None:
-        return None
-    obj = getattr(obj, "label_space", obj)
-    names = getattr(obj, "class_names", None) if hasattr(obj, "indices") else obj  # a LabelSpace or names
-    if names is None or isinstance(names, str):
-        return None
-    names = tuple(str(n) for n in names)
-    return names or None
-
-
-def class_name(index: int, short: bool = True, names=None) -> str:
-    """Class name of an index, '#i' if unknown: from `names` (a model, label space or sequence), else
-    from the names of the model last opened by study.open_model when it has its own (the world's),
-    else ImageNet-1k's (the first lemma when short)."""
-    from zoomstudy.data.labels import imagenet_class_names
-
-    own = _names_of(names) if names is not None else _ACTIVE_NAMES
-    try:
-        if own is not None:
-            return own[int(index)] if int(index) >= 0 else f"#{index}"
-        name = imagenet_class_names()[int(index)]
-    except (IndexError, ValueError, TypeError):
-        return f"#{index}"
-    return name.split(",")[0].strip() if short else name
 
 
 # ================================================================================================
@@ -640,26 +594,6 @@ def plain_from_sweep(result_set, grid: ViewGrid | None = None) -> pd.DataFrame:
         "confidence": conf[:, sv].astype(float),
         "correct": multilabel_correct(pred, [list(t) for t in table["labels"]]),
     })
-
-
-def plain_from_model(model, source, max_images: int | None = None, batch_size: int = 32) -> pd.DataFrame:
-    """`hard.evaluate_plain` (Resize 256 + CenterCrop 224, the model's data config) over a source's first
-    max_images images; images without an origin get origin "all"."""
-    from dataclasses import replace
-
-    from zoomstudy.analysis.hard import evaluate_plain
-
-    def samples():
-        it = iter(source)
-        if max_images is not None:
-            it = itertools.islice(it, max_images)
-        for s in it:
-            if "origin" not in (s.meta or {}):
-                s = replace(s, meta={**(s.meta or {}), "origin": "all"})
-            yield s
-
-    cfg = model.data_config()
-    return evaluate_plain(model.logits, samples(), preprocess=cfg, batch_size=batch_size)
 
 
 def hard_leaderboard_table(leaderboard: pd.DataFrame, run_label: str = "this run") -> pd.DataFrame:

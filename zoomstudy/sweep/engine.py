@@ -27,10 +27,11 @@ import numpy as np
 import torch
 
 from zoomstudy import __version__
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy.provenance import git_commit
 from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet, new_token, shard_prefix
-from zoomstudy.views import (IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, plan_cache, render_batch,
-                             render_windows, split_layout, tta_crops, view_layout)
+from zoomstudy.views import (ViewGrid, normalize, pil_to_tensor, plan_cache, render_batch, render_windows,
+                             split_layout, tta_crops, view_layout)
 
 #: Normalisation choices (SPEC 1.4: the authors used ImageNet statistics for every model).
 NORMALIZATIONS = ("imagenet", "model")

@@ -48,19 +48,20 @@ repaired first: `zoomstudy merge --repair`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import secrets
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from zoomstudy.keyed import atomic_write, settings_key
 
 if TYPE_CHECKING:  # views imports torch: the store (and zoomstudy.data, which reads result sets) need not
     from zoomstudy.views import ViewGrid
@@ -76,41 +77,6 @@ MANIFEST_VERSION = 1
 LAYOUT_FILE = "layout.json"
 #: prefix-n-token (token: the writing process; absent in result sets of format 1)
 _PART_NAME = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+?)-(?P<n>\d+)(?:-(?P<token>[0-9a-z]+))?$")
-
-
-def settings_key(settings: dict) -> str:
-    """Hash of the settings that can change a stored number (everything under settings['key'])."""
-    blob = json.dumps(settings["key"], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[Path], object], *, fsync: bool = False) -> Path:
-    """Replace the file at `path` all at once: a reader, or a run killed midway, sees the old file or the
-    whole new one, never a part of it. The one way the package writes a file that others may read.
-
-    data: text (written as UTF-8), bytes, or a function that writes a file at the path it is given
-    (``lambda tmp: df.to_parquet(tmp)``). The temporary file sits next to `path` (one folder, so the
-    rename is atomic), is named ``<name>.<pid>-<random>.tmp`` (concurrent writers never share one; its
-    name starts with the target's, so the shard that owns a part cleans its leftovers and nobody
-    else's) and is removed when the write fails.
-    fsync: flush the file to disk before the rename (the store's parts, which commit a sweep).
-    """
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        elif isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            data(tmp)
-        if fsync:
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _sha256(path: Path) -> str:
@@ -932,10 +898,15 @@ class ResultSet:
 
     def correct(self, labels=None, keep=None) -> np.ndarray:
         """bool [N, V]: top-1 in the image's label set (stored labels unless others are given)."""
-        from zoomstudy.analysis.bounds import correctness
+        from zoomstudy.data.labels import correctness
 
         _, top1, _ = self.predictions()
         return correctness(top1.astype(np.int64), self.labels() if labels is None else labels, keep=keep)
+
+    def relabelled(self, dataset: str, relabel: Callable, note: dict | None = None) -> "RelabelledResultSet":
+        """This set read under other labels (ReaL, IN+ReaL): relabel(image_ids, labels) -> (new label
+        sets, keep mask). See `data.registry.relabel_results`, which supplies the ReaL rule."""
+        return RelabelledResultSet(self.path, dataset, relabel, note)
 
     def summary(self) -> dict:
         s = self.settings
@@ -946,6 +917,69 @@ class ResultSet:
             "images": int(len(self.images())),
             "errors": int(len(self.errors())),
         }
+
+
+class RelabelledResultSet(ResultSet):
+    """A stored result set read with analysis-time labels (ReaL, IN+ReaL): same files, same key.
+
+    images / labels / predictions / groups / views / errors keep only the images the relabelling
+    keeps, with their new label sets; `settings` names the relabelled dataset and records the
+    relabelling under 'analysis_relabel' (the on-disk key and path stay the swept set's). The rule
+    itself comes from the data stage (`data.registry.relabel_results`), so the store knows no labels.
+    """
+
+    def __init__(self, path, dataset: str, relabel: Callable, note: dict | None = None):
+        super().__init__(path)
+        self.dataset = dataset
+        self._relabel, self._note = relabel, dict(note or {})
+
+    @cached_property
+    def _base(self) -> ResultSet:
+        """The stored result set, opened once (its scan cache then serves every read)."""
+        return ResultSet(self.path)
+
+    @cached_property
+    def _relabelled(self):
+        images = self._base.images()
+        if not len(images):
+            return images, set()
+        new, keep = self._relabel(images["image_id"].tolist(), images["labels"].tolist())
+        images = images.assign(labels=[list(x) for x in new])[np.asarray(keep, bool)].reset_index(drop=True)
+        return images, set(images["image_id"])
+
+    @cached_property
+    def settings(self) -> dict:
+        import copy
+
+        s = copy.deepcopy(self._base.settings)
+        stored = s["key"]["dataset"].get("name")
+        s["key"]["dataset"] = {**s["key"]["dataset"], "name": self.dataset, "swept_as": stored}
+        s["analysis_relabel"] = {"dataset": self.dataset, "result_set_dataset": stored, **self._note,
+                                 "images_kept": len(self._relabelled[1])}
+        return s
+
+    def images(self):
+        return self._relabelled[0]
+
+    def _only_kept(self, df):
+        if not len(df) or "image_id" not in df.columns:
+            return df
+        return df[df["image_id"].isin(self._relabelled[1])].reset_index(drop=True)
+
+    def errors(self):
+        return self._only_kept(self._base.errors())
+
+    def groups(self):
+        return self._only_kept(self._base.groups())
+
+    def views(self, columns=None):
+        return self._only_kept(self._base.views(columns))
+
+    def predictions(self):
+        ids, top1, conf = self._base.predictions()
+        kept = self._relabelled[1]
+        keep = np.array([i in kept for i in ids], bool)
+        return [i for i, k in zip(ids, keep) if k], top1[keep], conf[keep]
 
 
 def _index_in(column, values) -> np.ndarray:

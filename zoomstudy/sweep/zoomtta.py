@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoomstudy.views import IMAGENET_MEAN, IMAGENET_STD, ViewGrid, normalize, pil_to_tensor, render_windows
+from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.views import ViewGrid, normalize, pil_to_tensor, render_windows
 
 AGGREGATES = ("mean", "max")
 POLICY_FORMAT = "zoomstudy-tta-policy"
@@ -180,7 +181,7 @@ def check_policy(policy: Mapping) -> dict:
 
 def save_policy(policy: Mapping, path: str | Path) -> Path:
     """Write a policy as indented JSON (checked first; the file is replaced atomically)."""
-    from zoomstudy.sweep.store import atomic_write
+    from zoomstudy.keyed import atomic_write
 
     pol = check_policy(policy)
     return atomic_write(path, json.dumps(pol, indent=2, default=_plain) + "\n")
