@@ -149,23 +149,21 @@ def locate(name: str, roots: Mapping[str, str] | None = None, data_dir: str | Pa
     spec = dataset_spec(name)
     if spec is None:
         raise ValueError(f"unknown dataset {name!r}")
-    howto = spec.instructions
+    howto = cli_flags(spec.instructions, spec)
     kw: dict = {}
     if expected_rows and spec.name in expected_rows:
         kw["expected_rows"] = expected_rows[spec.name]
     folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     path, via = find_local(spec.name, (roots or {}).get(spec.name) or None, folder)
     root = None if path is None else str(path)
-    if root is not None:
-        pass
-    elif spec.pin is not None:
-        kw["data_folder"] = str(folder)  # the hub's files are looked for there first, as here  # the hub at the pinned commit (or hard_revision), only the files read
+    if root is None and spec.pin is not None:  # the hub at the pinned commit (or hard_revision), only the files read
+        kw["data_folder"] = str(folder)  # the hub's files are looked for there first, as here
         via = "hub"
         if hard_revision:
             kw["revision"] = hard_revision
         if max_rows is not None:
             kw["max_rows"] = int(max_rows)
-    else:
+    elif root is None:
         cached = _hub_cache_has(spec.hub_repo) if spec.hub_repo else None
         why = (f"in the hub cache ({cached}) but no pinned revision: pass --hard-revision SHA --hard-rows N"
                if cached else "not found")
@@ -188,6 +186,13 @@ def cli_advice(message: str, spec) -> str:
     import re
 
     message = message.replace(f": {spec.instructions}", "")
+    return cli_flags(message, spec)
+
+
+def cli_flags(message: str, spec) -> str:
+    """The Python keywords of a data message (errors and a dataset's instructions) as the CLI's flags."""
+    import re
+
     message = re.sub(r" \(CLI: [^)]*\)", "", message)
     message = message.replace("pass revision=<40-hex sha> together with expected_rows=<its row count>",
                               "pass --hard-revision SHA with --hard-rows N")

@@ -497,7 +497,9 @@ def record_findings(report_dir: str | Path | None, findings: Sequence[str], figu
         raise ValueError("record_findings: notebook name unknown; pass notebook= or run under run_notebook/reproduce")
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"findings": list(out), "thumbnail": None, "links": dict(links or {})}
+    record: dict[str, Any] = {"findings": list(out), "thumbnail": None}
+    if links:
+        record["links"] = dict(links)
     thumb = report_dir / f"{name}.thumb.png"
     thumb.unlink(missing_ok=True)
     if figure is not None:
