@@ -407,6 +407,8 @@ def _run(model, source, grid, store, settings, *, prefix, token, done, shard, ma
             else:
                 _render_into(fwd, item, grid, device, render_dtype, tta)
                 n_views_done += grid.n_views
+                if device.type == "cpu":
+                    _trim_host_heap()
             if writer.full(pending=fwd.n_images):  # images still waiting for the model count too
                 fwd.flush()
                 writer.commit()
@@ -415,6 +417,31 @@ def _run(model, source, grid, store, settings, *, prefix, token, done, shard, ma
             bar.set_postfix(views_s=f"{n_views_done / dt:.0f}", errors=writer.n_errors, refresh=False)
         fwd.flush()
         writer.commit()
+
+
+def _trim_host_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim; a no-op elsewhere).
+
+    Why: the cached resampling plans are small tensors that live across images, and the image's
+    float64 renders are large ones freed after each scale; glibc raises its mmap threshold after the
+    first large free, so the later large buffers come from the heap, and the long-lived plans pinned
+    between them keep the freed pages from being returned. Measured on the real-data kit (SqueezeNet,
+    paper grid, 2 images of different sizes): RSS 2.07 GB after the sweep without the trim, 0.86 GB
+    with it (the plans themselves: 18 MiB); over the kit's 100 sizes it grew past 10 GB. A trim costs
+    milliseconds, an image seconds of CPU rendering."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
 
 
 def _render_into(fwd: "_Forwarder", item: _Item, grid: ViewGrid, device, render_dtype, tta: bool,
