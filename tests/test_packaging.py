@@ -95,3 +95,17 @@ def test_ci_installs_what_the_readme_installs():
     assert sorted(ci) == sorted(extras + ["clip"])
     optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(_name(r) == "pytest" for e in extras for r in optional[e])
+
+
+def test_readme_and_docs_links_resolve():
+    """Every relative link of README.md and docs/*.md names a file of the repository (the README's first
+    screen sends readers to docs/ pages and a screenshot; a moved page must not leave a dead link)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    dead = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                dead.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not dead, "dead links:\n" + "\n".join(dead)
