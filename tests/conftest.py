@@ -37,6 +37,34 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get
 
 
 @pytest.fixture(scope="session")
+def squeezenet_ckpt(tmp_path_factory) -> Path:
+    """A random-weight SqueezeNet 1.0 checkpoint (torch seed 0), shared by the sweep and fault tests."""
+    from factories import save_random_squeezenet
+
+    return save_random_squeezenet(tmp_path_factory.mktemp("weights") / "squeeze_a.pt", 0)
+
+
+@pytest.fixture(scope="session")
+def squeezenet(squeezenet_ckpt):
+    """That checkpoint loaded on CPU (a `LoadedModel`; tests only read it)."""
+    from zoomstudy.models.loading import load_model
+
+    return load_model("torchvision:squeezenet1_0", checkpoint=squeezenet_ckpt, pretrained=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of many small ops (use: pytestmark = pytest.mark.usefixtures("one_thread")):
+    it avoids oversubscribing a small shared CPU. The old setting comes back after the module."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
 def realdata() -> Path:
     """Path of the real-data kit (100 ImageNet images, SqueezeNet 1.0 weights, reference views)."""
     if not (REALDATA / "imagenet-sample" / "labels.csv").exists():

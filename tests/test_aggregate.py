@@ -33,12 +33,7 @@ MODEL = "torchvision:squeezenet1_0"
 MEMO_KW = dict(pretrained=False, device="cpu", k=2, seeds=(0,), max_images=2, resize=110, crop=96, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops on a small shared CPU
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small ops on a small shared CPU
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ ones that fail if called, so each case also proves that it was rejected before a
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
@@ -20,12 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
+from factories import assert_same_results, jpeg_bytes
 from zoomstudy import cli, study
 from zoomstudy.data import CsvSource, SyntheticSource
 from zoomstudy.data.sources import Source
-from zoomstudy.models.loading import load_model
 from zoomstudy.sweep import engine, store
 from zoomstudy.sweep.engine import sweep, sweep_settings, views_per_forward
 from zoomstudy.keyed import settings_key
@@ -37,18 +35,13 @@ ARCH = "torchvision:squeezenet1_0"
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "squeeze.pt"
-    torch.save(torchvision.models.squeezenet1_0().state_dict(), path)
-    return path
+def ckpt(squeezenet_ckpt) -> Path:
+    return squeezenet_ckpt
 
 
 @pytest.fixture(scope="module")
-def model(ckpt):
-    return load_model(ARCH, checkpoint=ckpt, pretrained=False, device="cpu")
+def model(squeezenet):
+    return squeezenet
 
 
 def _src(n=6, seed=7):
@@ -61,23 +54,6 @@ def _run(model, source, out, **kw):
     kw.setdefault("progress", False)
     kw.setdefault("tta", True)
     return sweep(model, source, TINY, out, **kw)
-
-
-def _tables(rs: ResultSet) -> dict[str, pd.DataFrame]:
-    images = rs.images().copy()
-    images["labels"] = images["labels"].map(lambda x: tuple(int(v) for v in x))
-    images = images.sort_values("position").reset_index(drop=True)
-    return {
-        "views": rs.views().sort_values(["image_id", "view"]).reset_index(drop=True),
-        "groups": rs.groups().sort_values(["image_id", "group"]).reset_index(drop=True),
-        "images": images,
-    }
-
-
-def _assert_same(a: ResultSet, b: ResultSet) -> None:
-    got, want = _tables(a), _tables(b)
-    for name in got:
-        pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +81,7 @@ def test_a_shard_starting_while_another_is_between_views_and_commit_loses_nothin
     assert calls and seen["views_still_there"], "shard 1 deleted shard 0's uncommitted views"
     store.merge(rs, 2)  # every position once, 27 views per image
     assert len(rs.views()) == 6 * TINY.n_views  # rows lost: 0
-    _assert_same(ResultSet(rs.path), reference)
+    assert_same_results(ResultSet(rs.path), reference)
 
 
 def test_a_restarted_shard_cleans_its_own_leftovers_and_nothing_else(model, reference, tmp_path, hook):
@@ -132,7 +108,7 @@ def test_a_restarted_shard_cleans_its_own_leftovers_and_nothing_else(model, refe
     rs = _run(model, _src(), out, shard=(0, 2))
     assert survivors == {"shard0": True, "stale": []}
     store.merge(rs, 2)
-    _assert_same(ResultSet(rs.path), reference)
+    assert_same_results(ResultSet(rs.path), reference)
 
 
 def test_a_second_live_process_of_the_same_shard_is_refused(model, tmp_path, hook):
@@ -161,7 +137,7 @@ def test_a_part_whose_table_vanished_before_its_commit_is_not_committed(model, r
     assert rs.committed_parts() == [] and rs.done_positions() == set()
     _run(model, _src(), out)
     store.merge(rs, 1)
-    _assert_same(ResultSet(rs.path), reference)
+    assert_same_results(ResultSet(rs.path), reference)
 
 
 class _Killed(BaseException):
@@ -198,7 +174,7 @@ def test_killed_at_each_file_of_a_part_resumes_to_the_uninterrupted_run(model, r
     monkeypatch.setattr(pq, "write_table", real)
     rs = _run(model, _src(), out)
     store.merge(rs, 1)
-    _assert_same(ResultSet(rs.path), reference)
+    assert_same_results(ResultSet(rs.path), reference)
     names = os.listdir(rs.path / "parts")
     assert not any(n.endswith(".tmp") for n in names)
     assert all(i.status == "complete" for i in rs.scan().values())
@@ -239,7 +215,7 @@ def test_missing_views_are_a_clear_error_and_rerunning_the_shard_repairs(model, 
     _run(model, _src(), out, shard=(1, 2))
     rs = ResultSet(rs.path)
     store.merge(rs, 2)
-    _assert_same(rs, reference)
+    assert_same_results(rs, reference)
 
 
 def test_merge_checks_views_per_image_not_only_positions(model, tmp_path):
@@ -267,16 +243,10 @@ def test_merge_checks_views_per_image_not_only_positions(model, tmp_path):
 # ================================================================================================
 # results that meet across machines, and results that must not meet
 # ================================================================================================
-def _jpeg(w, h, seed) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG")
-    return buf.getvalue()
-
-
 def _dataset(root: Path, n=3) -> Path:
     root.mkdir(parents=True)
     for i in range(n):
-        (root / f"{i}.jpg").write_bytes(_jpeg(50 + 5 * i, 40, i))
+        (root / f"{i}.jpg").write_bytes(jpeg_bytes(50 + 5 * i, 40, i))
     (root / "labels.csv").write_text("file,label\n" + "".join(f"{i}.jpg,{i}\n" for i in range(n)))
     return root
 
@@ -501,7 +471,7 @@ def _inputs(tmp_path_factory):
     val = tmp_path / "val"  # an 'imagenet-val' copy with 3 images instead of 50,000
     (val / "n01440764").mkdir(parents=True)
     for i in range(3):
-        (val / "n01440764" / f"ILSVRC2012_val_{i + 1:08d}.JPEG").write_bytes(_jpeg(40, 40, i))
+        (val / "n01440764" / f"ILSVRC2012_val_{i + 1:08d}.JPEG").write_bytes(jpeg_bytes(40, 40, i))
     return {"data": data, "bad_label": bad_label, "file": a_file, "pickle": pickle_ckpt, "noise": noise, "val": val,
             "ten_classes": ten_classes}
 

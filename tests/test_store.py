@@ -16,11 +16,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
+from factories import assert_same_results
 from zoomstudy import cli
 from zoomstudy.data import CsvSource, SyntheticSource
 from zoomstudy.data.sources import ImageFolderSource
@@ -65,22 +65,6 @@ def run(model, out, n=6, **kw):
     return sweep(model, src(n), GRID, out, **kw)
 
 
-def tables(rs: ResultSet) -> dict[str, pd.DataFrame]:
-    images = rs.images().copy()
-    images["labels"] = images["labels"].map(lambda x: tuple(int(v) for v in x))
-    return {
-        "views": rs.views().sort_values(["image_id", "view"]).reset_index(drop=True),
-        "groups": rs.groups().sort_values(["image_id", "group"]).reset_index(drop=True),
-        "images": images.sort_values("position").reset_index(drop=True),
-    }
-
-
-def same(a: ResultSet, b: ResultSet) -> None:
-    got, want = tables(a), tables(b)
-    for name in got:
-        pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
-
-
 @pytest.fixture(scope="session")
 def reference(tiny_model, tmp_path_factory):
     """The uninterrupted, unsharded run."""
@@ -120,7 +104,7 @@ def test_a_concurrent_sweep_of_another_layout_is_refused_while_the_first_runs(ti
     rs = run(tiny_model, tmp_path)
     assert refused
     store.merge(rs, 1)
-    same(ResultSet(rs.path), reference)
+    assert_same_results(ResultSet(rs.path), reference)
 
 
 def _copy_part(src_rs: ResultSet, part: str, dst_rs: ResultSet, new_name: str, *, manifest=True) -> None:
@@ -151,7 +135,7 @@ def test_a_commit_leaves_out_positions_committed_meanwhile(tiny_model, reference
     assert sorted(rs.images()["position"]) == list(range(6))
     assert not rs._file(seen["part"], "images").exists()  # nothing left to commit: no part at all
     store.merge(rs, 1)
-    same(rs, reference)
+    assert_same_results(rs, reference)
 
 
 def _legacy_mixed(model, reference, tmp_path) -> ResultSet:
@@ -182,10 +166,10 @@ def test_an_old_store_with_two_layouts_is_refused_then_repaired(tiny_model, refe
     assert all("from part shard0of2-" in line and "kept in part-" in line for line in removed), err
     assert any("fixed the layout: unsharded" in line for line in err)
     rs = ResultSet(mixed.path)
-    same(rs, reference)
+    assert_same_results(rs, reference)
     assert store.repair(rs, 1) == []  # repaired once: nothing left to do
     run(tiny_model, tmp_path / "mixed")  # the layout now lets the unsharded sweep resume (nothing to do)
-    same(ResultSet(mixed.path), reference)
+    assert_same_results(ResultSet(mixed.path), reference)
 
 
 def test_repair_splits_a_part_that_holds_duplicates_and_new_images(tiny_model, reference, tmp_path):
@@ -200,7 +184,7 @@ def test_repair_splits_a_part_that_holds_duplicates_and_new_images(tiny_model, r
     # make the later copy hold 0, 1 while the first part keeps only what its tables say: same positions
     lines = store.repair(rs, 1)
     assert len(lines) == 1 and "part-000050-0000cafe" in lines[0] and "positions [0, 1]" in lines[0]
-    same(ResultSet(rs.path), reference)
+    assert_same_results(ResultSet(rs.path), reference)
 
 
 def test_a_folder_with_a_link_loop_lists_each_image_once(tmp_path):
@@ -252,7 +236,7 @@ def test_a_truncated_file_of_any_table_is_named_and_recomputed(tiny_model, refer
     run(tiny_model, tmp_path)  # the next run deletes the damaged part and computes its images again
     rs = ResultSet(rs.path)
     store.merge(rs, 1, verify=True)
-    same(rs, reference)
+    assert_same_results(rs, reference)
 
 
 def test_merge_verify_finds_a_same_size_change_and_the_next_run_recomputes_it(tiny_model, reference, tmp_path, capsys):
@@ -271,7 +255,7 @@ def test_merge_verify_finds_a_same_size_change_and_the_next_run_recomputes_it(ti
     run(tiny_model, tmp_path)
     rs = ResultSet(rs.path)
     store.merge(rs, 1, verify=True)
-    same(rs, reference)
+    assert_same_results(rs, reference)
 
 
 def test_a_store_without_manifests_is_checked_by_footers_once_and_gets_them(tiny_model, reference, tmp_path):
@@ -289,7 +273,7 @@ def test_a_store_without_manifests_is_checked_by_footers_once_and_gets_them(tiny
     rs = ResultSet(rs.path)
     assert len(list((rs.path / "parts").glob("*.manifest.json"))) == 3
     store.merge(rs, 1, verify=True)
-    same(rs, reference)
+    assert_same_results(rs, reference)
 
 
 def test_a_damaged_settings_json_is_named_and_rebuilt_by_the_next_run(tiny_model, reference, tmp_path, capsys):
@@ -303,7 +287,7 @@ def test_a_damaged_settings_json_is_named_and_rebuilt_by_the_next_run(tiny_model
     run(tiny_model, tmp_path)  # its key hashes to the folder's name: rewritten, nothing recomputed
     rs = ResultSet(rs.path)
     assert rs.settings["key_hash"] == rs.path.name
-    same(rs, reference)
+    assert_same_results(rs, reference)
 
 
 def test_a_damaged_layout_json_says_how_to_restore_it(tiny_model, tmp_path):
@@ -502,7 +486,7 @@ def test_any_kill_truncation_or_layout_ends_identical_or_refused_in_one_line(tin
             run(tiny_model, out, shard=s, chunk_images=chunk)
         rs = ResultSet(next(p for p in out.iterdir() if (p / "settings.json").exists()))
         store.merge(rs, layout or 1, verify=True)
-        same(rs, reference)
+        assert_same_results(rs, reference)
         assert not [n for n in os.listdir(rs.path / "parts") if n.endswith(".tmp")]
         assert all(i.status == "complete" for i in rs.scan().values())
         tally["identical to the uninterrupted run after the next run"] += 1
@@ -531,12 +515,12 @@ def test_compact_rewrites_small_parts_as_large_ones_that_read_the_same(tiny_mode
     assert len(rs.complete_parts()) == 1 and len(_files(rs)) == 5  # four tables and the manifest
     manifest = json.loads(rs._manifest_file(rs.complete_parts()[0]).read_text())
     assert len(manifest["replaces"]) == 6
-    same(rs, reference)
+    assert_same_results(rs, reference)
     store.merge(rs, 1, verify=True)
     assert rs.compact() == []  # one part already: nothing to do
     run(tiny_model, tmp_path, n=6, chunk_images=1)  # a resume finds every image done
     assert len(ResultSet(rs.path).complete_parts()) == 1
-    same(ResultSet(rs.path), reference)
+    assert_same_results(ResultSet(rs.path), reference)
 
 
 def test_compact_keeps_the_layout_and_batches_by_images_per_part(tiny_model, reference, tmp_path):
@@ -548,7 +532,7 @@ def test_compact_keeps_the_layout_and_batches_by_images_per_part(tiny_model, ref
     rs = ResultSet(rs.path)
     assert sorted(p.split("-")[0] for p in rs.complete_parts()) == ["shard0of2"] * 2 + ["shard1of2"] * 2
     store.merge(rs, 2, verify=True)
-    same(rs, reference)
+    assert_same_results(rs, reference)
     run(tiny_model, tmp_path, n=6, chunk_images=1, shard=(1, 2))  # still the set's layout: resumes, nothing to do
     with pytest.raises(LayoutMismatch):
         run(tiny_model, tmp_path, n=6, chunk_images=1)
@@ -569,12 +553,12 @@ def test_a_compaction_killed_before_it_deletes_the_old_parts_reads_the_same_and_
     rs = ResultSet(rs.path)
     assert set(old) <= {f.split(".")[0] for f in _files(rs)}  # the old parts are still on disk ...
     assert len(rs.complete_parts()) == 1 and not set(old) & set(rs.complete_parts())  # ... and superseded
-    same(rs, reference)
+    assert_same_results(rs, reference)
     store.merge(rs, 1, verify=True)
     run(tiny_model, tmp_path, n=6, chunk_images=2)  # the next run deletes them
     rs = ResultSet(rs.path)
     assert {f.split(".")[0] for f in _files(rs)} == set(rs.complete_parts())
-    same(rs, reference)
+    assert_same_results(rs, reference)
 
 
 def test_compact_refuses_while_a_sweep_holds_a_shard(tiny_model, tmp_path):

@@ -24,6 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
+from factories import jpeg_bytes, result_tables, save_random_squeezenet
 from zoomstudy.analysis import bounds as analysis
 from zoomstudy.sweep import store
 from zoomstudy.data import CsvSource, SyntheticSource
@@ -40,22 +41,14 @@ ARCH = "torchvision:squeezenet1_0"
 # ================================================================================================
 # fixtures
 # ================================================================================================
-def _save_random_squeezenet(path: Path, seed: int) -> Path:
-    import torchvision
-
-    torch.manual_seed(seed)
-    torch.save(torchvision.models.squeezenet1_0().state_dict(), path)
-    return path
+@pytest.fixture(scope="module")
+def ckpt(squeezenet_ckpt) -> Path:
+    return squeezenet_ckpt
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return _save_random_squeezenet(tmp_path_factory.mktemp("weights") / "squeeze_a.pt", 0)
-
-
-@pytest.fixture(scope="module")
-def model(ckpt):
-    return load_model(ARCH, checkpoint=ckpt, pretrained=False, device="cpu")
+def model(squeezenet):
+    return squeezenet
 
 
 def _synthetic(n=4, seed=0):
@@ -74,19 +67,8 @@ def _parts(rs: ResultSet) -> dict[str, float]:
     return {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
 
 
-def _sorted(df: pd.DataFrame, keys) -> pd.DataFrame:
-    return df.sort_values(keys, kind="stable").reset_index(drop=True)
-
-
 def _tables(rs: ResultSet) -> dict[str, pd.DataFrame]:
-    images = rs.images().copy()
-    images["labels"] = images["labels"].map(lambda x: tuple(int(v) for v in x))
-    return {
-        "views": _sorted(rs.views(), ["image_id", "view"]),
-        "groups": _sorted(rs.groups(), ["image_id", "group"]),
-        "images": _sorted(images, ["position"]),
-        "errors": _sorted(rs.errors(), ["position"]) if len(rs.errors()) else rs.errors(),
-    }
+    return result_tables(rs, errors=True)
 
 
 # ================================================================================================
@@ -151,7 +133,7 @@ def test_sweep_predictions_equal_the_model_on_reference_views(model, tmp_path):
     everything = model.logits(normalize(grey)).softmax(-1)  # one batch, as the sweep forwards it
     probs, ten = everything[:TINY.n_views], everything[TINY.n_views:]
     p, idx = probs.topk(5, dim=-1)
-    v = _sorted(rs.views(), ["view"])
+    v = rs.views().sort_values("view", kind="stable").reset_index(drop=True)
     assert (v[[f"pred{k}" for k in range(5)]].to_numpy() == idx.numpy()).all()
     np.testing.assert_allclose(v[[f"prob{k}" for k in range(5)]].to_numpy(), p.numpy(), rtol=1e-4, atol=1e-7)
     g = rs.groups().set_index("group")
@@ -174,13 +156,6 @@ def test_parts_hold_chunk_images_images(model, tmp_path):
 # ================================================================================================
 # bad images
 # ================================================================================================
-def _jpeg_bytes(w, h, seed) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
 def _write_csv_folder(root: Path, files: dict[str, bytes | None], labels: dict[str, int]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
@@ -195,7 +170,7 @@ def _write_csv_folder(root: Path, files: dict[str, bytes | None], labels: dict[s
 
 
 def test_bad_images_are_recorded_not_fatal(model, tmp_path):
-    good = _jpeg_bytes(70, 50, 1)
+    good = jpeg_bytes(70, 50, 1, quality=90)
     files = {
         "a_good.jpg": good,
         "b_empty.jpg": b"",
@@ -330,7 +305,7 @@ def test_key_changes_with_everything_that_changes_a_prediction(model, ckpt, tmp_
     copy.write_bytes(ckpt.read_bytes())
     assert _key(load_model(ARCH, checkpoint=copy, pretrained=False, device="cpu"), src) == base
 
-    other_weights = _save_random_squeezenet(tmp_path / "squeeze_b.pt", 1)
+    other_weights = save_random_squeezenet(tmp_path / "squeeze_b.pt", 1)
     variants = {
         "grid": _key(model, src, grid=ViewGrid(scales=(32, 64, 128), grid=3, crop=48)),
         "grid size": _key(model, src, grid=ViewGrid(scales=(32, 64, 96), grid=2, crop=48)),
@@ -348,11 +323,11 @@ def test_key_changes_with_everything_that_changes_a_prediction(model, ckpt, tmp_
 
 
 def test_key_changes_when_a_dataset_file_changes(model, tmp_path):
-    files = {"x.jpg": _jpeg_bytes(50, 40, 1), "y.jpg": _jpeg_bytes(60, 40, 2)}
+    files = {"x.jpg": jpeg_bytes(50, 40, 1, quality=90), "y.jpg": jpeg_bytes(60, 40, 2, quality=90)}
     root = _write_csv_folder(tmp_path / "d", files, {"x.jpg": 1, "y.jpg": 2})
     k0 = _key(model, CsvSource(root))
     assert _key(model, CsvSource(root)) == k0
-    (root / "y.jpg").write_bytes(_jpeg_bytes(61, 40, 2))  # another image (another size in bytes)
+    (root / "y.jpg").write_bytes(jpeg_bytes(61, 40, 2, quality=90))  # another image (another size in bytes)
     k1 = _key(model, CsvSource(root))
     assert k1 != k0
     # content-exact fingerprints see a same-size edit too

@@ -18,13 +18,7 @@ STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 SMALL = dict(resize=36, crop=32)  # tiny views keep the CPU tests fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These are many small ops: one intra-op thread avoids oversubscribing a small shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small ops on a small shared CPU
 
 
 def tiny_bn_net(num_classes: int = 10, dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Sequential:

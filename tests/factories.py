@@ -1,0 +1,55 @@
+"""Builders the tests share: weights, images, datasets in their real layouts, and the comparison of two
+result sets. One home each, so that a test file says what it checks and not how its inputs are made.
+
+Fixtures built from these (a random SqueezeNet shared by the sweep and fault tests, one intra-op thread)
+are in conftest.py.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+
+def save_random_squeezenet(path: Path, seed: int = 0) -> Path:
+    """A random-weight torchvision SqueezeNet 1.0 saved as a state_dict (a subprocess and the test then
+    load the very same weights from the file)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.squeezenet1_0().state_dict(), path)
+    return path
+
+
+def jpeg_bytes(w: int, h: int, seed: int, quality: int = 75) -> bytes:
+    """A w x h JPEG of uniform noise (a different seed, different bytes)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def result_tables(rs, errors: bool = False) -> dict[str, pd.DataFrame]:
+    """A result set's tables in a canonical row order (views by image and view, groups by image and group,
+    images by position, labels as tuples), so that two result sets compare with assert_frame_equal."""
+    def ordered(df: pd.DataFrame, keys) -> pd.DataFrame:
+        return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    images = rs.images().copy()
+    images["labels"] = images["labels"].map(lambda x: tuple(int(v) for v in x))
+    out = {"views": ordered(rs.views(), ["image_id", "view"]), "groups": ordered(rs.groups(), ["image_id", "group"]),
+           "images": ordered(images, ["position"])}
+    if errors:
+        out["errors"] = ordered(rs.errors(), ["position"]) if len(rs.errors()) else rs.errors()
+    return out
+
+
+def assert_same_results(a, b) -> None:
+    """The two result sets hold the same rows, exactly (views, groups and images)."""
+    got, want = result_tables(a), result_tables(b)
+    for name in got:
+        pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
