@@ -77,7 +77,7 @@ _API = {
     "open_model": "study", "open_data": "study", "make_grid": "study", "ensure_results": "study",
     # stage 1: data and model
     "DATASETS": "data.registry", "open_dataset": "data.registry", "open_source": "data.registry",
-    "load_image": "data.sources", "get_label_space": "data.labels", "load_model": "models.loading",
+    "load_image": "data.decode", "get_label_space": "data.labels", "load_model": "models.loading",
     # stage 2: views
     "ViewGrid": "views", "PAPER_SCALES": "views", "render_views": "views", "render_views_reference": "views",
     # stages 3-4: sweep and store

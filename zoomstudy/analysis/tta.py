@@ -293,7 +293,7 @@ def change_views(result_set, source, rows: pd.DataFrame, group: str, aggregation
     import torch
 
     from zoomstudy.data.labels import class_name
-    from zoomstudy.data.sources import load_sample
+    from zoomstudy.data.source import load_sample
     from zoomstudy.views import pil_to_tensor, render_views
 
     grid = result_set.grid

@@ -621,7 +621,7 @@ def _table(df: pd.DataFrame, digits: int = 1) -> str:
 
 def render_report(p: Profile, summary: Mapping, figures: Sequence[tuple[str, str, Any]]) -> str:
     """The self-contained HTML page (figures as base64 PNGs, thumbnails as base64 JPEGs)."""
-    from zoomstudy.data.sources import load_sample
+    from zoomstudy.data.source import load_sample
     from zoomstudy.report.plots import fig_to_base64_png
 
     prov, reg = summary["provenance"], summary["regression"]

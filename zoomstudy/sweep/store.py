@@ -81,7 +81,7 @@ _PART_NAME = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+?)-(?P<n>\d+)(?:-(?P<token>[0
 
 def _sha256(path: Path) -> str:
     """The data stage's file hash (imported here, not at module level: data.registry imports this module)."""
-    from zoomstudy.data.sources import file_sha256
+    from zoomstudy.data.fingerprint import file_sha256
 
     return file_sha256(path)
 
