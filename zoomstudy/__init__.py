@@ -44,7 +44,7 @@ Stage 5: analyses
     tta_table        Table 4: test-time aggregation of a stored sweep, with intervals and tests
     budget_curve     accuracy against the number of views, cross-validated, with intervals (the view budget)
     memo_table       Table 5: MEMO test-time adaptation over a dataset, stored and resumable (by name:
-                     study.memo_table opens the model and data for analysis.memo.memo_table)
+                     study.memo_table opens the model and data for analysis.table5.memo_table)
 
 Stage 6: reports
     profile          one model's zoom and position sensitivity as profile.html + profile.json

@@ -128,7 +128,7 @@ def provenance_info(result_set, profile: str | None, checkpoint: str | None = No
         settings, stored = result_set, None
     else:
         settings, stored = result_set.settings, int(len(result_set.images()))
-    from zoomstudy.sweep.store import provenance
+    from zoomstudy.provenance import stored as provenance
 
     key = settings["key"]
     # the key's content plus where it ran (data path, device), which the store keeps outside the key

@@ -1025,13 +1025,6 @@ def _without(tables: dict, positions) -> dict:
     return out
 
 
-def provenance(settings: dict, what: str) -> dict:
-    """settings['key'][what] together with settings['provenance'][what] (what: 'model' or 'dataset'):
-    the content that keys the result set plus where it came from (path, device) on the machine that
-    created it. Each process's own provenance is in runs/*.json."""
-    return {**settings.get("key", {}).get(what, {}), **settings.get("provenance", {}).get(what, {})}
-
-
 def find_results(results_dir: str | Path, *, model: str | None = None, dataset: str | None = None) -> list[ResultSet]:
     """Every result set under `results_dir`, optionally filtered by model and dataset name."""
     out = []
