@@ -63,6 +63,7 @@ def compact_grid(scales=None, grid: int = 3, crop: int = 224) -> tuple[ViewGrid,
     scales = tuple(sorted(view_grid.scales + (standard,)))
     return ViewGrid(scales=scales, grid=view_grid.grid, crop=view_grid.crop), note
 
+
 # ================================================================================================
 # The computation
 # ================================================================================================
