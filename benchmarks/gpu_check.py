@@ -154,7 +154,7 @@ def memo_rate(name: str, dev: torch.device, images, k: int) -> tuple[float, floa
     times = []
     peak_reset(dev)
     for i, img in enumerate(images[: max(2, min(len(images), 6))]):
-        s = memo.memo_predict(model, img.to(dev), views="rrc", k=k, seed=i)["seconds"]
+        s = memo.memo_predict(model, img.to(dev), memo.MemoConfig(k=k), views="rrc", seed=i)["seconds"]
         if i:
             times.append(s)
     return float(np.mean(times)), peak_mb(dev)

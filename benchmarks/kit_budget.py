@@ -77,7 +77,8 @@ def check_zoomtta(rs, kit: str, ks, folds: int) -> None:
     import torch
 
     from zoomstudy.analysis import tta
-    from zoomstudy.data.sources import CsvSource, load_sample
+    from zoomstudy.data.folders import CsvSource
+    from zoomstudy.data.source import load_sample
     from zoomstudy.models.loading import load_model
     from zoomstudy.sweep.zoomtta import ZoomTTA
 

@@ -72,8 +72,9 @@ def main() -> None:
         for i, img in enumerate(images):
             img = img.to(device)
             b = time_baseline(model, img)
-            r = memo.memo_predict(model, img, views="rrc", k=args.k, seed=args.seed + i)["seconds"]
-            a = memo.memo_predict(model, img, views="augmix", k=args.k, seed=args.seed + i)["seconds"]
+            config = memo.MemoConfig(k=args.k)
+            r = memo.memo_predict(model, img, config, views="rrc", seed=args.seed + i)["seconds"]
+            a = memo.memo_predict(model, img, config, views="augmix", seed=args.seed + i)["seconds"]
             if i > 0:  # image 0 warms up allocators / kernels
                 times["baseline"].append(b)
                 times["memo_rrc"].append(r)

@@ -45,7 +45,7 @@ def main() -> None:
     a = ap.parse_args()
     model = load_model(f"torchvision:{a.model}", pretrained=False, device=a.device)
     if a.kit:
-        from zoomstudy.data.sources import load_image
+        from zoomstudy.data.decode import load_image
 
         files = sorted((Path(a.kit) / "imagenet-sample").glob("*.JPEG"))[: a.images]
         from zoomstudy.views import pil_to_tensor

@@ -1,5 +1,5 @@
 """Test-time augmentation tables: Table 4 from a stored sweep (zoomstudy.analysis.tta), the stored MEMO
-table and its summary (zoomstudy.analysis.memo), and notebook 03 executed headless.
+table and its summary (zoomstudy.analysis.table5), and notebook 03 executed headless.
 
 One real sweep (random SqueezeNet, 4 synthetic images, 4 scales x 3 x 3 views of 96 px, plus the 10-crop
 set) and one small MEMO table are shared by the tests of this module; the notebook test runs last on the
@@ -18,7 +18,7 @@ from zoomstudy.analysis import tta
 from zoomstudy.analysis import paper
 from zoomstudy.report import notebooks as reports
 from zoomstudy import study
-from zoomstudy.analysis import memo
+from zoomstudy.analysis import memo, table5
 from zoomstudy.analysis.stats import clopper_pearson, mcnemar_exact
 from zoomstudy.sweep.store import ResultSet
 from zoomstudy.sweep.engine import sweep
@@ -256,7 +256,7 @@ def test_table4_comparison():
 # ================================================================================================
 def test_memo_table_runs_and_is_stored(memo_df, store_dir):
     df = memo_df
-    assert list(df.columns) == memo.MEMO_COLUMNS
+    assert list(df.columns) == table5.MEMO_COLUMNS
     assert len(df) == 2 * 2  # 2 images x 2 methods x 1 seed
     assert set(df["method"]) == {"memo_rrc", "memo_augmix"} and (df["k"] == 2).all()
     assert df["position"].tolist() == [0, 0, 1, 1] and (df["seconds"] > 0).all()
@@ -328,8 +328,8 @@ def test_memo_summary_exact():
             rows.append((f"im{i}", i, "memo_rrc", seed, 4, 1, 2, ok, i == 0, 0.5 + i))
         rows.append((f"im{i}", i, "memo_augmix", 0, 4, 1, 2, aug, i == 0, 1.0))
         rows.append((f"im{i}", i, "memo_augmix", 1, 4, 1, 2, aug, i == 0, 3.0))
-    df = pd.DataFrame(rows, columns=memo.MEMO_COLUMNS)
-    s = memo.memo_summary(df).set_index("key")
+    df = pd.DataFrame(rows, columns=table5.MEMO_COLUMNS)
+    s = table5.memo_summary(df).set_index("key")
     assert list(s["method"]) == ["baseline", "MEMO + AugMix", "MEMO + RRC"]
     b = s.loc["baseline"]
     lo, hi = clopper_pearson(1, 3)
@@ -344,29 +344,29 @@ def test_memo_summary_exact():
     assert r["lo"] <= r["accuracy"] <= r["hi"]
     a = s.loc["memo_augmix"]
     assert a["accuracy"] == pytest.approx(100 / 3) and a["spread"] == 0.0 and a["seconds_per_image"] == 2.0
-    one = memo.memo_summary(df[df["seed"] == 0]).set_index("key")
+    one = table5.memo_summary(df[df["seed"] == 0]).set_index("key")
     assert np.isnan(one.loc["memo_rrc", "spread"])
     lo, hi = clopper_pearson(2, 3)
     assert (one.loc["memo_rrc", "lo"], one.loc["memo_rrc", "hi"]) == pytest.approx((100 * lo, 100 * hi))
     with pytest.raises(ValueError, match="missing"):
-        memo.memo_summary(df.drop(columns=["seconds"]))
+        table5.memo_summary(df.drop(columns=["seconds"]))
 
 
 def test_table5_and_speed_comparison(memo_df):
-    s = memo.memo_summary(memo_df)
-    cmp = memo.table5_comparison(s, memo_df.attrs["settings"])
+    s = table5.memo_summary(memo_df)
+    cmp = table5.table5_comparison(s, memo_df.attrs["settings"])
     assert not cmp["comparable"] and "ORIENTATION" in cmp["caption"]
     assert set(cmp["paper"]["method"]) == {"baseline", "MEMO + AugMix", "MEMO + RRC"}
     resnet = json.loads(json.dumps(memo_df.attrs["settings"]))
     resnet["key"]["model"].update(name="resnet50", source="torchvision", weights_id="ResNet50_Weights.IMAGENET1K_V1")
     resnet["key"]["dataset"]["name"] = "imagenet-a"
     resnet["key"]["memo"].update(crop=224, k=16)
-    cmp = memo.table5_comparison(s, resnet)
+    cmp = table5.table5_comparison(s, resnet)
     assert cmp["comparable"]
     assert cmp["paper"].set_index("method")["top1"]["MEMO + RRC"] == 1.31
-    cmp = memo.table5_comparison(s, resnet, paper_model="MoEx+CutMix")
+    cmp = table5.table5_comparison(s, resnet, paper_model="MoEx+CutMix")
     assert cmp["paper"].set_index("method")["top1"]["MEMO + RRC"] == 13.61
-    speed = memo.speed_comparison(s, memo_df.attrs["settings"])
+    speed = table5.speed_comparison(s, memo_df.attrs["settings"])
     assert set(speed["ours"]["method"]) == set(paper.MEMO_SPEED["method"])
     assert "K = 2" in speed["caption"]
 
@@ -375,7 +375,7 @@ def test_memo_for_model_uses_the_label_space():
     model = study.open_model(MODEL, pretrained=False, device="cpu", label_space="imagenet-a")
     allowed = set(model.label_space.indices.tolist())
     sample = study.open_data("synthetic:1")[0]
-    df = memo.memo_for_model(model, [sample], views=("rrc",), k=1, resize=73, crop=64)
+    df = memo.memo_for_model(model, [sample], memo.MemoConfig(k=1, resize=73, crop=64), views=("rrc",))
     assert df.loc[0, "pred"] in allowed and df.loc[0, "baseline_pred"] in allowed
     assert study.dataset_label_space("imagenet-a") == "imagenet-a"
     assert study.dataset_label_space("synthetic:4") == "imagenet1k"
@@ -416,3 +416,46 @@ def test_notebook_is_committed_without_outputs():
                  "max_images", "results_dir", "report_dir", "memo_k", "memo_seeds", "memo_max_images"):
         assert f"\n{name} = " in "\n" + params[0].source
     assert "record_provenance(report_dir" in code[-1].source
+
+
+def test_memo_key_leaves_out_the_device_and_the_data_location():
+    """A MEMO table computed on another GPU or from a copy of the data at another path is the same table;
+    the config's hyper-parameters are in its key."""
+    class Model:
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+        def __init__(self, device):
+            self.device = device
+
+        def provenance(self):
+            return {"architecture": "torchvision:resnet50", "weights_id": "w", "device": self.device,
+                    "weights_source": "/cache"}
+
+    class Data:
+        def __init__(self, where):
+            self.where = where
+
+        def provenance(self):
+            return {"name": "imgs", "fingerprint": "f0", "location": self.where}
+
+    def settings(device, where, config=memo.MemoConfig(k=2)):
+        return table5.memo_settings(Model(device), Data(where), config, methods=("rrc",), seeds=(0,), max_images=None)
+
+    a, b = settings("cpu", "/a"), settings("cuda:0", "/b")
+    assert a["key_hash"] == b["key_hash"] and b["provenance"] == {"model": {"device": "cuda:0", "weights_source": "/cache"},
+                                                                   "dataset": {"location": "/b"}}
+    assert settings("cpu", "/a", memo.MemoConfig(k=3))["key_hash"] != a["key_hash"]
+    assert a["key"]["memo"]["optimizer"] == "sgd" and "optimizer_kwargs" not in a["key"]["memo"]
+    assert "cuda:0" in table5.memo_description({**b, "key": {**b["key"], "dataset": {"name": "imgs"}}})
+
+
+def test_memo_config_checks_once_and_picks_its_keywords():
+    kw = {"k": 4, "lr": 0.01, "methods": ("rrc",)}
+    config = memo.MemoConfig.pick(kw)
+    assert config == memo.MemoConfig(k=4, lr=0.01) and kw == {"methods": ("rrc",)}
+    assert config.prior == 16 / 17 and memo.MemoConfig(prior_n=-1).prior == 1.0
+    for bad in ({"k": 0}, {"lr": 0}, {"steps": 0}, {"prior_n": 1.5}, {"interpolation": "nearest"}, {"optimizer": "lbfgs"}):
+        with pytest.raises(ValueError):
+            memo.MemoConfig(**bad)
+    with pytest.raises(TypeError):
+        table5.table_arguments(nonsense=1)

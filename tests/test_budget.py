@@ -255,9 +255,9 @@ def test_realdata_zoomtta_reproduces_the_stored_predictions(realdata, tmp_path):
     18 views are the stored all_views group's, and a policy chosen from the store gives, view for view,
     the store's max-aggregated prediction (and its top-5 mean wherever that is certified exact)."""
     from zoomstudy.analysis import tta
-    from zoomstudy.data.sources import CsvSource
+    from zoomstudy.data.folders import CsvSource
     from zoomstudy.models.loading import load_model
-    from zoomstudy.data.sources import load_sample
+    from zoomstudy.data.source import load_sample
     from zoomstudy.sweep.engine import sweep
 
     kit = realdata / "imagenet-sample"

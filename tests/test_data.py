@@ -34,7 +34,7 @@ from zoomstudy.data import (
     open_source,
     parse_labels,
     real_label_sets,
-    real_labels,
+    timm_real_labels,
 )
 
 
@@ -299,17 +299,20 @@ def test_real_labels_against_timm_file():
 
     timm_dir = Path(importlib.util.find_spec("timm").origin).parent  # without importing timm (and torch)
     raw = json.loads((timm_dir / "data" / "_info" / "imagenet_real_labels.json").read_text())
-    real = real_labels()
+    real = timm_real_labels()
     assert len(real) == 50000
     assert sum(1 for s in real if s) == 46837  # SPEC section 2
     for i in (0, 1, 2, 49999):
         assert real[i] == tuple(sorted(set(raw[i])))
-    union = real_label_sets([7] * 50000)
-    assert len(union) == 50000
+    ids = [f"ILSVRC2012_val_{n:08d}.JPEG" for n in range(1, 50001)]
+    union, keep = real_label_sets("imagenet+real", ids, [(7,)] * 50000, real)
+    assert len(union) == 50000 and keep.all()
     for i in (0, 1, 2):
         assert union[i] == tuple(sorted(set(raw[i]) | {7}))
-    with pytest.raises(ValueError, match="50000"):
-        real_label_sets([1, 2, 3])
+    alone, keep = real_label_sets("real", ids, [(7,)] * 50000, real)
+    assert int(keep.sum()) == 46837 and alone[0] == real[0]
+    with pytest.raises(ValueError, match="no ReaL entry"):
+        real_label_sets("real", ["ILSVRC2012_val_00000004.JPEG"], [(1,)], real[:3])
 
 
 def test_synsets_order():
@@ -741,9 +744,10 @@ def test_open_dataset_local_folder_row_guard(tmp_path, monkeypatch):
     assert len(open_dataset("imagenet-a", expected_rows=3)) == 3
 
 
-def test_open_dataset_real_and_in_plus_real(tmp_path):
+def test_open_dataset_real_and_in_plus_real(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZOOMSTUDY_REAL_LABELS", raising=False)
     syn = imagenet_synsets()
-    real = real_labels()
+    real = timm_real_labels()
     numbers = [n for n in range(1, 60) if not real[n - 1]][:1] + [n for n in range(1, 60) if real[n - 1]][:3]
     for k, n in enumerate(numbers):
         _png(tmp_path / "val" / syn[k] / f"ILSVRC2012_val_{n:08d}.JPEG")
@@ -766,6 +770,15 @@ def test_open_dataset_real_and_in_plus_real(tmp_path):
     _png(tmp_path / "odd" / syn[0] / "photo.png")
     with pytest.raises(ValueError, match="ILSVRC2012_val"):
         open_dataset("imagenet-real", root=tmp_path / "odd", expected_rows=None)
+    # the open-time path reads $ZOOMSTUDY_REAL_LABELS as the analysis-time path does (data.real)
+    own = [[] for _ in range(60)]
+    for k, n in enumerate(numbers):
+        own[n - 1] = [900 + k]
+    (tmp_path / "own_real.json").write_text(json.dumps(own))
+    monkeypatch.setenv("ZOOMSTUDY_REAL_LABELS", str(tmp_path / "own_real.json"))
+    mine = open_dataset("imagenet-real", root=tmp_path / "val", expected_rows=None)
+    assert sorted(s.labels for s in mine) == [(900,), (901,), (902,), (903,)]
+    assert "own_real.json" in mine.provenance()["relabel"][0]
 
 
 def test_open_dataset_imagenet_hard_from_local_parquet(tmp_path):

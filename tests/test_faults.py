@@ -23,7 +23,7 @@ import torch
 from factories import assert_same_results, jpeg_bytes
 from zoomstudy import cli, study
 from zoomstudy.data import CsvSource, SyntheticSource
-from zoomstudy.data.sources import Source
+from zoomstudy.data.source import Source
 from zoomstudy.sweep import engine, store
 from zoomstudy.sweep.engine import sweep, sweep_settings, views_per_forward
 from zoomstudy.keyed import settings_key
@@ -305,26 +305,26 @@ def test_a_same_size_different_image_changes_the_key(model, tmp_path):
 
 
 def test_the_quick_fingerprint_sees_edits_by_time_and_by_either_end(tmp_path):
-    from zoomstudy.data.sources import EDGE_BYTES, _quick_token
+    from zoomstudy.data.fingerprint import EDGE_BYTES, quick_token
 
     f = tmp_path / "big.bin"
     data = bytearray(np.random.default_rng(0).integers(0, 256, 3 * EDGE_BYTES, dtype=np.uint8).tobytes())
     f.write_bytes(bytes(data))
     st = os.stat(f)
-    t0 = _quick_token(f)
+    t0 = quick_token(f)
     for where in (10, len(data) - 10):  # an end changed, time put back: seen
         d = bytearray(data)
         d[where] ^= 1
         f.write_bytes(bytes(d))
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-        assert _quick_token(f) != t0
+        assert quick_token(f) != t0
     d = bytearray(data)
     d[len(data) // 2] ^= 1  # the middle changed: seen by its new modification time...
     f.write_bytes(bytes(d))
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    assert _quick_token(f) != t0
+    assert quick_token(f) != t0
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and missed only when that time is put back
-    assert _quick_token(f) == t0
+    assert quick_token(f) == t0
 
 
 # ================================================================================================

@@ -304,7 +304,7 @@ def test_summary_of_a_one_image_result_set_is_in_sample_and_says_why(realdata, t
 def test_parts_are_sized_by_time_so_a_killed_short_run_keeps_its_images(realdata, tmp_path, monkeypatch):
     """3 images, a part of 32 images at most, but a part committed after every PART_SECONDS: a run killed
     at its third image keeps the first two, and the rerun computes only the third."""
-    from zoomstudy.data.sources import CsvSource
+    from zoomstudy.data.folders import CsvSource
     from zoomstudy.models.loading import load_model
     from zoomstudy.sweep import engine
     from zoomstudy.views import ViewGrid

@@ -21,6 +21,7 @@ from torch import nn
 from zoomstudy import cli, study
 from zoomstudy.analysis import resolution
 from zoomstudy.report import model_profile as zp
+from zoomstudy.report import profile_data
 from zoomstudy.report import plots
 from zoomstudy.views import ViewGrid
 
@@ -101,7 +102,7 @@ def test_html_is_self_contained_with_every_figure_and_the_numbers(report):
 def test_json_summary_keys_and_consistency(report):
     out, summary = report
     s = json.loads((out / "profile.json").read_text())
-    assert s["kind"] == "zoomstudy.profile" and s["format"] == zp.PROFILE_FORMAT
+    assert s["kind"] == "zoomstudy.profile" and s["format"] == profile_data.PROFILE_FORMAT
     m = s["metrics"]
     assert METRIC_KEYS <= set(m)
     assert m["n_images"] == 8
@@ -144,7 +145,7 @@ def test_metrics_on_a_hand_made_matrix():
     correct[0, grid.standard_view] = True  # right at the 1-crop view
     correct[1, grid.view_index(160, 1, 1)] = True  # right only when zoomed in, at the centre
     correct[2, grid.view_index(64, 0, 0)] = True  # right only zoomed out, top left
-    m, table, bounds, bars = zp._metrics(correct, grid, 0.05)
+    m, table, bounds, bars = profile_data._metrics(correct, grid, 0.05)
     assert m["one_crop"] == 25.0 and m["oracle"] == 75.0 and m["oracle_gap"] == 50.0
     assert bounds[1, 1] == 50.0 and bounds[0, 0] == 25.0
     assert m["center_bias"] == pytest.approx(50.0 - 25.0 / 8)
@@ -155,14 +156,14 @@ def test_metrics_on_a_hand_made_matrix():
 
 
 def test_compact_grid_and_architecture_guess():
-    g, note = zp.compact_grid()
+    g, note = profile_data.compact_grid()
     assert g.n_scales == 12 and {224, 256} <= set(g.scales) and set(g.scales) <= set(ViewGrid.paper().scales)
     assert note is None and g.n_views == 108
-    g, note = zp.compact_grid([48, 96, 160], crop=96)
+    g, note = profile_data.compact_grid([48, 96, 160], crop=96)
     assert g.scales == (48, 96, 110, 160) and "110" in note
-    assert zp.compact_grid("paper")[0] == ViewGrid.paper()
+    assert profile_data.compact_grid("paper")[0] == ViewGrid.paper()
     with pytest.raises(ValueError, match="odd"):
-        zp.compact_grid(grid=2)
+        profile_data.compact_grid(grid=2)
     assert study.guess_architecture("/w/squeezenet1_0_deepcompression.pt") == "torchvision:squeezenet1_0"
     assert study.guess_architecture("resnet50-0676ba61.pth") == "torchvision:resnet50"
     with pytest.raises(ValueError, match="--model"):
@@ -196,17 +197,17 @@ def test_check_regression_thresholds(report):
     out, summary = report
     m = summary["metrics"]
     path = out / "profile.json"
-    assert zp.check_regression(path) == []
-    assert zp.check_regression(out, max_oracle_gap=m["oracle_gap"], max_center_bias=m["center_bias"]) == []
-    fails = zp.check_regression(path, max_oracle_gap=m["oracle_gap"] - 1, max_center_bias=m["center_bias"] - 1)
+    assert profile_data.check_regression(path) == []
+    assert profile_data.check_regression(out, max_oracle_gap=m["oracle_gap"], max_center_bias=m["center_bias"]) == []
+    fails = profile_data.check_regression(path, max_oracle_gap=m["oracle_gap"] - 1, max_center_bias=m["center_bias"] - 1)
     assert len(fails) == 2 and "oracle gap" in fails[0] and "centre bias" in fails[1]
     doc = {"metrics": {"oracle_gap": 12.5, "center_bias": 3.0}}
-    assert zp.check_regression(doc, max_oracle_gap=10) == [
+    assert profile_data.check_regression(doc, max_oracle_gap=10) == [
         "oracle gap 12.50 pp exceeds the maximum 10.00 pp (max_oracle_gap)"]
-    assert zp.check_regression(json.dumps(doc), max_oracle_gap=20, max_center_bias=5) == []
-    assert "not in the summary" in zp.check_regression({"metrics": {}}, max_center_bias=1)[0]
+    assert profile_data.check_regression(json.dumps(doc), max_oracle_gap=20, max_center_bias=5) == []
+    assert "not in the summary" in profile_data.check_regression({"metrics": {}}, max_center_bias=1)[0]
     with pytest.raises(FileNotFoundError):
-        zp.check_regression(out / "nope.json")
+        profile_data.check_regression(out / "nope.json")
 
 
 def test_cli_profile_exit_codes(tmp_path, image_dir, capsys):
@@ -435,3 +436,25 @@ def test_realdata_squeezenet_profile(realdata, tmp_path):
     print("  resolution:", ", ".join(f"{int(r.size)}: {r.accuracy:.0f}%" for r in rows.itertuples()),
           f"(peak {m['resolution_peak_size']} px)")
     print(f"  timings: {s['timings']}")
+
+
+def test_resolution_key_leaves_out_the_device_and_the_data_location():
+    """A curve computed on another GPU or from a copy of the data at another path is the same curve."""
+    class Model:
+        def __init__(self, device):
+            self.device = device
+
+        def provenance(self):
+            return {"architecture": "torchvision:resnet18", "weights_id": "w", "device": self.device,
+                    "weights_source": f"/cache/{self.device}"}
+
+    class Data:
+        def __init__(self, where):
+            self.where = where
+
+        def provenance(self):
+            return {"name": "imgs", "fingerprint": "f0", "location": self.where, "csv": f"{self.where}/labels.csv"}
+
+    key = profile_data.resolution_key(Model("cpu"), Data("/a"), (128, 224), None, "imagenet", "torchvision")
+    assert key == profile_data.resolution_key(Model("cuda:0"), Data("/b"), (128, 224), None, "imagenet", "torchvision")
+    assert key != profile_data.resolution_key(Model("cpu"), Data("/a"), (160, 224), None, "imagenet", "torchvision")

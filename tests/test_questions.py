@@ -147,7 +147,7 @@ def test_world_hard_keeps_images_every_builder_fails(models, cache, tmp_path):
     assert 0 < info["rows"] < 4 * 24
     assert path.stat().st_mtime == H.build_world_hard(folder, 24, builders=builders, training=CI_TRAINING,
                                                       cache=cache).stat().st_mtime  # reused, not rebuilt
-    from zoomstudy.data.sources import HFSource
+    from zoomstudy.data.hub import HFSource
 
     src = HFSource("parquet", data_files=str(path), split="train", expected_rows=info["rows"])
     samples = list(src)

@@ -23,7 +23,7 @@ from PIL import Image
 from factories import assert_same_results
 from zoomstudy import cli
 from zoomstudy.data import CsvSource, SyntheticSource
-from zoomstudy.data.sources import ImageFolderSource
+from zoomstudy.data.folders import ImageFolderSource
 from zoomstudy.sweep import store
 from zoomstudy.sweep.engine import sweep
 from zoomstudy.sweep.store import IncompleteResults, LayoutMismatch, ResultSet, ShardBusy

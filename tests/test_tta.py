@@ -94,8 +94,8 @@ def test_memo_predict_restores_every_parameter_and_buffer(optimizer, kwargs):
     net = tiny_bn_net()
     net.train()  # the mode must come back too
     ref = state_copy(net)
-    out = memo.memo_predict(net, rand_image(), views="rrc", k=4, lr=0.05, optimizer=optimizer,
-                           optimizer_kwargs=kwargs, **SMALL)
+    config = memo.MemoConfig(k=4, lr=0.05, optimizer=optimizer, optimizer_kwargs=kwargs, **SMALL)
+    out = memo.memo_predict(net, rand_image(), config, views="rrc")
     assert_state_equal(net, ref)
     assert net.training and all(m.training for m in net.modules())
     assert all(p.grad is None for p in net.parameters())
@@ -371,13 +371,13 @@ def test_plain_view_is_resize_then_center_crop():
 def test_memo_predict_outputs_and_subset():
     net = tiny_bn_net(num_classes=10)
     img = rand_image()
-    out = memo.memo_predict(net, img, views="augmix", k=4, **SMALL)
+    out = memo.memo_predict(net, img, memo.MemoConfig(k=4, **SMALL), views="augmix")
     probs = [p for _, p in out["probs_top5"]]
     assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
     assert out["pred_1k_index"] == out["probs_top5"][0][0] and out["seconds"] > 0
     with torch.no_grad():
         assert out["baseline_pred"] == int(net.eval()(memo.plain_view(img, **SMALL)).argmax())
-    sub = memo.memo_predict(net, img, views="rrc", k=4, class_subset=[7, 2, 5], **SMALL)
+    sub = memo.memo_predict(net, img, memo.MemoConfig(k=4, **SMALL), views="rrc", class_subset=[7, 2, 5])
     assert sub["pred_1k_index"] in (7, 2, 5) and sub["baseline_pred"] in (7, 2, 5)
     assert len(sub["probs_top5"]) == 3
     assert math.isclose(sum(p for _, p in sub["probs_top5"]), 1.0, rel_tol=1e-5)
@@ -392,11 +392,12 @@ def test_vit_without_batchnorm_runs_and_prior_is_moot():
     assert memo.count_batchnorm(vit) == 0
     ref = state_copy(vit)
     img = rand_image()
-    a = memo.memo_predict(vit, img, views="rrc", k=4, prior_n=16, lr=0.01, **SMALL)
-    b = memo.memo_predict(vit, img, views="rrc", k=4, prior_n=-1, lr=0.01, **SMALL)
+    a = memo.memo_predict(vit, img, memo.MemoConfig(k=4, prior_n=16, lr=0.01, **SMALL), views="rrc")
+    b = memo.memo_predict(vit, img, memo.MemoConfig(k=4, prior_n=-1, lr=0.01, **SMALL), views="rrc")
     assert_state_equal(vit, ref)
     assert a["probs_top5"] == b["probs_top5"]  # nothing to mix without BN
-    c = memo.memo_predict(vit, img, views="rrc", k=4, lr=0.01, optimizer="sgd", seed=0, steps=1, **SMALL)
+    c = memo.memo_predict(vit, img, memo.MemoConfig(k=4, lr=0.01, optimizer="sgd", steps=1, **SMALL), views="rrc",
+                          seed=0)
     assert c["probs_top5"] == a["probs_top5"]  # deterministic given the seed
 
 
@@ -413,7 +414,7 @@ def test_run_memo_rows_match_memo_predict():
         ("broken", None, (0,)),
     ]
     with pytest.warns(UserWarning, match="skipped 1"):
-        df = memo.run_memo(net, samples, k=4, seed=11, **SMALL)
+        df = memo.run_memo(net, samples, memo.MemoConfig(k=4, **SMALL), seed=11)
     assert_state_equal(net, ref)
     assert list(df.columns) == [
         "image_id", "method", "seed", "k", "pred", "baseline_pred", "correct", "baseline_correct", "seconds"]
@@ -423,8 +424,8 @@ def test_run_memo_rows_match_memo_predict():
     for row in df.itertuples():
         assert row.correct == (row.pred in labels[row.image_id])
         assert row.baseline_correct == (row.baseline_pred in labels[row.image_id])
-        one = memo.memo_predict(net, imgs["abc".index(row.image_id)], views=row.method.removeprefix("memo_"),
-                               k=4, seed=memo.image_seed(11, row.image_id), **SMALL)
+        one = memo.memo_predict(net, imgs["abc".index(row.image_id)], memo.MemoConfig(k=4, **SMALL),
+                                views=row.method.removeprefix("memo_"), seed=memo.image_seed(11, row.image_id))
         assert (row.pred, row.baseline_pred) == (one["pred_1k_index"], one["baseline_pred"])
     assert memo.image_seed(11, "a") != memo.image_seed(11, "b") != memo.image_seed(12, "b")
 
@@ -435,13 +436,14 @@ def test_run_memo_rows_match_memo_predict():
      dict(interpolation="lanczos"), dict(steps=0), dict(class_subset=[])],
 )
 def test_bad_parameters_raise_before_compute(kwargs):
+    run = {k: kwargs.pop(k) for k in ("views", "class_subset") if k in kwargs}
     with pytest.raises(ValueError):
-        memo.memo_predict(tiny_bn_net(), rand_image(), **SMALL, **kwargs)
+        memo.memo_predict(tiny_bn_net(), rand_image(), memo.MemoConfig(**SMALL, **kwargs), **run)
 
 
 def test_bad_image_raises():
     with pytest.raises(ValueError, match="uint8"):
-        memo.memo_predict(tiny_bn_net(), torch.zeros(3, 40, 40), **SMALL)
+        memo.memo_predict(tiny_bn_net(), torch.zeros(3, 40, 40), memo.MemoConfig(**SMALL))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -463,7 +465,7 @@ def test_realdata_squeezenet_memo_smoke(realdata):
     ref = state_copy(net)
     images = [Image.open(realdata / "imagenet-sample" / f).convert("RGB") for f in labels.file]
     samples = [(f, im, (int(y),)) for f, im, y in zip(labels.file, images, labels.label)]
-    df = memo.run_memo(net, samples, k=8, seed=0)
+    df = memo.run_memo(net, samples, memo.MemoConfig(k=8), seed=0)
     assert_state_equal(net, ref)
     assert len(df) == 10 and set(df.method) == {"memo_rrc", "memo_augmix"}
     assert df.pred.between(0, 999).all() and (df.seconds > 0).all()

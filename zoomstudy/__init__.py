@@ -44,7 +44,7 @@ Stage 5: analyses
     tta_table        Table 4: test-time aggregation of a stored sweep, with intervals and tests
     budget_curve     accuracy against the number of views, cross-validated, with intervals (the view budget)
     memo_table       Table 5: MEMO test-time adaptation over a dataset, stored and resumable (by name:
-                     study.memo_table opens the model and data for analysis.memo.memo_table)
+                     study.memo_table opens the model and data for analysis.table5.memo_table)
 
 Stage 6: reports
     profile          one model's zoom and position sensitivity as profile.html + profile.json
@@ -77,7 +77,7 @@ _API = {
     "open_model": "study", "open_data": "study", "make_grid": "study", "ensure_results": "study",
     # stage 1: data and model
     "DATASETS": "data.registry", "open_dataset": "data.registry", "open_source": "data.registry",
-    "load_image": "data.sources", "get_label_space": "data.labels", "load_model": "models.loading",
+    "load_image": "data.decode", "get_label_space": "data.labels", "load_model": "models.loading",
     # stage 2: views
     "ViewGrid": "views", "PAPER_SCALES": "views", "render_views": "views", "render_views_reference": "views",
     # stages 3-4: sweep and store

@@ -96,7 +96,7 @@ def _sizes(text: str | None):
 def _profile_json(spec: str) -> None:
     """`profile --check FILE`: a JSON object whose metrics are numbers or null, else one line naming
     the file (exit 2, not a traceback, and never 1, which means 'regression')."""
-    from zoomstudy.report.model_profile import JSON_NAME, THRESHOLDS
+    from zoomstudy.report.profile_data import JSON_NAME, THRESHOLDS
 
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -436,7 +436,8 @@ def validate_profile(a) -> None:
 
 def cmd_profile(a) -> int:
     """Run a profile (or, with --check, only check an existing profile.json); exit 1 on a regression."""
-    from zoomstudy.report.model_profile import check_regression, profile
+    from zoomstudy.report.model_profile import profile
+    from zoomstudy.report.profile_data import check_regression
     from zoomstudy.study import resolve_label_space
 
     thresholds = {"max_oracle_gap": a.max_oracle_gap, "max_center_bias": a.max_center_bias}

@@ -3,7 +3,9 @@ the profile's caches, training, the reports). A leaf below every stage: it impor
 
 A keyed cache stores a result under the hash of what can change it (`settings_key` of
 ``settings['key']``), and records where and on what it ran separately (``settings['provenance']``),
-so the same result is found again on another machine, GPU or data path.
+so the same result is found again on another machine, GPU or data path. `split_place` is that split
+for a model's or a dataset's provenance (`MODEL_PLACE`, `DATASET_PLACE`: the fields that say where,
+not what).
 """
 from __future__ import annotations
 
@@ -11,14 +13,26 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+
+#: Provenance fields that say where something was, not what it was: kept outside a key.
+MODEL_PLACE = ("device", "weights_source")
+DATASET_PLACE = ("location", "csv", "streaming")
 
 
 def settings_key(settings: dict) -> str:
     """Hash of the settings that can change a stored number (everything under settings['key'])."""
     blob = json.dumps(settings["key"], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def split_place(record: Mapping, place: Iterable[str]) -> tuple[dict, dict]:
+    """(what, where) of a provenance record: the record without the `place` fields (for a key), and
+    those fields (for the provenance beside it). E.g. ``split_place(model.provenance(), MODEL_PLACE)``."""
+    what = dict(record)
+    where = {k: what.pop(k) for k in place if k in what}
+    return what, where
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[Path], object], *, fsync: bool = False) -> Path:

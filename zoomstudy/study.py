@@ -227,24 +227,18 @@ def memo_table(model: str, dataset: str, checkpoint: str | None = None, *, root:
                max_images: int | None = None, data_kw: dict | None = None, **memo_kw):
     """Table 5 by name: open the model (in the dataset's label space unless given; random weights drawn
     under torch seed 0, so a stored table and its rerun use the same model) and the data (a hub dataset
-    fetches only the files read), then `analysis.memo.memo_table` (stored, resumable)."""
-    import inspect
-
+    fetches only the files read), then `analysis.table5.memo_table` (stored, resumable)."""
     import torch
 
-    from zoomstudy.analysis import memo
+    from zoomstudy.analysis import table5
 
-    # bad settings fail here, before anything loads
-    a = inspect.signature(memo.memo_table).bind(None, None, max_images=max_images, **memo_kw)
-    a.apply_defaults()
-    memo.check_memo_args(*(a.arguments[n] for n in ("k", "max_images", "prior_n", "lr", "steps", "resize", "crop",
-                                                    "interpolation")))
+    args = table5.table_arguments(max_images=max_images, **memo_kw)  # bad settings fail here, before anything loads
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         m = open_model(model, checkpoint, label_space=label_space or dataset_label_space(dataset), device=device,
                        pretrained=pretrained)
     src = open_data(dataset, root, max_images=max_images, **(data_kw or {}))
-    return memo.memo_table(m, src, max_images=max_images, **memo_kw)
+    return table5.memo_table(m, src, **args)
 
 
 def label_space_note(settings: dict) -> str | None:

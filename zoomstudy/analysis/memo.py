@@ -34,41 +34,26 @@ for translate, equalize, posterize, solarize and within about half a grey level 
 rotate/shear (bilinear sampling differs slightly). All randomness comes from a CPU torch.Generator, so
 the same seed gives the same views on any device.
 
-Table 5 from plain values. `memo_table` runs MEMO over a dataset (a model spec and a dataset name, as
-`study` reads them) and stores the per-image table as <results_dir>/memo/<hash>.parquet next to
-<hash>.json, the hash covering every setting that can change a number (model and weights, data
-fingerprint, methods, K, seeds, images, MEMO hyper-parameters, device); a rerun with the same settings
-reads the file, any change computes a new one, and an interrupted run resumes from
-<hash>.partial.parquet. `memo_summary` reduces it to Table 5's rows (accuracy averaged over seeds, the
-seed spread, an interval and seconds per image); with several seeds the interval resamples images (a
-percentile bootstrap of the per-image share of seeds that are correct), with one seed it is the exact
-Clopper-Pearson interval. `table5_comparison` and `speed_comparison` put it next to the paper.
+The hyper-parameters (K, the prior strength N, the learning rate, steps, optimizer and the prediction
+view) travel together as one frozen `MemoConfig`, which checks them once and gives the part of a stored
+table's key they make. Table 5 over a dataset (stored, resumable, summarised) is `analysis.table5`.
 """
 from __future__ import annotations
 
 import hashlib
-import itertools
-import json
 import math
-import platform
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn as nn
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from zoomstudy import __version__
-from zoomstudy.analysis import paper
-from zoomstudy.analysis.stats import accuracy_with_ci, bootstrap_ci, clopper_pearson, mcnemar_exact
-from zoomstudy.provenance import git_commit
-from zoomstudy.keyed import atomic_write, settings_key
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy.views import pil_to_tensor, resize_center_crop
 
@@ -81,6 +66,72 @@ AUGMIX_OPS = (
     "autocontrast", "equalize", "rotate", "solarize", "shear_x", "shear_y",
     "translate_x", "translate_y", "posterize",
 )
+
+
+# ================================================================================================
+# The hyper-parameters
+# ================================================================================================
+@dataclass(frozen=True)
+class MemoConfig:
+    """MEMO's hyper-parameters, checked once: every function of the method and the stored table take one.
+
+    k: augmented views per image (16 in the paper's text, 64 in MEMO's code default); prior_n: the
+    batch-norm prior strength N (prior N / (N + 1); negative: running statistics only, the bug of
+    MEMO's released code that SPEC section 4 warns about); lr, steps, optimizer ('sgd', 'adamw', 'adam'
+    or a torch.optim.Optimizer class), optimizer_kwargs: the adaptation (weight decay 0, and momentum 0
+    for SGD, unless optimizer_kwargs says else); resize, crop, interpolation: the prediction view
+    (Resize 256 bilinear + CenterCrop 224: Table 5's baseline). Raises ValueError on a bad value.
+    """
+
+    k: int = 16
+    prior_n: int = 16
+    lr: float = 0.00025
+    steps: int = 1
+    optimizer: str | type = "sgd"
+    optimizer_kwargs: Mapping | None = None
+    resize: int = 256
+    crop: int = 224
+    interpolation: str = "bilinear"
+
+    def __post_init__(self):
+        if isinstance(self.prior_n, bool) or not isinstance(self.prior_n, (int, np.integer)):
+            raise ValueError(f"prior_n must be an int (negative = no batch-norm adaptation), got {self.prior_n!r}")
+        _optimizer_class(self.optimizer)
+        if self.optimizer_kwargs is not None and not isinstance(self.optimizer_kwargs, Mapping):
+            raise ValueError(f"optimizer_kwargs must be a dict or None, got {type(self.optimizer_kwargs).__name__}")
+        if int(self.k) < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if not float(self.lr) > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if int(self.steps) < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if int(self.resize) < 1 or int(self.crop) < 1:
+            raise ValueError(f"resize and crop must be >= 1, got resize={self.resize}, crop={self.crop}")
+        _interp(self.interpolation)
+        for name, kind in (("k", int), ("prior_n", int), ("lr", float), ("steps", int), ("resize", int), ("crop", int)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
+    @classmethod
+    def pick(cls, kw: dict) -> "MemoConfig":
+        """The config of the hyper-parameter keywords in `kw` (removed from it; the others stay)."""
+        return cls(**{f.name: kw.pop(f.name) for f in fields(cls) if f.name in kw})
+
+    @property
+    def prior(self) -> float:
+        """The batch-norm prior of `prior_n` (`prior_from_n`)."""
+        return prior_from_n(self.prior_n)
+
+    def key(self) -> dict:
+        """The hyper-parameters as they enter a stored table's key (JSON; the optimizer by name, its
+        keywords only when given, so that the default's key is what it always was)."""
+        out = asdict(self)
+        cls = self.optimizer
+        out["optimizer"] = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+        if out["optimizer_kwargs"] is None:
+            del out["optimizer_kwargs"]
+        else:
+            out["optimizer_kwargs"] = dict(self.optimizer_kwargs)
+        return out
 
 
 # ================================================================================================
@@ -503,42 +554,36 @@ def _model_device(model: nn.Module) -> torch.device:
         raise ValueError("MEMO needs a model with parameters") from None
 
 
-def _validate_memo_args(views, k, prior_n, lr, steps, class_subset, optimizer, optimizer_kwargs) -> None:
-    _optimizer_class(optimizer)
-    if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, dict):
-        raise ValueError(f"optimizer_kwargs must be a dict or None, got {type(optimizer_kwargs).__name__}")
+def _check_run(views: str, class_subset: Sequence[int] | None) -> None:
+    """The per-run arguments the config does not hold: the view kind and the class subset."""
     if views not in VIEW_KINDS:
         raise ValueError(f"views must be one of {VIEW_KINDS}, got {views!r}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if not isinstance(prior_n, int):
-        raise ValueError(f"prior_n must be an int (negative = no BN adaptation), got {prior_n!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
     if class_subset is not None and (len(class_subset) == 0 or min(class_subset) < 0):
         raise ValueError("class_subset must be a non-empty list of class indices")
 
 
-def _memo_episode(
-    model, img, *, mean, std, views, k, prior, lr, optimizer, optimizer_kwargs, seed, steps,
-    resize, crop, interpolation, subset,
-) -> tuple[torch.Tensor, float]:
+def _memo_episode(model, img, config: MemoConfig, *, views: str, seed: int, mean, std, subset
+                  ) -> tuple[torch.Tensor, float]:
     """Adapt in place (the caller restores) and predict; returns (probs [C'], seconds)."""
     device = img.device
     _sync(device)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(int(seed))
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], optimizer, lr, optimizer_kwargs)
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], config.optimizer, config.lr,
+                         None if config.optimizer_kwargs is None else dict(config.optimizer_kwargs))
     make = rrc_views if views == "rrc" else augmix_views
-    for _ in range(steps):
-        batch = make(img, k, mean=mean, std=std, generator=g, size=crop)  # [K, 3, crop, crop]
-        memo_adapt_step(model, batch, opt, prior=prior, class_subset=subset)
-    x = plain_view(img, mean=mean, std=std, resize=resize, crop=crop, interpolation=interpolation)
-    probs = _predict(model, x, prior, subset)
+    for _ in range(config.steps):
+        batch = make(img, config.k, mean=mean, std=std, generator=g, size=config.crop)  # [K, 3, crop, crop]
+        memo_adapt_step(model, batch, opt, prior=config.prior, class_subset=subset)
+    probs = _predict(model, _plain(img, config, mean, std), config.prior, subset)
     _sync(device)
     return probs, time.perf_counter() - t0
+
+
+def _plain(img: torch.Tensor, config: MemoConfig, mean, std) -> torch.Tensor:
+    """The config's prediction view of an image (`plain_view`)."""
+    return plain_view(img, mean=mean, std=std, resize=config.resize, crop=config.crop,
+                      interpolation=config.interpolation)
 
 
 def _as_uint8(image, device: torch.device) -> torch.Tensor:
@@ -553,44 +598,31 @@ def _as_uint8(image, device: torch.device) -> torch.Tensor:
 def memo_predict(
     model: nn.Module,
     image_uint8,
+    config: MemoConfig = MemoConfig(),
     *,
+    views: str = "rrc",
+    seed: int = 0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    views: str = "rrc",
-    k: int = 16,
-    prior_n: int = 16,
-    lr: float = 0.00025,
-    optimizer: str | type = "sgd",
-    optimizer_kwargs: dict | None = None,
-    seed: int = 0,
-    steps: int = 1,
-    resize: int = 256,
-    crop: int = 224,
-    interpolation: str = "bilinear",
     class_subset: Sequence[int] | None = None,
 ) -> dict:
     """MEMO on one image; the model is left exactly as it came (weights, buffers, grads, mode).
 
-    image_uint8: uint8 [3, H, W] (or a PIL image). class_subset: 1k indices to restrict the logits to
-    (ImageNet-A/R, as MEMO does for loss and prediction); predictions are reported as 1k indices.
+    image_uint8: uint8 [3, H, W] (or a PIL image). config: the hyper-parameters. class_subset: 1k
+    indices to restrict the logits to (ImageNet-A/R, as MEMO does for loss and prediction); predictions
+    are reported as 1k indices.
     Returns dict(pred_1k_index, probs_top5 [(1k index, prob)], baseline_pred, seconds), seconds =
     wall time of views + adaptation + adapted prediction (not the baseline forward).
     """
-    _validate_memo_args(views, k, prior_n, lr, steps, class_subset, optimizer, optimizer_kwargs)
+    _check_run(views, class_subset)
     _check_mean_std(mean, std)
-    _interp(interpolation)
     device = _model_device(model)
     img = _as_uint8(image_uint8, device)
     subset = list(class_subset) if class_subset is not None else None
     snap = snapshot_state(model)
     try:
-        x = plain_view(img, mean=mean, std=std, resize=resize, crop=crop, interpolation=interpolation)
-        base = _predict(model, x, None, subset)
-        probs, seconds = _memo_episode(
-            model, img, mean=mean, std=std, views=views, k=k, prior=prior_from_n(prior_n), lr=lr,
-            optimizer=optimizer, optimizer_kwargs=optimizer_kwargs, seed=seed, steps=steps,
-            resize=resize, crop=crop, interpolation=interpolation, subset=subset,
-        )
+        base = _predict(model, _plain(img, config, mean, std), None, subset)
+        probs, seconds = _memo_episode(model, img, config, views=views, seed=seed, mean=mean, std=std, subset=subset)
     finally:
         restore_state(model, snap)
     to_1k = (lambda i: subset[i]) if subset is not None else (lambda i: i)
@@ -623,20 +655,12 @@ def _unpack(sample) -> tuple[str, object, tuple[int, ...]]:
 def run_memo(
     model: nn.Module,
     samples: Iterable,
+    config: MemoConfig = MemoConfig(),
     *,
+    views: Sequence[str] = VIEW_KINDS,
+    seed: int = 0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    views: Sequence[str] = VIEW_KINDS,
-    k: int = 16,
-    prior_n: int = 16,
-    lr: float = 0.00025,
-    optimizer: str | type = "sgd",
-    optimizer_kwargs: dict | None = None,
-    seed: int = 0,
-    steps: int = 1,
-    resize: int = 256,
-    crop: int = 224,
-    interpolation: str = "bilinear",
     class_subset: Sequence[int] | None = None,
 ):
     """MEMO over a dataset: one row per (image, view kind), the model reset after every episode.
@@ -655,13 +679,11 @@ def run_memo(
     if not views:
         raise ValueError("views must name at least one of " + str(VIEW_KINDS))
     for v in views:
-        _validate_memo_args(v, k, prior_n, lr, steps, class_subset, optimizer, optimizer_kwargs)
+        _check_run(v, class_subset)
     _check_mean_std(mean, std)
-    _interp(interpolation)
     device = _model_device(model)
     subset = list(class_subset) if class_subset is not None else None
     to_1k = (lambda i: subset[i]) if subset is not None else (lambda i: i)
-    prior = prior_from_n(prior_n)
     snap = snapshot_state(model)
     rows, skipped = [], 0
     try:
@@ -671,21 +693,17 @@ def run_memo(
                 skipped += 1
                 continue
             img = _as_uint8(image, device)  # uint8 [3, H, W] on the device, once
-            x = plain_view(img, mean=mean, std=std, resize=resize, crop=crop, interpolation=interpolation)
-            base = to_1k(int(_predict(model, x, None, subset).argmax()))
+            base = to_1k(int(_predict(model, _plain(img, config, mean, std), None, subset).argmax()))
             s_img = image_seed(seed, image_id)
             for v in views:
                 try:
-                    probs, seconds = _memo_episode(
-                        model, img, mean=mean, std=std, views=v, k=k, prior=prior, lr=lr,
-                        optimizer=optimizer, optimizer_kwargs=optimizer_kwargs, seed=s_img, steps=steps,
-                        resize=resize, crop=crop, interpolation=interpolation, subset=subset,
-                    )
+                    probs, seconds = _memo_episode(model, img, config, views=v, seed=s_img, mean=mean, std=std,
+                                                   subset=subset)
                 finally:
                     restore_state(model, snap)
                 pred = to_1k(int(probs.argmax()))
                 rows.append({
-                    "image_id": image_id, "method": f"memo_{v}", "seed": int(seed), "k": int(k),
+                    "image_id": image_id, "method": f"memo_{v}", "seed": int(seed), "k": config.k,
                     "pred": pred, "baseline_pred": base, "correct": pred in labels,
                     "baseline_correct": base in labels, "seconds": seconds,
                 })
@@ -697,341 +715,16 @@ def run_memo(
     return pd.DataFrame(rows, columns=columns)
 
 
-def memo_for_model(loaded_model, samples: Iterable, **kwargs):
+def memo_for_model(loaded_model, samples: Iterable, config: MemoConfig = MemoConfig(), **kwargs):
     """`run_memo` for a `models.loading.LoadedModel`: its module, its normalisation (mean/std) and its label
     space (the logits restricted to `label_space.indices` for loss and prediction, ImageNet-A/R style).
 
-    kwargs: the other arguments of `run_memo` (views, k, seed, prior_n, lr, resize, crop, ...); an
-    explicit mean, std or class_subset overrides the model's. The module is adapted in fp32 whatever
-    the model's `amp` setting, and is left exactly as it came.
+    kwargs: the other arguments of `run_memo` (views, seed); an explicit mean, std or class_subset
+    overrides the model's. The module is adapted in fp32 whatever the model's `amp` setting, and is
+    left exactly as it came.
     """
     indices = loaded_model.label_space.indices
     kwargs.setdefault("mean", tuple(loaded_model.mean))
     kwargs.setdefault("std", tuple(loaded_model.std))
     kwargs.setdefault("class_subset", None if indices is None else [int(i) for i in indices])
-    return run_memo(loaded_model.module, samples, **kwargs)
-
-
-# ================================================================================================
-# Table 5: the stored MEMO table and its summary
-# ================================================================================================
-#: Bump when the MEMO table's layout or meaning changes: old files then get new hashes.
-MEMO_FORMAT = 1
-#: View kind -> the method name of `paper.TABLE5` / `paper.MEMO_SPEED`.
-MEMO_METHODS: dict[str, str] = {"augmix": "MEMO + AugMix", "rrc": "MEMO + RRC"}
-BASELINE = "baseline"
-MEMO_COLUMNS = ["image_id", "position", "method", "seed", "k", "pred", "baseline_pred", "correct",
-                "baseline_correct", "seconds"]
-
-
-def _norm_methods(methods) -> tuple[str, ...]:
-    methods = [methods] if isinstance(methods, str) else list(methods)
-    bad = [m for m in methods if m not in VIEW_KINDS]
-    if not methods or bad:
-        raise ValueError(f"methods must name one or more of {VIEW_KINDS}, got {methods}")
-    return tuple(m for m in VIEW_KINDS if m in methods)  # canonical order: a reordering is the same run
-
-
-def _norm_seeds(seeds) -> tuple[int, ...]:
-    seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
-    if not seeds or any(isinstance(s, bool) or not float(s).is_integer() for s in seeds):
-        raise ValueError(f"seeds must be one or more integers, got {seeds}")
-    return tuple(sorted({int(s) for s in seeds}))
-
-
-def check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation) -> None:
-    if int(k) < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if max_images is not None and int(max_images) < 1:
-        raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
-    if not isinstance(prior_n, (int, np.integer)):
-        raise ValueError(f"prior_n must be an int (negative = no batch-norm adaptation), got {prior_n!r}")
-    if not float(lr) > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if int(resize) < 1 or int(crop) < 1:
-        raise ValueError(f"resize and crop must be positive, got resize={resize}, crop={crop}")
-    if interpolation not in ("bilinear", "bicubic"):
-        raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
-
-
-def memo_settings(model, source, *, methods, k, seeds, max_images, prior_n=16, lr=0.00025, steps=1,
-                  resize=256, crop=224, interpolation="bilinear") -> dict:
-    """The provenance stored next to a MEMO table; `key` holds what can change a stored number and
-    `key_hash` (the file name) hashes it."""
-    model_prov = dict(model.provenance())
-    model_prov.pop("weights_source", None)  # where the file was found does not change predictions
-    key = {
-        "format": MEMO_FORMAT,
-        "zoomstudy": __version__,
-        "model": model_prov,
-        "dataset": source.provenance(),
-        "memo": {
-            "methods": list(_norm_methods(methods)), "k": int(k), "seeds": list(_norm_seeds(seeds)),
-            "max_images": None if max_images is None else int(max_images), "prior_n": int(prior_n),
-            "lr": float(lr), "optimizer": "sgd", "steps": int(steps), "resize": int(resize), "crop": int(crop),
-            "interpolation": interpolation, "mean": list(model.mean), "std": list(model.std),
-            "episodic": True, "seed_rule": "tta.image_seed(seed, image_id)", "random_init_seed": 0,
-        },
-    }
-    key = json.loads(json.dumps(key, default=str))
-    return {
-        "key": key,
-        "key_hash": settings_key({"key": key}),  # the result store's hash: same digest as before
-        "git_commit": git_commit(),
-        "host": {"platform": platform.platform(), "python": platform.python_version()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def memo_paths(results_dir: str | Path, key_hash: str) -> dict[str, Path]:
-    folder = Path(results_dir) / "memo"
-    return {"table": folder / f"{key_hash}.parquet", "settings": folder / f"{key_hash}.json",
-            "partial": folder / f"{key_hash}.partial.parquet"}
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
-
-
-def _write_json(obj: dict, path: Path) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
-
-
-def _finish(df: pd.DataFrame, settings: dict, path: Path, reused: bool) -> pd.DataFrame:
-    df = df.sort_values(["position", "seed", "method"], kind="stable").reset_index(drop=True)
-    df.attrs.update(settings=settings, path=str(path), reused=reused)
-    return df
-
-
-def memo_table(
-    model,
-    source,
-    *,
-    results_dir: str | Path = "results",
-    methods: Sequence[str] = ("rrc", "augmix"),
-    k: int = 16,
-    seeds: Sequence[int] = (0,),
-    max_images: int | None = None,
-    prior_n: int = 16,
-    lr: float = 0.00025,
-    steps: int = 1,
-    resize: int = 256,
-    crop: int = 224,
-    interpolation: str = "bilinear",
-    progress: bool = True,
-    save_every_s: float = 60.0,
-    warmup: bool = True,
-) -> pd.DataFrame:
-    """MEMO over the first `max_images` images of a source, one row per (image, method, seed), stored.
-
-    model: a `LoadedModel`, its logits restricted to its label space for the loss and the prediction,
-    as MEMO does for ImageNet-A/R; source: a zoomstudy.data source. By name: `zoomstudy.memo_table`
-    (study.memo_table) opens both.
-    methods: view kinds ('rrc' = the paper's zoom-in RandomResizedCrop, 'augmix' = MEMO's AugMix);
-    k: augmented views per image (16 in the paper's text, 64 in MEMO's code default); seeds: base seeds
-    of the views (each image uses `image_seed(seed, image_id)`); prior_n, lr, steps: MEMO's
-    batch-norm prior strength N, SGD learning rate and steps; resize, crop, interpolation: the plain
-    prediction view (Resize 256 bilinear + CenterCrop 224: Table 5's baseline).
-    Images without a decodable image or without a label are skipped (counted in the settings file).
-    Random weights (pretrained=False, no checkpoint) are drawn under torch seed 0, so that a stored
-    table and its rerun use the same model. warmup: run one untimed episode per method before the
-    first timed one (allocators, kernel selection). save_every_s: how often the partial table is
-    written while running (the unit of resume).
-
-    Returns a DataFrame: image_id, position (in the source), method ('memo_rrc' / 'memo_augmix'),
-    seed, k, pred, baseline_pred, correct, baseline_correct, seconds (views + adaptation + adapted
-    prediction of that episode). attrs: settings (the stored JSON), path (the parquet file), reused
-    (True when nothing was computed).
-    """
-    from tqdm.auto import tqdm
-
-    if isinstance(model, str) or isinstance(source, str):  # analyses take objects: names are the entry layer's
-        raise TypeError("analysis.memo.memo_table takes a LoadedModel and a source; "
-                        "zoomstudy.memo_table opens them by name")
-    methods, seeds = _norm_methods(methods), _norm_seeds(seeds)
-    check_memo_args(k, max_images, prior_n, lr, steps, resize, crop, interpolation)
-    settings = memo_settings(model, source, methods=methods, k=k, seeds=seeds, max_images=max_images,
-                             prior_n=prior_n, lr=lr, steps=steps, resize=resize, crop=crop,
-                             interpolation=interpolation)
-    paths = memo_paths(results_dir, settings["key_hash"])
-    paths["table"].parent.mkdir(parents=True, exist_ok=True)
-    if paths["settings"].exists():
-        old = json.loads(paths["settings"].read_text(encoding="utf-8"))
-        if old.get("key") != settings["key"]:
-            raise ValueError(f"{paths['settings']} holds other settings (hash collision?); remove it")
-        if paths["table"].exists():
-            return _finish(pd.read_parquet(paths["table"]), old, paths["table"], reused=True)
-    else:
-        _write_json(settings, paths["settings"])
-
-    done_rows = pd.read_parquet(paths["partial"]) if paths["partial"].exists() else pd.DataFrame(columns=MEMO_COLUMNS)
-    done = set(zip(done_rows["image_id"], done_rows["seed"].astype(int)))
-    frames = [done_rows] if len(done_rows) else []
-    rows: list[pd.DataFrame] = []
-    skipped = {"unreadable": 0, "unlabelled": 0}
-    try:
-        total = len(source) if max_images is None else min(len(source), int(max_images))
-    except TypeError:
-        total = max_images
-    kw = dict(views=methods, k=int(k), prior_n=int(prior_n), lr=float(lr), steps=int(steps),
-              resize=int(resize), crop=int(crop), interpolation=interpolation)
-    last_save = time.monotonic()
-
-    def save_partial():
-        if rows:
-            _write_parquet(pd.concat(frames + rows, ignore_index=True), paths["partial"])
-
-    samples = iter(source) if max_images is None else itertools.islice(iter(source), int(max_images))
-    with tqdm(total=total, unit="img", disable=not progress, desc=f"MEMO {model.name}") as bar:
-        for position, sample in enumerate(samples):
-            bar.update(1)
-            if sample.image is None:
-                skipped["unreadable"] += 1
-                continue
-            if not sample.labels:
-                skipped["unlabelled"] += 1
-                continue
-            for seed in seeds:
-                if (sample.image_id, seed) in done:
-                    continue
-                if warmup:  # one untimed episode per method: lazy initialisation must not count as MEMO's time
-                    memo_for_model(model, [sample], seed=seed, **kw)
-                    warmup = False
-                df = memo_for_model(model, [sample], seed=seed, **kw)
-                df.insert(1, "position", position)
-                rows.append(df[MEMO_COLUMNS])
-            if time.monotonic() - last_save > save_every_s:
-                save_partial()
-                last_save = time.monotonic()
-    table = pd.concat(frames + rows, ignore_index=True) if frames or rows else pd.DataFrame(columns=MEMO_COLUMNS)
-    table = table[MEMO_COLUMNS].astype({"position": "int64", "seed": "int64", "k": "int64", "pred": "int64",
-                                        "baseline_pred": "int64", "correct": bool, "baseline_correct": bool,
-                                        "seconds": "float64"})
-    _write_parquet(table, paths["table"])
-    settings["result"] = {"rows": int(len(table)), "images": int(table["image_id"].nunique()),
-                          "skipped": skipped, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_json(settings, paths["settings"])
-    paths["partial"].unlink(missing_ok=True)
-    if any(skipped.values()):
-        warnings.warn(f"memo_table: skipped {skipped['unreadable']} unreadable and {skipped['unlabelled']} "
-                      f"unlabelled images", stacklevel=2)
-    return _finish(table, settings, paths["table"], reused=False)
-
-
-def _interval(per_image: np.ndarray, n_seeds: int, alpha: float, seed: int = 0) -> tuple[float, float]:
-    """% interval of the mean of per-image shares correct: exact for one seed, bootstrap over images else."""
-    if n_seeds == 1:
-        lo, hi = clopper_pearson(int(round(per_image.sum())), per_image.size, alpha)
-    else:
-        lo, hi = bootstrap_ci(per_image.astype(np.float64), np.mean, alpha=alpha, seed=seed)
-    return 100.0 * lo, 100.0 * hi
-
-
-def memo_summary(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Table 5's rows from a `memo_table`: the baseline, then MEMO + AugMix and MEMO + RRC.
-
-    Columns: method (the paper's name), key ('baseline', 'memo_augmix', 'memo_rrc'), n (images), seeds,
-    accuracy (%, mean over seeds of the per-seed accuracy), spread (sample std over seeds, points; NaN
-    with one seed), acc_min, acc_max (over seeds), lo, hi (% 1 - alpha interval: Clopper-Pearson with
-    one seed, else a percentile bootstrap over images of the per-image share of seeds correct),
-    seconds_per_image (mean episode time; NaN for the baseline, whose forward is not timed), delta
-    (accuracy - baseline, points), p_value (exact McNemar against the baseline, first seed).
-    """
-    missing = [c for c in ("image_id", "method", "seed", "correct", "baseline_correct", "seconds") if c not in df.columns]
-    if missing:
-        raise ValueError(f"memo_summary: missing column(s) {missing}")
-    if not len(df):
-        raise ValueError("memo_summary: the MEMO table is empty")
-    images = list(pd.unique(df["image_id"]))
-    base = df.drop_duplicates("image_id").set_index("image_id")["baseline_correct"].reindex(images).to_numpy(bool)
-    b_acc, b_lo, b_hi = accuracy_with_ci(base, alpha)
-    rows = [{"method": BASELINE, "key": BASELINE, "n": len(images), "seeds": np.nan, "accuracy": b_acc,
-             "spread": np.nan, "acc_min": b_acc, "acc_max": b_acc, "lo": b_lo, "hi": b_hi,
-             "seconds_per_image": np.nan, "delta": 0.0, "p_value": np.nan}]
-    for view, name in MEMO_METHODS.items():
-        d = df[df["method"] == f"memo_{view}"]
-        if not len(d):
-            continue
-        wide = d.pivot_table(index="image_id", columns="seed", values="correct", aggfunc="first")  # [N, seeds]
-        wide = wide.reindex([i for i in images if i in wide.index])
-        per_seed = 100.0 * wide.astype(float).mean(axis=0)  # accuracy per seed over its images
-        share = wide.astype(float).mean(axis=1).to_numpy()  # per image: share of seeds correct
-        n_seeds = wide.shape[1]
-        lo, hi = _interval(share, n_seeds, alpha)
-        acc = float(per_seed.mean())
-        first = wide.iloc[:, 0]
-        ok_first = first.notna().to_numpy()
-        p = mcnemar_exact(first.to_numpy()[ok_first].astype(bool),
-                          pd.Series(base, index=images).reindex(wide.index).to_numpy(bool)[ok_first])
-        rows.append({"method": name, "key": f"memo_{view}", "n": int(wide.shape[0]), "seeds": n_seeds,
-                     "accuracy": acc, "spread": float(per_seed.std(ddof=1)) if n_seeds > 1 else np.nan,
-                     "acc_min": float(per_seed.min()), "acc_max": float(per_seed.max()),
-                     "lo": min(lo, acc), "hi": max(hi, acc),
-                     "seconds_per_image": float(d.groupby("image_id")["seconds"].mean().mean()),
-                     "delta": acc - b_acc, "p_value": p})
-    out = pd.DataFrame(rows)
-    out["seeds"] = out["seeds"].astype("Int64")
-    return out
-
-
-def table5_comparison(summary: pd.DataFrame, settings: Mapping, paper_model: str | None = None) -> dict:
-    """Arguments for `plots.compare_table`: this run's Table 5 rows next to the paper's column.
-
-    paper_model: the column of `paper.TABLE5` this run reproduces ('ResNet-50', 'DeepAugment+AugMix',
-    'MoEx+CutMix'); None infers 'ResNet-50' for torchvision resnet50 with its V1 weights. `comparable`
-    is True when such a column exists for this run's dataset (IN, IN-A, IN-R, IN-Sketch, ObjectNet)
-    and the plain view is crop 224; otherwise ResNet-50 on IN is shown for orientation only.
-    Returns dict(ours, paper, on, value_cols, caption, comparable).
-    """
-    key = settings["key"]
-    pm, pdn = paper.paper_names(settings)
-    if paper_model is None and pm == "ResNet-50" and paper.paper_weights(key["model"]):
-        paper_model = "ResNet-50"
-    if paper_model is not None and paper_model not in paper.TABLE5_MODELS:
-        raise ValueError(f"paper_model must be one of {paper.TABLE5_MODELS}, got {paper_model!r}")
-    datasets = set(paper.TABLE5["dataset"])
-    comparable = paper_model is not None and pdn in datasets and key["memo"]["crop"] == 224
-    ref_model = paper_model if comparable else "ResNet-50"
-    ref_data = pdn if comparable else "IN"
-    ref = paper.TABLE5[(paper.TABLE5["model"] == ref_model) & (paper.TABLE5["dataset"] == ref_data)]
-    ours = summary[["method", "accuracy"]].rename(columns={"accuracy": "top1"})
-    if comparable:
-        caption = f"ours vs paper Table 5 ({ref_model}, {ref_data}, K = 16); diff = ours - paper"
-        if key["memo"]["k"] != 16:
-            caption += f" -- note: this run uses K = {key['memo']['k']}"
-    else:
-        caption = (f"FOR ORIENTATION ONLY: this run is {pm} ({key['model'].get('weights_id')}) on {pdn}; the paper's "
-                   f"column is {ref_model} on {ref_data}; the diff column is not a reproduction error")
-    return {"ours": ours.reset_index(drop=True), "paper": ref[["method", "top1"]].reset_index(drop=True),
-            "on": ["method"], "value_cols": ["top1"], "caption": caption, "comparable": comparable}
-
-
-def speed_comparison(summary: pd.DataFrame, settings: Mapping | None = None) -> dict:
-    """Arguments for `plots.compare_table`: seconds per image of MEMO + RRC and MEMO + AugMix beside
-    the paper's 0.65 s and 1.15 s (`paper.MEMO_SPEED`; the paper does not state its hardware)."""
-    ours = summary[summary["key"] != BASELINE][["method", "seconds_per_image"]].reset_index(drop=True)
-    where = ""
-    if settings is not None:
-        m = settings["key"]["memo"]
-        where = f" (this run: {settings['key']['model'].get('device')}, K = {m['k']}, crop {m['crop']})"
-    caption = f"seconds per image, ours{where} vs the paper's (hardware not stated); diff = ours - paper"
-    return {"ours": ours, "paper": paper.MEMO_SPEED.copy(), "on": ["method"], "value_cols": ["seconds_per_image"],
-            "caption": caption}
-
-
-def memo_description(settings: Mapping) -> str:
-    """One sentence on what a MEMO table was computed with."""
-    key = settings["key"]
-    m = key["memo"]
-    model = key["model"]
-    methods = " and ".join(MEMO_METHODS[v] for v in m["methods"])
-    seeds = m["seeds"]
-    res = settings.get("result") or {}
-    n = f"{res['images']} images" if "images" in res else "its images"
-    return (f"{methods} on {n} of {key['dataset'].get('name')} with {model.get('architecture')} "
-            f"(weights {model.get('weights_id')}, label space {model.get('label_space', {}).get('name')}, "
-            f"{model.get('device')}); K = {m['k']}, {len(seeds)} seed(s) {seeds}, prior N = {m['prior_n']}, "
-            f"lr {m['lr']}, {m['steps']} step(s), prediction view Resize {m['resize']} {m['interpolation']} + "
-            f"CenterCrop {m['crop']}.")
+    return run_memo(loaded_model.module, samples, config, **kwargs)

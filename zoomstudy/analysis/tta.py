@@ -19,7 +19,7 @@ The 5/10-crop sets are rendered at `grid.standard_scale` (256 for crop 224), so 
 the grid's scales; a zoom group exists when the grid has a scale of that kind.
 
 Test-time adaptation (MEMO, Table 5) needs a pass over the images with a backward step per image; it
-lives in `analysis.memo`, with its stored table and summary.
+lives in `analysis.memo`, its stored table and summary in `analysis.table5`.
 
 Reading choices (the paper gives no code for Table 4; SPEC section 4 fixes the definitions):
 
@@ -293,7 +293,7 @@ def change_views(result_set, source, rows: pd.DataFrame, group: str, aggregation
     import torch
 
     from zoomstudy.data.labels import class_name
-    from zoomstudy.data.sources import load_sample
+    from zoomstudy.data.source import load_sample
     from zoomstudy.views import pil_to_tensor, render_views
 
     grid = result_set.grid

@@ -1,5 +1,10 @@
-"""Pinned hub datasets read through `huggingface_hub`: resolve the revision, check the layout, read
-only the parquet files that hold the rows used.
+"""Hugging Face data: `HFSource` (a dataset split through `datasets`, from the hub or local parquet
+files) and the pinned hub datasets read through `huggingface_hub` (`plan`, `fetch`, `HubParquetSource`):
+resolve the revision, check the layout, read only the parquet files that hold the rows used.
+
+`HFSource` reads images undecoded (`datasets.Image(decode=False)`) and decodes them with
+`decode.load_image`, so a broken row gives an error Sample; its row count is checked before any image
+is decoded. Pinned reads:
 
 ImageNet-Hard's repository changed size four times (23,845 -> 13,630 -> 11,350 -> 10,980 rows) and
 was resharded on the way, so a run is reproducible only if it names a commit and checks what that
@@ -22,16 +27,286 @@ a commit sha names fixed content, so machines with other cache paths share one r
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from .sources import HFSource
+from PIL import Image
 
+from .decode import BadImage
+from .fingerprint import DEFAULT_FINGERPRINT, check_fingerprint_method, files_fingerprint
+from .labels import check_label_range, parse_labels
+from .source import Record, Source, check_unique_ids
+
+
+# ================================================================================================
+# HFSource: a split through `datasets`
+# ================================================================================================
+#: `datasets` builders that read local files (no hub repository, so no revision to pin).
+_PACKAGED_BUILDERS = ("parquet", "arrow", "csv", "json", "imagefolder", "webdataset")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _expand_data_files(data_files) -> dict[str, list[Path]] | None:
+    """Local data_files (a path, a folder of parquet files, a glob, a list of them, or a
+    {split: any of those} dict) -> {split: files}; without a dict `datasets` names the split "train"."""
+    if data_files is None:
+        return None
+    per_split = data_files if isinstance(data_files, dict) else {"train": data_files}
+    out: dict[str, list[Path]] = {}
+    for split, items in per_split.items():
+        items = [items] if isinstance(items, (str, os.PathLike)) else list(items)
+        files: list[Path] = []
+        for item in items:
+            p = Path(item).expanduser()
+            if p.is_dir():
+                files.extend(sorted(p.rglob("*.parquet")))
+            elif glob.has_magic(str(p)):
+                files.extend(Path(f) for f in sorted(glob.glob(str(p), recursive=True)))
+            else:
+                files.append(p)
+        out[str(split)] = files
+    return out
+
+
+def _split_files(split_files: dict[str, list[Path]] | None, split: str, data_files) -> list[Path] | None:
+    """The files of `split` (None for a hub repository), after checking every listed file exists."""
+    if split_files is None:
+        return None
+    if split not in split_files:
+        raise ValueError(f"HFSource: split {split!r} not in data_files (splits: {sorted(split_files)})")
+    every = [f for fs in split_files.values() for f in fs]
+    missing = [str(f) for f in every if not f.is_file()]
+    if not split_files[split] or missing:
+        raise ValueError(f"HFSource: data files not found: {missing[:3] or data_files}")
+    return split_files[split]
+
+
+def _hf_image_ref(value):
+    """A row's image value (Image(decode=False) dict, bytes, path, PIL image) -> load_image input."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return value["bytes"]
+        if value.get("path"):
+            return value["path"]
+        raise BadImage("row has no image (empty bytes and path)")
+    if isinstance(value, (bytes, bytearray, str, Image.Image)):
+        return value
+    if value is None:
+        raise BadImage("row has no image")
+    raise BadImage(f"unsupported image value of type {type(value).__name__}")
+
+
+class HFSource(Source):
+    """A Hugging Face dataset split (hub repository or local parquet files through `datasets`).
+
+    Hub repositories need a `revision` (commit sha best; a branch such as "main" moves, which is why
+    `expected_rows` exists: ImageNet-Hard changed size several times). The row count is checked before
+    any image is decoded. Images are read undecoded (`datasets.Image(decode=False)`) and decoded by
+    `load_image`, so a broken row gives an error Sample. Image id: the `id_column` value, else the row
+    index. Columns other than image and label go to Sample.meta (e.g. ImageNet-Hard's origin).
+    A local parquet file or folder works with `repo_id="parquet", data_files=PATH` (split "train"); its
+    files enter the fingerprint by `fingerprint` (see `FINGERPRINTS`).
+    Streaming shards skip rows of one stream (each shard reads the whole stream's rows, and decodes
+    only its own images).
+    """
+
+    kind = "hf"
+
+    def __init__(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        split: str = "train",
+        image_column: str = "image",
+        label_column: str = "label",
+        id_column: str | None = None,
+        streaming: bool = False,
+        expected_rows: int | None = None,
+        data_files=None,
+        cache_dir: str | os.PathLike | None = None,
+        fingerprint: str = DEFAULT_FINGERPRINT,
+    ):
+        check_fingerprint_method("HFSource", fingerprint)
+        self.fingerprint_method = fingerprint
+        split_files = _expand_data_files(data_files)
+        is_local = split_files is not None or repo_id in _PACKAGED_BUILDERS or Path(repo_id).expanduser().exists()
+        if not is_local and not revision:
+            raise ValueError(
+                f"HFSource({repo_id!r}): pin a revision (a commit sha) for a hub dataset; "
+                f"revision=None would read whatever the repository holds today"
+            )
+        if expected_rows is not None and expected_rows < 0:
+            raise ValueError(f"HFSource: expected_rows must be >= 0 or None, got {expected_rows}")
+        files = _split_files(split_files, split, data_files)
+        import datasets  # lazy: a GPU box without `datasets` still imports zoomstudy.data
+
+        super().__init__(repo_id if files is None else (files[0].parent.name or repo_id))
+        self.repo_id, self.revision, self.split = repo_id, revision, split
+        self.image_column, self.label_column, self.id_column = image_column, label_column, id_column
+        self.streaming, self.expected_rows = streaming, expected_rows
+        self._data_files = files
+        load_files = None if split_files is None else {k: [str(f) for f in fs] for k, fs in split_files.items()}
+        ds = datasets.load_dataset(
+            repo_id, revision=revision, split=split, data_files=load_files, streaming=streaming, cache_dir=cache_dir
+        )
+        ds = self._check_columns(ds, datasets)
+        self._rows = self._count_rows(ds)
+        self._check_rows()
+        self.resolved_revision = revision if (revision and _SHA.match(revision)) else None
+        if not is_local and self.resolved_revision is None:
+            self.resolved_revision = _resolve_hub_sha(repo_id, revision)
+        self._ds_fingerprint = getattr(ds, "_fingerprint", None)
+        if streaming:
+            self._stream_ds = ds
+        else:
+            self._index(ds)
+
+    # ---- opening, in __init__'s order -------------------------------------------------------------
+    def _check_columns(self, ds, datasets):
+        """The dataset with its image column read undecoded, after checking the named columns exist; sets
+        the meta columns (every column but image and label; unknown for a stream without features)."""
+        features = ds.features
+        if features is None:
+            self._meta_columns = None  # unknown until rows arrive
+            return ds
+        id_col = (self.id_column.partition(".")[0],) if self.id_column else ()
+        for col in (self.image_column, self.label_column) + id_col:
+            if col not in features:
+                raise ValueError(f"HFSource({self.repo_id}): no column {col!r} (columns: {list(features)})")
+        if isinstance(features[self.image_column], datasets.Image):
+            ds = ds.cast_column(self.image_column, datasets.Image(decode=False))
+        self._meta_columns = [c for c in features if c not in (self.image_column, self.label_column)
+                              and not isinstance(features[c], datasets.Image)]
+        return ds
+
+    def _check_rows(self) -> None:
+        """ValueError unless the row count is `expected_rows` (checked before any image is decoded)."""
+        expected = self.expected_rows
+        if expected is None:
+            return
+        where = f"{self.repo_id}@{self.revision or 'local'} split {self.split!r}"
+        if self._rows is None:
+            raise ValueError(
+                f"HFSource: cannot check expected_rows={expected} for {where}: the stream has no row count "
+                f"(use streaming=False or expected_rows=None)"
+            )
+        if self._rows != expected:
+            raise ValueError(
+                f"HFSource: {where} has {self._rows} rows, expected {expected} "
+                f"(pin the revision that has {expected} rows)"
+            )
+
+    def _index(self, ds) -> None:
+        """The records of an indexed dataset: every small column read once (labels, ids, meta), the
+        images left in `ds` to be read by position."""
+        other = [c for c in ds.column_names if c != self.image_column]
+        nested_id = self.id_column is not None and self.id_column not in ds.column_names
+        if nested_id:  # "image.path": a field of a struct column, read alone from the parquet files
+            ids = self._nested_column(self.id_column)
+            if len(ids) != ds.num_rows:
+                raise ValueError(f"HFSource({self.repo_id}): {self.id_column} has {len(ids)} values for "
+                                 f"{ds.num_rows} rows")
+        rows = ds.select_columns(other).to_list()  # labels, ids, meta: small columns only
+        if nested_id:
+            for row, value in zip(rows, ids):
+                row[self.id_column] = value
+        self._images = ds.select_columns([self.image_column])
+        records = [self._record(i, row, ref=i) for i, row in enumerate(rows)]
+        check_unique_ids(f"HFSource({self.repo_id})", records)
+        self._records = records
+
+    def _nested_column(self, name: str) -> list:
+        """The values of a struct field ("image.path") in row order, from the parquet files (only that field
+        is read: an image's bytes never are)."""
+        import pyarrow.parquet as pq
+
+        if not self._data_files or not all(f.suffix == ".parquet" for f in self._data_files):
+            raise ValueError(f"HFSource({self.repo_id}): id_column {name!r} (a struct field) needs local parquet files")
+        out = []
+        for f in self._data_files:
+            out.extend(pq.read_table(f, columns=[name]).column(0).to_pylist())
+        return out
+
+    def _count_rows(self, ds) -> int | None:
+        if not self.streaming:
+            return ds.num_rows
+        splits = getattr(ds.info, "splits", None)
+        if splits and self.split in splits and splits[self.split].num_examples:
+            return int(splits[self.split].num_examples)
+        if self._data_files and all(f.suffix == ".parquet" for f in self._data_files):
+            import pyarrow.parquet as pq
+
+            return sum(pq.ParquetFile(f).metadata.num_rows for f in self._data_files)
+        return None
+
+    def _record(self, position: int, row: dict, ref) -> Record:
+        image_id = str(row[self.id_column]) if self.id_column else str(position)
+        try:
+            labels = parse_labels(row[self.label_column])
+        except ValueError as e:
+            raise ValueError(f"HFSource({self.repo_id}): row {position}: {e}") from None
+        check_label_range(labels, f"HFSource({self.repo_id}): row {position}")
+        skip = (self.image_column, self.label_column)
+        keep = self._meta_columns
+        meta = {k: v for k, v in row.items() if k not in skip and (keep is None or k in keep)}
+        return Record(image_id, ref, labels, meta)
+
+    def _stream(self) -> Iterator[Record]:
+        for i, row in enumerate(self._stream_ds):
+            yield self._record(i, row, ref=row[self.image_column])
+
+    def _total_rows(self) -> int | None:
+        return len(self._records) if self._records is not None else self._rows
+
+    def _read(self, ref):
+        value = self._images[ref][self.image_column] if self._records is not None else ref
+        return _hf_image_ref(value)
+
+    def _provenance(self) -> dict:
+        if self._data_files is not None:
+            base = os.path.commonpath([str(f.resolve().parent) for f in self._data_files])
+            files = [(os.path.relpath(f.resolve(), base), f) for f in self._data_files]
+            location = [str(f.resolve()) for f in self._data_files]
+            method = f"sha256 over sorted (relative data file, {self.fingerprint_method})"
+            digest = files_fingerprint(files, self.fingerprint_method)
+        else:
+            location = self.repo_id
+            key = [self.repo_id, self.resolved_revision or self.revision, self.split, self._rows, self._ds_fingerprint]
+            method = "sha256 over (repo, resolved revision, split, rows, datasets fingerprint)"
+            digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
+        return {
+            "location": location,
+            "revision": self.revision,
+            "resolved_revision": self.resolved_revision,
+            "split": self.split,
+            "streaming": self.streaming,
+            "fingerprint_method": method,
+            "fingerprint": digest,
+        }
+
+
+def _resolve_hub_sha(repo_id: str, revision: str | None) -> str | None:
+    """The commit a branch or tag points at now (recorded in provenance); None when offline."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(repo_id, revision=revision).sha
+    except Exception:  # offline, gated, or no huggingface_hub: provenance keeps the requested revision
+        return None
+
+
+# ================================================================================================
+# Pinned hub reads: resolve, check the layout, count the rows, fetch only the files needed
+# ================================================================================================
 #: A sharded parquet file of the hub's layout: data/validation-00003-of-00009-<hash>.parquet.
 _SHARD = re.compile(r"^(?:.*/)?(?P<split>[^/]+?)-(?P<index>\d{5})-of-(?P<count>\d{5})(?:-[^/]*)?\.parquet$")
 #: Bytes read from the end of a remote parquet file to find its footer (one request covers most).

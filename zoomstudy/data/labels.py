@@ -21,6 +21,10 @@ that map to exactly one ImageNet class": with the real file that is 104, so both
 * ``"objectnet-1to1"``: only the 104 one-to-one classes (104 ImageNet classes).
 
 `objectnet_classes` gives the per-class ImageNet index lists that a dataset needs to score either one.
+
+Label cells. `parse_labels` reads what a CSV cell, a parquet column or a folder holds ("3", "3;5", "[3, 5]")
+as a sorted tuple of ImageNet-1k indices, and `check_label_range` refuses an index outside 0-999: the
+sources read every label through them.
 """
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ import itertools
 import importlib.resources
 import importlib.util
 import json
-from collections.abc import Callable
+import math
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,6 +144,64 @@ class LabelSpace:
 
     def __repr__(self) -> str:
         return f"LabelSpace({self.name!r}, n_classes={self.n_classes})"
+
+
+# ================================================================================================
+# Label cells: what a CSV, a parquet column or a folder holds, as ImageNet-1k indices
+# ================================================================================================
+_LABEL_SPLIT = re.compile(r"[;,\s]+")
+
+
+def parse_labels(value) -> tuple[int, ...]:
+    """A label cell -> sorted tuple of distinct non-negative ints.
+
+    Accepts an int, a list/array of ints, None/NaN/"" (empty set), or a string: "3", "3;5", "3 5",
+    "3,5" or a JSON list "[3, 5]".
+    """
+    if value is None:
+        return ()
+    if isinstance(value, bool):
+        raise ValueError(f"label must be an integer, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        items = [int(value)]
+    elif isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return ()
+        if not float(value).is_integer():
+            raise ValueError(f"label must be an integer, got {value!r}")
+        items = [int(value)]
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return ()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"bad JSON label list {text!r}") from e
+            return parse_labels(parsed)
+        try:
+            items = [int(tok) for tok in _LABEL_SPLIT.split(text) if tok]
+        except ValueError as e:
+            raise ValueError(f"labels must be integers separated by ';', ',' or spaces, got {text!r}") from e
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        items = []
+        for v in value:
+            items.extend(parse_labels(v))
+    else:
+        raise ValueError(f"cannot read labels from {type(value).__name__} {value!r}")
+    if any(v < 0 for v in items):
+        raise ValueError(f"labels must be >= 0, got {items}")
+    return tuple(sorted(set(items)))
+
+
+def check_label_range(labels: Sequence[int], where: str) -> tuple[int, ...]:
+    """labels unchanged, or ValueError naming `where` when one is not an ImageNet-1k index (0-999)."""
+    bad = [v for v in labels if not 0 <= v < N_IMAGENET_CLASSES]
+    if bad:
+        raise ValueError(f"{where}: label {bad[0]} is outside the label space: labels are ImageNet-1k indices "
+                         f"0..{N_IMAGENET_CLASSES - 1}")
+    return tuple(labels)
 
 
 # ================================================================================================

@@ -10,7 +10,6 @@ published there.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -20,18 +19,12 @@ from typing import Callable
 
 import numpy as np
 
-from .sources import (
-    CsvSource,
-    DevkitValSource,
-    HFSource,
-    ImageFolderSource,
-    ObjectNetSource,
-    Source,
-    SyntheticSource,
-    _short,
-    is_devkit_val_folder,
-    real_labels,
-)
+from .decode import short_error
+from .folders import CsvSource, DevkitValSource, ImageFolderSource, ObjectNetSource, is_devkit_val_folder
+from .hub import HFSource
+from .real import VAL_NUMBER, real_label_set, real_label_sets, real_label_table, real_table_name
+from .source import Source
+from .synthetic import SyntheticSource
 
 #: Environment variable naming the data folder (default: ./data, relative to the current directory).
 DATA_ENV = "ZOOMSTUDY_DATA"
@@ -131,37 +124,21 @@ IMAGENET_HARD_PIN = HubPin("taesiri/imagenet-hard", "32bfa94dcd95e7c3bbe09fa281f
 IMAGENET_HARD_4K_PIN = HubPin("taesiri/imagenet-hard-4K", "42a6d8d2fa33f5df0aa26f70e38040f4341f4f80", 10980, files=178)
 
 
-_VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})")
-
-
-def _val_position(image_id: str) -> int:
-    m = _VAL_NUMBER.search(image_id)
-    if m is None or not 1 <= int(m.group(1)) <= 50000:
-        raise ValueError(f"image id {image_id!r} has no ILSVRC2012_val_XXXXXXXX number; ReaL labels are indexed by it")
-    return int(m.group(1)) - 1
-
-
-def _as_real(src: Source) -> Source:
-    real = real_labels()
-    return src.relabel(
-        lambda r: real[_val_position(r.image_id)] or None,
-        "ReaL label sets (timm imagenet_real_labels.json), empty sets left out",
-    )
-
-
-def _as_imagenet_plus_real(src: Source) -> Source:
-    real = real_labels()
-    return src.relabel(
-        lambda r: tuple(set(r.labels) | set(real[_val_position(r.image_id)])),
-        "original label united with the ReaL set (timm imagenet_real_labels.json)",
-    )
+def _with_real(rule: str, note: str) -> Callable[[Source], Source]:
+    """Open-time relabelling by the ReaL rule (`real.real_label_set`, the one analysis time uses too), from
+    `real.real_label_table()` ($ZOOMSTUDY_REAL_LABELS or timm's); `note` names the table at {}."""
+    def relabel(src: Source) -> Source:
+        table = real_label_table()
+        return src.relabel(lambda r: real_label_set(rule, r.image_id, r.labels, table) or None,
+                           note.format(real_table_name()))
+    return relabel
 
 
 #: How a dataset's labels are derived from the stored ones.
 _RELABELS: dict[str, Callable[[Source], Source]] = {
     "original": lambda src: src,
-    "real": _as_real,
-    "imagenet+real": _as_imagenet_plus_real,
+    "real": _with_real("real", "ReaL label sets ({}), empty sets left out"),
+    "imagenet+real": _with_real("imagenet+real", "original label united with the ReaL set ({})"),
 }
 
 _VAL_HOWTO = (
@@ -276,7 +253,7 @@ def _val_id_column(files: list[Path], image_column: str) -> str | None:
             values = pq.read_table(files[0], columns=[name]).column(0).slice(0, 50).to_pylist()
         except Exception:  # noqa: BLE001 - a column pyarrow cannot read alone is not an id column
             continue
-        if values and all(isinstance(v, str) and _VAL_NUMBER.search(v) for v in values):
+        if values and all(isinstance(v, str) and VAL_NUMBER.search(v) for v in values):
             return name
     return None
 
@@ -359,7 +336,7 @@ def real_join_problem(src: Source) -> str | None:
     """Why ReaL / IN+ReaL cannot be scored on this val copy (its image ids carry no ILSVRC2012_val
     number: a parquet copy without a file-name column), or None when they can."""
     records = getattr(src, "_records", None) or []
-    bad = next((r.image_id for r in records if not _VAL_NUMBER.search(str(r.image_id))), None)
+    bad = next((r.image_id for r in records if not VAL_NUMBER.search(str(r.image_id))), None)
     if bad is None:
         return None
     return (f"its image ids (e.g. {bad!r}) carry no ILSVRC2012_val_XXXXXXXX number, which the ReaL labels are "
@@ -401,7 +378,7 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
             raise
         except Exception as e:
             raise ValueError(
-                f"{name}: cannot load {spec.hub_repo}@{revision} ({_short(e)}): {spec.instructions}"
+                f"{name}: cannot load {spec.hub_repo}@{revision} ({short_error(e)}): {spec.instructions}"
             ) from e
     else:
         path = Path(root).expanduser()
@@ -481,7 +458,7 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
         try:
             sha = hub.resolve_revision(spec.hub_repo, revision)
         except Exception as e:
-            raise ValueError(f"{spec.name}: cannot resolve {spec.hub_repo}@{revision} ({_short(e)}): "
+            raise ValueError(f"{spec.name}: cannot resolve {spec.hub_repo}@{revision} ({short_error(e)}): "
                              f"{spec.instructions}") from e
         named = revision if revision == sha else f"{revision} (now commit {sha})"
         if sha != pin.revision and not has_expected:
@@ -496,7 +473,7 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
         except ValueError as e:
             raise ValueError(f"{spec.name}: {spec.hub_repo}@{named}: {e}; for another commit {another}") from None
         except Exception as e:
-            raise ValueError(f"{spec.name}: cannot list {spec.hub_repo}@{named} ({_short(e)}): "
+            raise ValueError(f"{spec.name}: cannot list {spec.hub_repo}@{named} ({short_error(e)}): "
                              f"{spec.instructions}") from e
         where = f"{spec.hub_repo}@{named}"
         check_pinned_rows(spec, p.rows, expected, where)  # the full count, before any image byte is fetched
@@ -506,7 +483,7 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
         try:
             local = hub.fetch(spec.hub_repo, sha, list(p.needed), kw.get("cache_dir"), what=what)
         except Exception as e:
-            raise ValueError(f"{spec.name}: cannot download {where} ({_short(e)}): {spec.instructions}") from e
+            raise ValueError(f"{spec.name}: cannot download {where} ({short_error(e)}): {spec.instructions}") from e
         src = hub.HubParquetSource(spec.hub_repo, sha, sha, split, list(p.needed), local, p.rows, **hkw)
         read = sum(f.rows for f in p.needed)
         if src._total_rows() != read:
@@ -565,19 +542,6 @@ def swept_dataset(dataset: str) -> str:
     return spec.swept_as if spec is not None else dataset
 
 
-def real_label_table(path: str | os.PathLike | None = None) -> tuple[tuple[int, ...], ...]:
-    """ReaL label sets indexed by val number - 1, from a json in timm's format (a list of lists, one
-    per ILSVRC2012_val_XXXXXXXX image in number order); default $ZOOMSTUDY_REAL_LABELS, else timm's
-    own `imagenet_real_labels.json` (the 50,000 sets of Beyer et al.)."""
-    path = path or os.environ.get("ZOOMSTUDY_REAL_LABELS")
-    if not path:
-        return real_labels()
-    raw = json.loads(Path(path).expanduser().read_text())
-    if not isinstance(raw, list) or not all(isinstance(x, list) for x in raw):
-        raise ValueError(f"{path}: a ReaL label file is a json list of lists (timm's imagenet_real_labels.json format)")
-    return tuple(tuple(sorted({int(v) for v in s})) for s in raw)
-
-
 def analysis_labels(dataset: str, image_ids, labels, real=None) -> tuple[list[tuple[int, ...]], np.ndarray]:
     """(label sets, keep bool [N]) of val images scored as `dataset` at analysis time.
 
@@ -589,17 +553,7 @@ def analysis_labels(dataset: str, image_ids, labels, real=None) -> tuple[list[tu
     labels = [tuple(int(v) for v in lab) for lab in labels]
     if spec is None or spec.labels == "original":
         return labels, np.ones(len(labels), bool)
-    real = real_label_table() if real is None else real
-    out, keep = [], []
-    for image_id, lab in zip(image_ids, labels):
-        pos = _val_position(str(image_id))
-        if pos >= len(real):
-            raise ValueError(f"{image_id}: no ReaL entry (the ReaL table has {len(real)})")
-        r = real[pos]
-        new = tuple(r) if spec.labels == "real" else tuple(sorted(set(r) | set(lab)))
-        keep.append(bool(new))
-        out.append(new)
-    return out, np.asarray(keep, bool)
+    return real_label_sets(spec.labels, image_ids, labels, real)
 
 
 def relabel_results(result_set, dataset: str, real=None):
@@ -609,8 +563,7 @@ def relabel_results(result_set, dataset: str, real=None):
     spec = dataset_spec(dataset)
     if spec is None or spec.labels == "original":
         return result_set
-    note = {"dataset": spec.name, "labels": spec.labels,
-            "source": os.environ.get("ZOOMSTUDY_REAL_LABELS") or "timm imagenet_real_labels.json"}
+    note = {"dataset": spec.name, "labels": spec.labels, "source": real_table_name()}
     return result_set.relabelled(spec.name, lambda ids, labels: analysis_labels(spec.name, ids, labels, real), note)
 
 

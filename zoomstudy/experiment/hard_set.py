@@ -11,7 +11,7 @@ with.
 
 The set is written as one parquet file with the hub dataset's columns (`image` as an HF Image,
 `label` a list of class indices, `origin`, `english_label`), in a folder named `world-hard`, and
-read back with the package's parquet loading (data.sources.HFSource), so notebook 04 measures it
+read back with the package's parquet loading (data.hub.HFSource), so notebook 04 measures it
 with exactly the pipeline it uses for ImageNet-Hard. The folder is keyed by every setting that
 changes the selection (candidates, builders' training settings), so a changed setting builds a
 new set instead of reusing a stale one.
@@ -127,7 +127,7 @@ def world_hard_folder(n_per_origin: int = 400, *, builders=BUILDERS, training: T
 def open_world_hard(n_per_origin: int = 400, *, root=None, cache=None, builders=BUILDERS,
                     training: Training = Training()):
     """The world-hard set as a parquet source (built first when missing), its row count checked."""
-    from zoomstudy.data.sources import HFSource
+    from zoomstudy.data.hub import HFSource
 
     folder = world_hard_folder(n_per_origin, builders=builders, training=training, cache=cache, root=root)
     path = build_world_hard(folder, n_per_origin, builders=builders, training=training, cache=cache)

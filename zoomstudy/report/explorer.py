@@ -62,7 +62,7 @@ def write_explorer(result_set, source, out_path: str | Path, *, max_images: int 
     import torch
 
     from zoomstudy.data.labels import class_name
-    from zoomstudy.data.sources import load_sample
+    from zoomstudy.data.source import load_sample
     from zoomstudy.report.tables import thumbnails
     from zoomstudy.views import pil_to_tensor, render_views
 

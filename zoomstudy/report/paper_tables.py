@@ -4,7 +4,7 @@ Every function here reads stored results only (sweeps found by `matrix.find_cell
 plain runs by `matrix.stored_hard_tables`, MEMO tables under results_dir/memo) and never computes a
 sweep: a cell without stored results says so, and says how to get it. The numbers themselves come
 from the existing analyses (`analysis.bounds.table1_row`, `summarize`, `anchor_bounds`,
-`analysis.tta.tta_table`, `analysis.memo.memo_summary`, `analysis.hard.leaderboard`); this module lays them out
+`analysis.tta.tta_table`, `analysis.table5.memo_summary`, `analysis.hard.leaderboard`); this module lays them out
 as the paper did, with the paper's value and the difference in every cell.
 """
 from __future__ import annotations
@@ -357,9 +357,9 @@ def table5(results_dir: str | Path, paper_models: Mapping[str, str] | None = Non
 
     paper_models: weights id or checkpoint file name -> the paper's column ('DeepAugment+AugMix',
     'MoEx+CutMix') for the robust ResNet-50s; torchvision ResNet-50 V1 is recognised by itself.
-    Paper rows without a stored table say how to get one (notebook 03 or `analysis.memo.memo_table`).
+    Paper rows without a stored table say how to get one (notebook 03 or `analysis.table5.memo_table`).
     """
-    from zoomstudy.analysis.memo import memo_summary, table5_comparison
+    from zoomstudy.analysis.table5 import memo_summary, table5_comparison
 
     ours = []
     for settings, df in stored_memo_tables(results_dir):
@@ -381,7 +381,7 @@ def table5(results_dir: str | Path, paper_models: Mapping[str, str] | None = Non
     out = ref.merge(pd.DataFrame(ours, columns=["method", "model", "dataset", "ours"]),
                     on=["method", "model", "dataset"], how="left")
     out["diff"] = out["ours"] - out["paper"]
-    how = ("not stored: run notebook 03 (profile paper) or analysis.memo.memo_table; the robust ResNet-50s "
+    how = ("not stored: run notebook 03 (profile paper) or analysis.table5.memo_table; the robust ResNet-50s "
            "need their checkpoints")
     out["status"] = np.where(out["ours"].notna(), "ok", how)
     out = out[["method", "model", "dataset", "ours", "paper", "diff", "status"]]

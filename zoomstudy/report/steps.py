@@ -206,10 +206,10 @@ def memo_arguments(p: Mapping[str, Any]) -> dict:
 def run_memo(p: Mapping[str, Any], label_space: str):
     """Table 5: MEMO episodes (or the stored table of an earlier identical run); prints what ran.
 
-    Returns the per-image table (attrs: settings, reused, path); analysis.memo.memo_summary makes the rows.
+    Returns the per-image table (attrs: settings, reused, path); analysis.table5.memo_summary makes the rows.
     """
     from zoomstudy import study
-    from zoomstudy.analysis import memo
+    from zoomstudy.analysis import table5
     from zoomstudy.provenance import is_random_weights
 
     quiet_progress_warning()
@@ -220,7 +220,7 @@ def run_memo(p: Mapping[str, Any], label_space: str):
                           resize=round(p["crop"] * 256 / 224), crop=p["crop"], progress=p.get("report_dir") is None,
                           **({} if p.get("memo_lr") is None else {"lr": float(p["memo_lr"])}))
     settings = table.attrs["settings"]
-    print(memo.memo_description(settings))
+    print(table5.memo_description(settings))
     print(("Read back from " if table.attrs["reused"] else "Computed and stored in ") + table.attrs["path"])
     if is_random_weights(settings):
         print("Random weights: MEMO's numbers here only show that the pipeline runs.")
@@ -230,7 +230,7 @@ def run_memo(p: Mapping[str, Any], label_space: str):
 def tta_findings(table: pd.DataFrame, memo_summary: pd.DataFrame | None, sweep: Sweep,
                  curve: pd.DataFrame | None = None) -> list[str]:
     """Headline sentences of notebook 03 from Table 4 (tta.tta_table), the view budget
-    (budget.budget_curve) and Table 5 (memo.memo_summary)."""
+    (budget.budget_curve) and Table 5 (table5.memo_summary)."""
     from zoomstudy.analysis.budget import budget_findings
 
     out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
@@ -412,14 +412,14 @@ def compute_profiles(p: Mapping[str, Any]) -> tuple[list, list[dict]]:
     Returns (profiles, provenance infos), and prints each model's provenance statement.
     """
     from zoomstudy import study
-    from zoomstudy.report import model_profile, tables
+    from zoomstudy.report import profile_data, tables
 
     quiet_progress_warning()
     runs = model_runs(p.get("models"), p.get("checkpoints"), p.get("model"), p.get("checkpoint"))
     source = study.open_data(p["dataset"], p["root"], max_images=p["max_images"])
     profiles, infos = [], []
     for name, ckpt in runs:
-        prof = model_profile.compute_profile(name, source, checkpoint=ckpt, results_dir=p["results_dir"],
+        prof = profile_data.compute_profile(name, source, checkpoint=ckpt, results_dir=p["results_dir"],
                                              scales=p["scales"], grid=p["grid"], crop=p["crop"],
                                              max_images=p["max_images"], resolution_sizes=p["sizes"],
                                              pretrained=p["pretrained"], device=p["device"],

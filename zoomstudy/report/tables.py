@@ -39,7 +39,7 @@ from zoomstudy.analysis import paper
 from zoomstudy.analysis.hard import plain_from_model  # noqa: F401  (the notebooks' figures.plain_from_model)
 from zoomstudy.analysis.stats import accuracy_with_ci, clopper_pearson
 from zoomstudy.data.labels import class_name, use_class_names  # noqa: F401  (the notebooks' figures.class_name)
-from zoomstudy.data.sources import load_sample  # noqa: F401  (the notebooks' figures.load_sample)
+from zoomstudy.data.source import load_sample  # noqa: F401  (the notebooks' figures.load_sample)
 from zoomstudy.provenance import is_random_weights
 from zoomstudy.views import GROUPS, ViewGrid
 
@@ -128,7 +128,7 @@ def provenance_info(result_set, profile: str | None, checkpoint: str | None = No
         settings, stored = result_set, None
     else:
         settings, stored = result_set.settings, int(len(result_set.images()))
-    from zoomstudy.sweep.store import provenance
+    from zoomstudy.provenance import stored as provenance
 
     key = settings["key"]
     # the key's content plus where it ran (data path, device), which the store keeps outside the key

@@ -28,6 +28,7 @@ import torch
 
 from zoomstudy import __version__
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
+from zoomstudy.keyed import DATASET_PLACE, MODEL_PLACE, split_place
 from zoomstudy.provenance import git_commit
 from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet, new_token, shard_prefix
 from zoomstudy.views import (ViewGrid, normalize, pil_to_tensor, plan_cache, render_batch, render_windows,
@@ -42,9 +43,6 @@ DEFAULT_MAX_HOST_MB = 2048
 #: killed run loses at most about a minute of work, even where an image takes many seconds (CPU, the
 #: paper's grid) and 32 images would be half an hour.
 PART_SECONDS = 60.0
-#: Provenance fields that say where something was, not what it was: kept outside the key.
-_MODEL_PLACE = ("device", "weights_source")
-_DATASET_PLACE = ("location", "csv", "streaming")
 #: With a layout-free content key (`Source.provenance()['content']`: one file per image), the fields
 #: that describe the folder shape rather than the files and labels: kept outside the key too, so the
 #: synset-folder, labels.csv and devkit layouts of the same files share one result set.
@@ -141,14 +139,12 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
     """The provenance saved next to the results; `key` holds what can change a stored number.
 
     The key holds the data's content (fingerprint, labels, row count, decoding) and the render dtype;
-    where the data lies and which device ran (`_DATASET_PLACE`, `_MODEL_PLACE`) go to `provenance`,
+    where the data lies and which device ran (`keyed.DATASET_PLACE`, `keyed.MODEL_PLACE`) go to `provenance`,
     so that shards on machines with other mount points or other cards write one result set.
     """
-    model_prov = dict(model.provenance())
-    model_place = {k: model_prov.pop(k) for k in _MODEL_PLACE if k in model_prov}
+    model_prov, model_place = split_place(model.provenance(), MODEL_PLACE)
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
-    dataset = dict(source.provenance())
-    dataset_place = {k: dataset.pop(k) for k in _DATASET_PLACE if k in dataset}
+    dataset, dataset_place = split_place(source.provenance(), DATASET_PLACE)
     if "content" in dataset:
         dataset_place.update({k: dataset.pop(k) for k in _DATASET_LAYOUT if k in dataset})
         dataset["fingerprint_method"] = f"{dataset['content']['scheme']}: (file token, labels) in order ({dataset['content']['method']})"

@@ -81,7 +81,7 @@ _PART_NAME = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+?)-(?P<n>\d+)(?:-(?P<token>[0
 
 def _sha256(path: Path) -> str:
     """The data stage's file hash (imported here, not at module level: data.registry imports this module)."""
-    from zoomstudy.data.sources import file_sha256
+    from zoomstudy.data.fingerprint import file_sha256
 
     return file_sha256(path)
 
@@ -1023,13 +1023,6 @@ def _without(tables: dict, positions) -> dict:
         t = tables[name]
         out[name] = t.filter(pc.invert(pc.is_in(t.column("image_id").cast(pa.string()), ids))) if t.num_rows else t
     return out
-
-
-def provenance(settings: dict, what: str) -> dict:
-    """settings['key'][what] together with settings['provenance'][what] (what: 'model' or 'dataset'):
-    the content that keys the result set plus where it came from (path, device) on the machine that
-    created it. Each process's own provenance is in runs/*.json."""
-    return {**settings.get("key", {}).get(what, {}), **settings.get("provenance", {}).get(what, {})}
 
 
 def find_results(results_dir: str | Path, *, model: str | None = None, dataset: str | None = None) -> list[ResultSet]:
