@@ -4,6 +4,7 @@ position / scale augmentation flattens both)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -213,7 +214,7 @@ def test_render_batch_is_seeded_and_labelled():
 # ================================================================================================
 # Models and cache
 # ================================================================================================
-TINY = dict(epochs=1, images_per_epoch=64, batch_size=32, val_images=32)
+TINY = T.TrainConfig(epochs=1, images_per_epoch=64, batch_size=32)
 
 
 @pytest.mark.parametrize("arch", T.ARCHS)
@@ -227,25 +228,26 @@ def test_models_expose_preprocessing_and_classes(arch):
 
 
 def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
-    m1, info1 = T.get_or_train(SPEC, cache=tmp_path, seed=3, **TINY)
-    m2, info2 = T.get_or_train(SPEC, cache=tmp_path, seed=3, **TINY)
+    tiny3 = dataclasses.replace(TINY, seed=3)
+    m1, info1 = T.get_or_train(SPEC, tiny3, cache=tmp_path, val_images=32)
+    m2, info2 = T.get_or_train(SPEC, tiny3, cache=tmp_path, val_images=32)
     assert info1["cache"] == "miss" and info2["cache"] == "hit" and info1["path"] == info2["path"]
     assert info2["settings"]["lr"] == T.ARCH_DEFAULTS["cnn"]["lr"] and info2["settings"]["seed"] == 3
     assert len(list(tmp_path.glob("*.pt"))) == 1 and len(list(tmp_path.glob("*.json"))) == 1
     x = torch.randn(4, 3, 56, 56)
     with torch.no_grad():
         assert torch.allclose(m1(x), m2(x), atol=1e-5)
-    m3, _ = T.train_model(SPEC, seed=3, **TINY)  # a fresh run: same weights
+    m3, _ = T.train_model(SPEC, tiny3, val_images=32)  # a fresh run: same weights
     for k, v in m1.state_dict().items():
         assert torch.allclose(v.float(), m3.state_dict()[k].float(), atol=1e-5), k
     # every weight-changing setting is in the key; the environment variable moves the default folder
-    _, info4 = T.get_or_train(SPEC, cache=tmp_path, seed=4, **TINY)
-    _, info5 = T.get_or_train(SPEC.replace(max_rotation=5.0), cache=tmp_path, seed=3, **TINY)
+    _, info4 = T.get_or_train(SPEC, dataclasses.replace(TINY, seed=4), cache=tmp_path, val_images=32)
+    _, info5 = T.get_or_train(SPEC.replace(max_rotation=5.0), tiny3, cache=tmp_path, val_images=32)
     assert info4["cache"] == info5["cache"] == "miss" and len(list(tmp_path.glob("*.pt"))) == 3
     monkeypatch.setenv("ZOOMSTUDY_CACHE", str(tmp_path / "env"))
     assert T.cache_dir() == tmp_path / "env" / "world"
     with pytest.raises(ValueError):
-        T.get_or_train(SPEC, cache=tmp_path, epochs=0)
+        T.get_or_train(SPEC, T.TrainConfig(epochs=0), cache=tmp_path)
 
 
 # ================================================================================================
@@ -275,7 +277,7 @@ def _one_thread():
 def ci_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("world-cache")
     with _one_thread():
-        return {r: T.get_or_train(SPEC.replace(regime=r), cache=folder, **CI_TRAINING.kwargs(CI_SEED))
+        return {r: T.get_or_train(SPEC.replace(regime=r), CI_TRAINING.config(CI_SEED), cache=folder)
                 for r in ("centered", "anywhere", "multiscale")}
 
 
