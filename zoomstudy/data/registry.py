@@ -542,6 +542,48 @@ def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
     return src
 
 
+# ================================================================================================
+# Data schemes that later stages add (like timm's register_model)
+# ================================================================================================
+@dataclass(frozen=True)
+class DataScheme:
+    """A family of dataset names that a later stage opens (the controlled experiment's "world:REGIME",
+    "world-hard:N", ...): the data stage cannot import it, so it registers here at import.
+
+    opener(text, root, **kw) -> a source. label_space(record) -> the label space a result set's dataset
+    record of this family is scored in, or None when the record is not one of its."""
+
+    name: str
+    opener: Callable
+    label_space: Callable[[dict], str | None] | None = None
+
+
+#: scheme name (the text before the first ":") -> its `DataScheme`; filled by `register_data_scheme`.
+DATA_SCHEMES: dict[str, DataScheme] = {}
+
+
+def register_data_scheme(name: str, opener: Callable, *, label_space: Callable[[dict], str | None] | None = None) -> None:
+    """Let the entry layer open "NAME" and "NAME:REST" with `opener(text, root, **kw)` (see `DataScheme`).
+    A registry dataset or source scheme cannot be shadowed: their names are refused."""
+    if name in DATASETS or name in DATASET_ALIASES or name in SOURCE_SCHEMES:
+        raise ValueError(f"register_data_scheme: {name!r} is already a dataset or source scheme")
+    DATA_SCHEMES[name] = DataScheme(name, opener, label_space)
+
+
+def data_scheme(text: str) -> DataScheme | None:
+    """The registered scheme a dataset text belongs to ("world-hard:400" -> world-hard's), else None."""
+    return DATA_SCHEMES.get(str(text).partition(":")[0])
+
+
+def scheme_label_space(record: dict) -> str | None:
+    """The label space a registered scheme gives a result set's dataset record, else None."""
+    for hook in dict.fromkeys(s.label_space for s in DATA_SCHEMES.values() if s.label_space):
+        space = hook(record)
+        if space is not None:
+            return space
+    return None
+
+
 #: Other names of registry entries (the issue's spelling of IN+ReaL).
 DATASET_ALIASES: dict[str, str] = {"imagenet-plus-real": "imagenet+real"}
 
