@@ -16,6 +16,7 @@ import torch
 from zoomstudy.experiment import training as T
 from zoomstudy.experiment.runs import Training
 from zoomstudy.data import Sample
+from zoomstudy.data.labels import class_name
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy.views import ViewGrid
 from zoomstudy.experiment.world import (
@@ -300,6 +301,9 @@ def ci_correct(ci_models, tmp_path_factory):
                 assert torch.equal(a.cpu(), b.cpu()), "open_model trained another model than the fixture's"
             assert study.model_spec(model) == f"world:{r}"  # reports name it as open_model takes it
             rs = sweep(model, src, CI_GRID, store, workers=0, progress=False, tta=False)
+            # the world's class names travel with the model and its result set (no process-wide default)
+            assert rs.settings["class_names"] == list(SPEC.class_names)
+            assert class_name(0, names=rs) == class_name(0, names=model) == "disc" and class_name(0) == "tench"
             out[r] = rs.correct().reshape(N_TEST, CI_GRID.n_scales, 3, 3)
     return out
 

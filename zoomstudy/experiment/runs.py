@@ -137,7 +137,6 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     """
     import pandas as pd
 
-    from zoomstudy.data.labels import use_class_names
     from zoomstudy.experiment.world import REGIMES
     from zoomstudy.sweep.engine import sweep
 
@@ -151,7 +150,6 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     for regime in regimes:
         for seed in seeds:
             model = world_model(regime, seed=int(seed), training=training)
-            use_class_names(model)  # as study.open_model: the reports name the world's classes
             rs = sweep(model, source, world_grid(source.spec), results_dir, batch_size=1024, workers=0,
                        progress=progress, tta=False)
             rows.append({"regime": regime, "seed": int(seed), "model": model.name, "result_set": str(rs.path)})

@@ -29,6 +29,7 @@ import torch
 from zoomstudy import __version__
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy.provenance import git_commit
+from zoomstudy.data.labels import class_names_of
 from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet, new_token, shard_prefix
 from zoomstudy.views import (ViewGrid, normalize, pil_to_tensor, plan_cache, render_batch, render_windows,
                              split_layout, tta_crops, view_layout)
@@ -178,6 +179,9 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
         "host": {"platform": platform.platform(), "python": platform.python_version(), "name": socket.gethostname()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    names = class_names_of(model)
+    if names:  # a label space's own class names (a world model's) travel with the results, outside the key
+        settings["class_names"] = list(names)
     changed = {k: v for k, v in precision.items() if v != _PRECISION_DEFAULTS[k]}
     if changed:  # only then: the keys of runs with torch's defaults stay what they were
         settings["key"]["precision"] = changed
