@@ -329,13 +329,13 @@ def test_parts_are_sized_by_time_so_a_killed_short_run_keeps_its_images(realdata
     monkeypatch.setattr(engine._PartWriter, "add_image", add_image)
     kw = dict(results_dir=tmp_path / "results", tta=False, workers=0, progress=False, chunk_images=32)
     with pytest.raises(Killed):
-        engine.sweep(model, CsvSource(data), grid, **kw)
+        engine.sweep_to_store(model, CsvSource(data), grid, **kw)
     monkeypatch.setattr(engine._PartWriter, "add_image", real_add)
     from zoomstudy.sweep.store import find_results
 
     (rs,) = find_results(tmp_path / "results")
     assert len(rs.images()) == 2 and len(rs.committed_parts()) == 2
-    rs = engine.sweep(model, CsvSource(data), grid, **kw)
+    rs = engine.sweep_to_store(model, CsvSource(data), grid, **kw)
     assert len(rs.images()) == 3 and len(rs.committed_parts()) == 3
 
 

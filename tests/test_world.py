@@ -288,7 +288,7 @@ def ci_correct(ci_models, tmp_path_factory):
     sweep, as the experiment measures them (`experiment.runs.run_experiment`). The same training settings
     open the same cached weights: nothing is retrained here (checked by the weights' identity)."""
     from zoomstudy import study
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     src = WorldSource(SPEC, N_TEST, "test", seed=1)
     store = tmp_path_factory.mktemp("world-results")
@@ -300,7 +300,7 @@ def ci_correct(ci_models, tmp_path_factory):
             for a, b in zip(model.module.module.state_dict().values(), trained.state_dict().values()):
                 assert torch.equal(a.cpu(), b.cpu()), "open_model trained another model than the fixture's"
             assert study.model_spec(model) == f"world:{r}"  # reports name it as open_model takes it
-            rs = sweep(model, src, CI_GRID, store, workers=0, progress=False, tta=False)
+            rs = sweep_to_store(model, src, CI_GRID, store, workers=0, progress=False, tta=False)
             # the world's class names travel with the model and its result set (no process-wide default)
             assert rs.settings["class_names"] == list(SPEC.class_names)
             assert class_name(0, names=rs) == class_name(0, names=model) == "disc" and class_name(0) == "tench"

@@ -367,7 +367,7 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
 
     from zoomstudy.data.labels import get_label_space
     from zoomstudy.study import open_data, open_model, resolve_label_space
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     grid = grid or _default_grid()
     checkpoints = dict(checkpoints or {})
@@ -402,7 +402,7 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
             else:
                 src = open_data(j.dataset, st.root, **st.data_kw)
                 model = model_for(j, ckpt, resolve_label_space(j.dataset))
-                rs = sweep(model, src, grid, results_dir, batch_size=batch_size, workers=workers, shard=shard,
+                rs = sweep_to_store(model, src, grid, results_dir, batch_size=batch_size, workers=workers, shard=shard,
                            max_images=max_images, tta=tta, progress=progress)
                 row["path"] = str(rs.path)
             row["status"] = "done"

@@ -291,14 +291,14 @@ def ensure_results(model: str, dataset: str, *, checkpoint: str | None = None, r
     amp: "bf16" / "fp16": the forward under CUDA autocast (in the result set's key); None: float32.
     """
     from zoomstudy.data.registry import relabel_results
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     view_grid = make_grid(scales, grid, crop)  # bad grids fail here, before any loading
     # row counts and pins are checked before the model loads; a hub dataset fetches only the files it reads
     src = open_data(dataset, root, max_images=max_images, **(data_kw or {}))
     m = open_model(model, checkpoint, label_space=label_space, device=device, pretrained=pretrained, dataset=dataset,
                    amp=amp)
-    rs = sweep(m, src, view_grid, results_dir, max_images=max_images, batch_size=batch_size,
+    rs = sweep_to_store(m, src, view_grid, results_dir, max_images=max_images, batch_size=batch_size,
                workers=workers, progress=progress, **sweep_kw)
     return relabel_results(rs, dataset)
 

@@ -138,7 +138,7 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     import pandas as pd
 
     from zoomstudy.experiment.world import REGIMES
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     bad = [r for r in regimes if r not in REGIMES]
     if bad:
@@ -150,7 +150,7 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     for regime in regimes:
         for seed in seeds:
             model = world_model(regime, seed=int(seed), training=training)
-            rs = sweep(model, source, world_grid(source.spec), results_dir, batch_size=1024, workers=0,
+            rs = sweep_to_store(model, source, world_grid(source.spec), results_dir, batch_size=1024, workers=0,
                        progress=progress, tta=False)
             rows.append({"regime": regime, "seed": int(seed), "model": model.name, "result_set": str(rs.path)})
     return pd.DataFrame(rows)

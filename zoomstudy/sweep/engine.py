@@ -291,7 +291,7 @@ def _group_rows(image_id: str, names: list[str], values: np.ndarray) -> list[tup
     return [(image_id, g, int(v[0]), float(v[1]), int(v[2]), float(v[3])) for g, v in zip(names, values)]
 
 
-def sweep(
+def sweep_to_store(
     model,
     source,
     grid: ViewGrid | None = None,
@@ -310,6 +310,8 @@ def sweep(
 ) -> ResultSet:
     """Run (or resume) one model over one source and one grid; returns the stored ResultSet.
 
+    The engine under the public door `zoomstudy.ensure_results` (which opens the model and the data
+    by name first): every view of every image through the model, into the store.
     model: a LoadedModel (zoomstudy.models.load_model). source: a zoomstudy.data source.
     batch_size: views per forward pass at most (halved automatically on CUDA out-of-memory; on CPU
     also capped by max_host_mb).
