@@ -19,7 +19,6 @@ Three facts shape it:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -32,7 +31,7 @@ import pandas as pd
 
 from zoomstudy.analysis import paper
 from zoomstudy.provenance import is_random_weights
-from zoomstudy.keyed import atomic_write
+from zoomstudy.keyed import atomic_write, settings_key
 
 #: Table 1's models: paper name -> model spec (`models.MODELS`).
 TABLE1_MODELS: dict[str, str] = dict(paper.MODEL_KEYS)
@@ -444,7 +443,9 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
     CLIP with CLIP's), all 1000 logits, stored under results_dir/hard/<key>.parquet.
 
     The key hashes the model's provenance, its data config and the dataset's provenance (revision,
-    rows, fingerprint): a stored table is reused only for the same model, weights and data. The data
+    rows, fingerprint): a stored table is reused only for the same model, weights and data. Where it
+    ran (device, data path) is recorded beside the key, not in it (`sweep.engine.split_provenance`, the
+    sweep store's split), so the same table is found again on another GPU or path. The data
     is opened first, so a wrong revision or row count stops before the model loads. With a shard,
     only shard 0 computes (one process is enough for a 1-crop pass) and the others return the
     stored table when it exists, else an empty one. model / source: already loaded ones (the matrix
@@ -452,6 +453,7 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
     """
     from zoomstudy.analysis.hard import plain_from_model
     from zoomstudy.study import open_data, open_model
+    from zoomstudy.sweep.engine import split_provenance
 
     src = source if source is not None else open_data(HARD, root, **dict(data_kw or {}))
     if model is None:
@@ -459,12 +461,12 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
                            pretrained=pretrained and checkpoint is None)
     elif not model.label_space.is_full:
         raise ValueError("hard_plain: ImageNet-Hard is scored on all 1000 classes; got a restricted model")
-    prov = dict(model.provenance())
-    prov.pop("weights_source", None)
-    settings = {"model": prov, "preprocess": {k: list(v) if isinstance(v, tuple) else v
-                                              for k, v in model.data_config().items()},
-                "dataset": src.provenance(), "max_images": max_images, "protocol": "plain-1crop-v1"}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key_part, place = split_provenance(model, src)
+    settings = {"key": {"model": key_part["model"],
+                        "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in model.data_config().items()},
+                        "dataset": key_part["dataset"], "max_images": max_images, "protocol": "plain-1crop-v1"},
+                "provenance": place}
+    key = settings_key(settings)
     folder = Path(results_dir) / "hard"
     path = folder / f"{key}.parquet"
     if path.exists():

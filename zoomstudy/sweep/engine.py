@@ -138,6 +138,25 @@ def _decode_lazy(source, position: int, record) -> _Item:
     return _decode(source, position, sample)
 
 
+def split_provenance(model, source) -> tuple[dict, dict]:
+    """(key, place) of a model's and a source's provenance, each {"model": ..., "dataset": ...}.
+
+    The key holds what can change a number (weights, preprocessing, the data's content, labels, rows);
+    place holds where the data lies and which device ran (`_MODEL_PLACE`, `_DATASET_PLACE`, and with a
+    layout-free content key the folder's layout, `_DATASET_LAYOUT`). The sweep store and the keyed
+    caches above it (ImageNet-Hard's plain runs) split this way, so a result is found again on another
+    GPU, machine or data path (`keyed.settings_key` hashes settings['key'] only).
+    """
+    model_prov = dict(model.provenance())
+    model_place = {k: model_prov.pop(k) for k in _MODEL_PLACE if k in model_prov}
+    dataset = dict(source.provenance())
+    dataset_place = {k: dataset.pop(k) for k in _DATASET_PLACE if k in dataset}
+    if "content" in dataset:
+        dataset_place.update({k: dataset.pop(k) for k in _DATASET_LAYOUT if k in dataset})
+        dataset["fingerprint_method"] = f"{dataset['content']['scheme']}: (file token, labels) in order ({dataset['content']['method']})"
+    return {"model": model_prov, "dataset": dataset}, {"model": model_place, "dataset": dataset_place}
+
+
 def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_dtype: torch.dtype, tta: bool) -> dict:
     """The provenance saved next to the results; `key` holds what can change a stored number.
 
@@ -145,14 +164,10 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
     where the data lies and which device ran (`_DATASET_PLACE`, `_MODEL_PLACE`) go to `provenance`,
     so that shards on machines with other mount points or other cards write one result set.
     """
-    model_prov = dict(model.provenance())
-    model_place = {k: model_prov.pop(k) for k in _MODEL_PLACE if k in model_prov}
+    key, place = split_provenance(model, source)
+    model_prov, dataset = key["model"], key["dataset"]
+    model_place, dataset_place = place["model"], place["dataset"]
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
-    dataset = dict(source.provenance())
-    dataset_place = {k: dataset.pop(k) for k in _DATASET_PLACE if k in dataset}
-    if "content" in dataset:
-        dataset_place.update({k: dataset.pop(k) for k in _DATASET_LAYOUT if k in dataset})
-        dataset["fingerprint_method"] = f"{dataset['content']['scheme']}: (file token, labels) in order ({dataset['content']['method']})"
     try:
         rows = len(source)
     except TypeError:
