@@ -580,10 +580,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="zoomstudy", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_sweep(sub) -> None:
+    """`zoomstudy sweep` and its options."""
     s = sub.add_parser("sweep", help="run (or resume) one model over one dataset and one view grid")
     s.add_argument("--model", required=True,
                    help="torchvision:NAME, timm:NAME or a name of zoomstudy.models.loading.MODELS")
@@ -614,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_sweep, validate=validate_sweep)
 
+
+def _add_merge(sub) -> None:
+    """`zoomstudy merge` and its options."""
     m = sub.add_parser("merge", help="validate that the shards of a sweep hold every image once")
     m.add_argument("result_set")
     m.add_argument("--shards", type=int, required=True)
@@ -625,12 +626,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the checks, rewrite the set's small parts as a few large ones (fewer files to scan)")
     m.set_defaults(func=cmd_merge, validate=validate_merge)
 
+
+def _add_summary(sub) -> None:
+    """`zoomstudy summary` and its options."""
     t = sub.add_parser("summary", help="Table 1 rows for stored result sets")
     t.add_argument("results_dir", nargs="?", default="results")
     t.add_argument("--model")
     t.add_argument("--dataset")
     t.set_defaults(func=cmd_summary, validate=validate_summary)
 
+
+def _add_tta_policy(sub) -> None:
+    """`zoomstudy tta-policy` and its options."""
     v = sub.add_parser("tta-policy", help="choose k zoom views on a stored sweep: a ZoomTTA policy JSON")
     v.add_argument("result_set", help="a result set folder (results/<model>/<dataset>/<key>)")
     v.add_argument("--k", type=int, default=4, help=f"number of views (1..{MAX_POLICY_VIEWS}, default 4)")
@@ -640,6 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="policy.json")
     v.set_defaults(func=cmd_tta_policy, validate=validate_tta_policy)
 
+
+def _add_reproduce(sub) -> None:
+    """`zoomstudy reproduce` and its options."""
     r = sub.add_parser("reproduce", help="run every notebook headless into a report site")
     r.add_argument("--profile", default="offline", help="offline (default, no network), local, quick, paper")
     r.add_argument("--out", default="reports")
@@ -649,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reproduce, validate=validate_reproduce)
 
+
+def _add_profile(sub) -> None:
+    """`zoomstudy profile` and its options."""
     f = sub.add_parser("profile", help="zoom and position sensitivity of a model on your images: HTML + JSON report")
     f.add_argument("--model", help="torchvision:NAME, timm:NAME or a paper model (default with --checkpoint: "
                    "the torchvision architecture named in the checkpoint's file name)")
@@ -677,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_profile, validate=validate_profile)
 
+
+def _add_paper(sub) -> None:
+    """`zoomstudy paper` and its options."""
     q = sub.add_parser("paper", help="the paper as a matrix: preflight, then every (model, dataset) sweep of "
                        "Table 1 and the ImageNet-Hard runs that this machine has data for")
     q.add_argument("--results-dir", default="results/paper")
@@ -705,6 +721,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dry-run", action="store_true", help="print the preflight only")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_paper, validate=validate_paper)
+
+
+#: The subcommands in --help order, each its parser's options (one function per subcommand).
+_SUBCOMMANDS = (_add_sweep, _add_merge, _add_summary, _add_tta_policy, _add_reproduce, _add_profile, _add_paper)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="zoomstudy", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in _SUBCOMMANDS:
+        add(sub)
     return p
 
 

@@ -12,10 +12,11 @@ Three facts shape it:
 * Each sweep is `study.ensure_results`: stored once under a key of everything that can change a
   number, resumed where it stopped, sharded by `--shard i/n` or torchrun's RANK / WORLD_SIZE (every
   process takes every n-th image of every sweep, so shards stay balanced whatever the datasets).
-* A dataset is looked for where a researcher would put it: a root given for it, its environment
-  variable, the repository's top-level `data/<name>/` folder; ImageNet-Hard also in the Hugging
-  Face cache (still needing a pinned revision). Each dataset is opened in the preflight, so a copy
-  with the wrong row count stops the run before any model is loaded.
+* A dataset is looked for where `open_dataset` looks (one resolver, `data.registry.find_local`): a
+  root given for it, the data folder's `<folder>/` (--data-dir, else $ZOOMSTUDY_DATA, else ./data),
+  its environment variable; ImageNet-Hard also on the hub at its pinned commit. Each dataset is
+  opened once, in the preflight, so a copy with the wrong row count stops the run before any model
+  is loaded, and `run` sweeps the source the preflight opened.
 """
 from __future__ import annotations
 
@@ -358,7 +359,8 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
 
     Jobs run model by model, and each model is loaded once: the weights are shared by all of its
     datasets, only the label space (a mask on the logits, SPEC 2) changes per dataset. The data is
-    opened before the model, so a wrong row count or revision stops a job before any weights load.
+    opened before the model, so a wrong row count or revision stops a job before any weights load: it
+    is the preflight's source (`DatasetStatus.source`), opened once for all of its jobs.
     Returns one row per job: model, dataset, kind, status ("done", "skipped: ...", "failed: ..."),
     path, seconds.
     """
@@ -393,13 +395,12 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
         ckpt = checkpoints.get(j.model) or checkpoints.get(j.spec)
         t0 = time.perf_counter()
         try:
+            src = st.source if st.source is not None else open_data(j.dataset, st.root, **st.data_kw)
             if j.kind == "plain":
-                src = open_data(j.dataset, st.root, **st.data_kw)
                 df = hard_plain(j.spec, model=model_for(j, ckpt, "imagenet1k"), source=src, results_dir=results_dir,
                                 max_images=max_images, shard=shard, paper_model=j.model)
                 row["path"] = df.attrs.get("path")
             else:
-                src = open_data(j.dataset, st.root, **st.data_kw)
                 model = model_for(j, ckpt, resolve_label_space(j.dataset))
                 rs = sweep_to_store(model, src, grid, results_dir, batch_size=batch_size, workers=workers, shard=shard,
                            max_images=max_images, tta=tta, progress=progress)

@@ -325,8 +325,7 @@ def sweep_to_store(
 ) -> ResultSet:
     """Run (or resume) one model over one source and one grid; returns the stored ResultSet.
 
-    The engine under the public door `zoomstudy.ensure_results` (which opens the model and the data
-    by name first): every view of every image through the model, into the store.
+    The engine under the public door `zoomstudy.ensure_results` (which opens model and data by name).
     model: a LoadedModel (zoomstudy.models.load_model). source: a zoomstudy.data source.
     batch_size: views per forward pass at most (halved automatically on CUDA out-of-memory; on CPU
     also capped by max_host_mb).
