@@ -12,7 +12,7 @@ Rows of the table:
   float64 and float32: share of differing pixels, largest difference, top-1 flips over all views
   (real-data kit images and its real SqueezeNet when the kit is found, else noise and random weights);
 * sweep views/s and sweep / bare-forward views/s per precision for the first model (ResNet-50): the
-  sweep is the real one (`sweep.engine.sweep`, store and all), the bare forward is `model.logits` on a
+  sweep is the real one (`sweep.engine.sweep_to_store`, store and all), the bare forward is `model.logits` on a
   resident batch of the same size; views/s of the sweep for the other models (SqueezeNet, ViT-B/32);
 * MEMO + RRC, K=16: seconds per image (`analysis.memo.memo_predict`);
 * host time per image: CPU seconds of the main process per swept image (decoding runs in workers);
@@ -116,16 +116,16 @@ def agreement(images, grid: ViewGrid, dev: torch.device, kit: Path | None) -> li
 
 def sweep_rate(model, source, grid: ViewGrid, n_images: int, batch_size: int, workers: int) -> dict:
     """views/s of a real sweep (warm-up images first, in their own result set), host CPU s/image, peak MB."""
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     dev = model.device
     with tempfile.TemporaryDirectory() as tmp:
-        sweep(model, source, grid, Path(tmp) / "warm", batch_size=batch_size, workers=workers, max_images=2,
+        sweep_to_store(model, source, grid, Path(tmp) / "warm", batch_size=batch_size, workers=workers, max_images=2,
               progress=False)
         peak_reset(dev)
         sync(dev)
         c0, t0 = time.process_time(), time.perf_counter()
-        sweep(model, source, grid, Path(tmp) / "timed", batch_size=batch_size, workers=workers,
+        sweep_to_store(model, source, grid, Path(tmp) / "timed", batch_size=batch_size, workers=workers,
               max_images=n_images, progress=False)
         sync(dev)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0

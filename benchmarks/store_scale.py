@@ -119,7 +119,7 @@ def measure(step: str, results_dir: Path, n: int) -> dict:
 
     torch.set_num_threads(1)
     from zoomstudy import cli
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
     from zoomstudy.sweep.store import ResultSet
 
     # imports count as the interpreter: the libraries each step needs, loaded before the clock starts
@@ -148,7 +148,7 @@ def measure(step: str, results_dir: Path, n: int) -> dict:
             rc = cli.main(["merge", str(path), "--shards", "1", "--verify"])
         elif step == "resume":
             model, source, grid = inputs
-            sweep(model, source, grid, results_dir, workers=0, progress=False, chunk_images=32)
+            sweep_to_store(model, source, grid, results_dir, workers=0, progress=False, chunk_images=32)
             rc = 0
         else:
             raise ValueError(step)

@@ -25,7 +25,7 @@ from PIL import Image
 
 from zoomstudy.data import SyntheticSource
 from zoomstudy.models.loading import load_model
-from zoomstudy.sweep.engine import DEFAULT_MAX_HOST_MB, sweep, views_per_forward
+from zoomstudy.sweep.engine import DEFAULT_MAX_HOST_MB, sweep_to_store, views_per_forward
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy.views import ViewGrid
 
@@ -70,11 +70,11 @@ def bare_forward(model, n_views: int, chunk: int) -> float:
 
 def full_sweep(model, tmp: Path) -> float:
     src = SyntheticSource(args.images, size=tuple(args.size), seed=0)
-    sweep(model, SyntheticSource(1, size=tuple(args.size), seed=9), grid, tmp / "warm", progress=False, tta=False,
+    sweep_to_store(model, SyntheticSource(1, size=tuple(args.size), seed=9), grid, tmp / "warm", progress=False, tta=False,
           workers=0, batch_size=args.batch_size, max_host_mb=args.max_host_mb)
     sync()
     t = time.perf_counter()
-    sweep(model, src, grid, tmp / "run", batch_size=args.batch_size, progress=False, tta=False, workers=args.workers,
+    sweep_to_store(model, src, grid, tmp / "run", batch_size=args.batch_size, progress=False, tta=False, workers=args.workers,
           max_host_mb=args.max_host_mb)
     sync()
     return args.images * grid.n_views / (time.perf_counter() - t)

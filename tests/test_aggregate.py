@@ -21,7 +21,7 @@ from zoomstudy import study
 from zoomstudy.analysis import memo, table5
 from zoomstudy.analysis.stats import clopper_pearson, mcnemar_exact
 from zoomstudy.sweep.store import ResultSet
-from zoomstudy.sweep.engine import sweep
+from zoomstudy.sweep.engine import sweep_to_store
 from zoomstudy.views import ViewGrid, normalize, pil_to_tensor, render_views, tta_crops
 from conftest import REPO
 
@@ -45,7 +45,7 @@ def store_dir(tmp_path_factory):
 def swept(store_dir):
     """(model, result set) of a real sweep; keyed exactly as the notebook's study.ensure_results keys it."""
     model = study.open_model(MODEL, pretrained=False, device="cpu")
-    rs = sweep(model, study.open_data(f"synthetic:{N_IMAGES}"), GRID, store_dir, workers=0, progress=False)
+    rs = sweep_to_store(model, study.open_data(f"synthetic:{N_IMAGES}"), GRID, store_dir, workers=0, progress=False)
     return model, rs
 
 

@@ -258,7 +258,7 @@ def test_realdata_zoomtta_reproduces_the_stored_predictions(realdata, tmp_path):
     from zoomstudy.data.folders import CsvSource
     from zoomstudy.models.loading import load_model
     from zoomstudy.data.source import load_sample
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     kit = realdata / "imagenet-sample"
     model = load_model("torchvision:squeezenet1_0", checkpoint=realdata / "weights" / "squeezenet1_0_deepcompression.pt",
@@ -266,7 +266,7 @@ def test_realdata_zoomtta_reproduces_the_stored_predictions(realdata, tmp_path):
     src = CsvSource(root=kit, csv=kit / "labels.csv")
     grid = ViewGrid(scales=(256, 448))
     n = 3
-    rs = sweep(model, src, grid, tmp_path, render_dtype=torch.float64, tta=False, max_images=n, workers=0, progress=False)
+    rs = sweep_to_store(model, src, grid, tmp_path, render_dtype=torch.float64, tta=False, max_images=n, workers=0, progress=False)
     images = [load_sample(src, i).image for i in range(n)]
     out = tta._outcomes(rs)
     every = [(grid.scales[s], r, c) for s, r, c in map(grid.unravel, range(grid.n_views))]

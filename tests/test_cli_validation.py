@@ -231,3 +231,32 @@ def test_profile_check_exit_codes(files, tmp_path, capsys):
     assert cli.main(["profile", "--check", str(good), "--max-oracle-gap", "10"]) == 0
     assert cli.main(["profile", "--check", str(good), "--max-oracle-gap", "1"]) == 1
     assert cli.main(["profile", "--check", str(files["true_metric"]), "--max-oracle-gap", "1"]) == 2
+
+
+def test_a_registered_scheme_is_opened_and_checked_by_name(files, monkeypatch):
+    """Study and CLI name no scheme: a name registered by a later stage (as the experiment registers
+    "world:") is routed, checked and opened through the registries of data.registry and models.loading."""
+    from zoomstudy.data import registry
+    from zoomstudy.models import loading
+
+    monkeypatch.setattr(registry, "DATA_SCHEMES", dict(registry.DATA_SCHEMES))
+    monkeypatch.setattr(loading, "MODEL_SCHEMES", dict(loading.MODEL_SCHEMES))
+    opened = []
+    registry.register_data_scheme("toy", lambda text, root, **kw: opened.append((text, root, kw)) or "a source",
+                                  label_space=lambda record: "toy-3" if record.get("name") == "toy:3" else None)
+    loading.register_model_scheme("toy", lambda spec, device=None, **kw: ("a model", spec, kw))
+    assert study.check_data("toy:3").kind == "scheme" and study.open_data("toy:3", "R", n=2) == "a source"
+    assert opened == [("toy:3", "R", {"n": 2})]
+    assert study.open_model("toy:big", seed=1) == ("a model", "toy:big", {"seed": 1})
+    study.check_model_name("toy:big")  # no loader knows "toy": the registry does
+    assert registry.scheme_label_space({"name": "toy:3"}) == "toy-3"
+    assert "toy:" in str(pytest.raises(ValueError, study.check_data, "nothing-of-that-name").value)
+    for taken in ("imagenet-val", "csv"):
+        with pytest.raises(ValueError, match="already"):
+            registry.register_data_scheme(taken, lambda *a, **k: None)
+    with pytest.raises(ValueError, match="already"):
+        loading.register_model_scheme("timm", lambda *a, **k: None)
+    parser = cli.build_parser()
+    fill = {k: str(v) for k, v in files.items()}
+    a = parser.parse_args([x.format(**fill) for x in BASE["sweep"]] + ["--dataset", "toy:3", "--model", "toy:big"])
+    a.validate(a)  # accepted without a loader or a folder

@@ -25,7 +25,7 @@ from zoomstudy import cli, study
 from zoomstudy.data import CsvSource, SyntheticSource
 from zoomstudy.data.source import Source
 from zoomstudy.sweep import engine, store
-from zoomstudy.sweep.engine import sweep, sweep_settings, views_per_forward
+from zoomstudy.sweep.engine import sweep_to_store, sweep_settings, views_per_forward
 from zoomstudy.keyed import settings_key
 from zoomstudy.sweep.store import IncompleteResults, ResultSet, ShardBusy
 from zoomstudy.views import ViewGrid
@@ -53,7 +53,7 @@ def _run(model, source, out, **kw):
     kw.setdefault("workers", 0)
     kw.setdefault("progress", False)
     kw.setdefault("tta", True)
-    return sweep(model, source, TINY, out, **kw)
+    return sweep_to_store(model, source, TINY, out, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy import views
 from zoomstudy.models.loading import load_model
 from zoomstudy.sweep import engine
-from zoomstudy.sweep.engine import sweep
+from zoomstudy.sweep.engine import sweep_to_store
 from zoomstudy.views import ViewGrid, pil_to_tensor, render_views, render_views_reference, tta_crops
 
 TINY = ViewGrid(scales=(32, 64, 96), grid=3, crop=48)
@@ -263,7 +263,7 @@ def squeeze():
 def _sweep(model, out, **kw):
     from zoomstudy.data import SyntheticSource
 
-    return sweep(model, SyntheticSource(5, size=((40, 70), (40, 70)), seed=4), TINY, out, chunk_images=2,
+    return sweep_to_store(model, SyntheticSource(5, size=((40, 70), (40, 70)), seed=4), TINY, out, chunk_images=2,
                  workers=0, progress=False, tta=True, **kw)
 
 

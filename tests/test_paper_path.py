@@ -329,13 +329,13 @@ def test_parts_are_sized_by_time_so_a_killed_short_run_keeps_its_images(realdata
     monkeypatch.setattr(engine._PartWriter, "add_image", add_image)
     kw = dict(results_dir=tmp_path / "results", tta=False, workers=0, progress=False, chunk_images=32)
     with pytest.raises(Killed):
-        engine.sweep(model, CsvSource(data), grid, **kw)
+        engine.sweep_to_store(model, CsvSource(data), grid, **kw)
     monkeypatch.setattr(engine._PartWriter, "add_image", real_add)
     from zoomstudy.sweep.store import find_results
 
     (rs,) = find_results(tmp_path / "results")
     assert len(rs.images()) == 2 and len(rs.committed_parts()) == 2
-    rs = engine.sweep(model, CsvSource(data), grid, **kw)
+    rs = engine.sweep_to_store(model, CsvSource(data), grid, **kw)
     assert len(rs.images()) == 3 and len(rs.committed_parts()) == 3
 
 
@@ -379,3 +379,30 @@ def test_notebook_06_run_as_the_cli_says_shows_the_stored_models(val_layouts, re
     assert ">NaN<" not in html and "1000.0" not in text  # ... not rows of NaN; n_classes an integer
     prov = json.loads((site / "06_the_paper.provenance.json").read_text())
     assert prov["table1_cells_with_data"] == 6
+
+
+def test_a_stored_plain_hard_table_is_found_again_from_another_data_path(tmp_path, monkeypatch):
+    """`matrix.hard_plain`'s key holds what changes the table (weights, preprocessing, the files and
+    labels), not where the data lies or which device ran: a copy of the data elsewhere reuses it."""
+    from PIL import Image
+
+    from zoomstudy import matrix, study
+    from zoomstudy.data import CsvSource
+
+    here = tmp_path / "here" / "data"  # the folder's name is the dataset's name (in the key, as in the sweep's)
+    here.mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (40, 30), (i * 90, 20, 0)).save(here / f"{i}.png")
+    (here / "labels.csv").write_text("file,label\n0.png,1\n1.png,2\n")
+    there = tmp_path / "elsewhere" / "data"
+    shutil.copytree(here, there)  # copy2: the same file tokens (size, mtime, bytes)
+    model = study.open_model("torchvision:squeezenet1_0", pretrained=False, device="cpu")
+    first = matrix.hard_plain("torchvision:squeezenet1_0", model=model, source=CsvSource(here),
+                              results_dir=tmp_path / "r")
+    monkeypatch.setattr("zoomstudy.analysis.hard.plain_from_model",
+                        lambda *a, **k: pytest.fail("the stored table was computed again"))
+    again = matrix.hard_plain("torchvision:squeezenet1_0", model=model, source=CsvSource(there),
+                              results_dir=tmp_path / "r")
+    assert again.attrs["key"] == first.attrs["key"] and len(again) == 2
+    meta = json.loads(Path(first.attrs["path"]).with_suffix(".json").read_text())
+    assert "device" not in meta["settings"]["key"]["model"] and "device" in meta["settings"]["provenance"]["model"]

@@ -274,11 +274,11 @@ def test_resolution_anchor_centre_is_the_sweeps_one_crop_view(tiny_model, tmp_pa
     """center='anchor' at size = crop renders exactly the sweep's LOC:1_1 standard view: labelled with
     the sweep's own 1-crop predictions, the curve scores 100% there."""
     from zoomstudy.data import SyntheticSource
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     src = SyntheticSource(6, size=((100, 160), (90, 150)), seed=9)
     grid = ViewGrid(scales=(110,), grid=3, crop=96)
-    rs = sweep(tiny_model, src, grid, tmp_path, workers=0, tta=False, progress=False)
+    rs = sweep_to_store(tiny_model, src, grid, tmp_path, workers=0, tta=False, progress=False)
     ids, top1, _ = rs.predictions()
     pred = dict(zip(ids, top1[:, grid.standard_view].tolist()))
     own = src.relabel(lambda r: (pred[r.image_id],), "the sweep's 1-crop predictions")

@@ -121,11 +121,11 @@ def test_photo_one_crop_is_below_the_any_view_bound(models, cache, tmp_path):
     """The paper's gap, in miniature: on photo-like images the 1-crop view misses what some view finds
     (the rrc arm's cached model, opened by name and measured by the package's sweep)."""
     from zoomstudy import study
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     model = study.open_model("world:rrc", seed=0, training=CI_TRAINING, cache=cache, device="cpu")
     grid = world_grid(WorldSpec())
-    rs = sweep(model, WorldSource(WorldSpec(), 32, "photo", seed=1), grid, tmp_path, workers=0, progress=False,
+    rs = sweep_to_store(model, WorldSource(WorldSpec(), 32, "photo", seed=1), grid, tmp_path, workers=0, progress=False,
                tta=False)
     correct = rs.correct()
     one_crop = correct[:, grid.standard_view].mean()

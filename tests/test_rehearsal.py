@@ -293,7 +293,7 @@ def test_tables_beyond_table1(rehearsal):
     assert set(rep["hard_per_origin"].index) == {"all", "imagenet", "imagenet_a", "objectnet"}
     # CLIP was scored on ImageNet-Hard with its own preprocessing (SPEC 5)
     tables = matrix.stored_hard_tables(rehearsal["results"])
-    clip_settings = tables[f"clip:{TINY_CLIP}"].attrs["settings"]
+    clip_settings = tables[f"clip:{TINY_CLIP}"].attrs["settings"]["key"]
     assert clip_settings["preprocess"]["interpolation"] == "bicubic" and clip_settings["preprocess"]["crop_pct"] == 1.0
 
 

@@ -25,7 +25,7 @@ from zoomstudy import cli
 from zoomstudy.data import CsvSource, SyntheticSource
 from zoomstudy.data.folders import ImageFolderSource
 from zoomstudy.sweep import store
-from zoomstudy.sweep.engine import sweep
+from zoomstudy.sweep.engine import sweep_to_store
 from zoomstudy.sweep.store import IncompleteResults, LayoutMismatch, ResultSet, ShardBusy
 from zoomstudy.views import ViewGrid
 
@@ -62,7 +62,7 @@ def run(model, out, n=6, **kw):
     kw.setdefault("chunk_images", 2)
     kw.setdefault("workers", 0)
     kw.setdefault("progress", False)
-    return sweep(model, src(n), GRID, out, **kw)
+    return sweep_to_store(model, src(n), GRID, out, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -307,7 +307,7 @@ def test_a_store_whose_every_image_failed_says_so_in_summary(tiny_model, tmp_pat
     for i in range(2):
         (root / f"{i}.jpg").write_bytes(b"not a jpeg at all")
     (root / "labels.csv").write_text("file,label\n0.jpg,1\n1.jpg,2\n")
-    sweep(tiny_model, CsvSource(root), GRID, tmp_path / "results", workers=0, progress=False)
+    sweep_to_store(tiny_model, CsvSource(root), GRID, tmp_path / "results", workers=0, progress=False)
     assert cli.main(["summary", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "every image (2) failed to decode" in err[0] and "errors.parquet" in err[0], err

@@ -31,7 +31,7 @@ from zoomstudy.data import CsvSource, SyntheticSource
 from zoomstudy.models.loading import load_model
 from zoomstudy.keyed import settings_key
 from zoomstudy.sweep.store import ResultSet
-from zoomstudy.sweep.engine import parse_shard, sweep, sweep_settings
+from zoomstudy.sweep.engine import parse_shard, sweep_to_store, sweep_settings
 from zoomstudy.views import ViewGrid, normalize, render_views_reference, tta_crops, pil_to_tensor
 
 TINY = ViewGrid(scales=(32, 64, 96), grid=3, crop=48)
@@ -59,7 +59,7 @@ def _run(model, source, results_dir, **kw):
     kw.setdefault("chunk_images", 1)
     kw.setdefault("workers", 0)
     kw.setdefault("progress", False)
-    return sweep(model, source, TINY, results_dir, **kw)
+    return sweep_to_store(model, source, TINY, results_dir, **kw)
 
 
 def _parts(rs: ResultSet) -> dict[str, float]:
@@ -216,12 +216,12 @@ _SWEEP_SCRIPT = """
 import sys
 from zoomstudy.data import SyntheticSource
 from zoomstudy.models.loading import load_model
-from zoomstudy.sweep.engine import sweep
+from zoomstudy.sweep.engine import sweep_to_store
 from zoomstudy.views import ViewGrid
 ckpt, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 model = load_model("torchvision:squeezenet1_0", checkpoint=ckpt, pretrained=False, device="cpu")
 print("loaded", flush=True)
-sweep(model, SyntheticSource(n, size=((40, 90), (40, 90)), seed=7), ViewGrid(scales=(32, 64, 96), grid=3, crop=48),
+sweep_to_store(model, SyntheticSource(n, size=((40, 90), (40, 90)), seed=7), ViewGrid(scales=(32, 64, 96), grid=3, crop=48),
       out, chunk_images=1, workers=0, progress=False, tta=True)
 print("finished", flush=True)
 """
@@ -270,14 +270,14 @@ def test_resume_after_kill_loses_and_duplicates_nothing(ckpt, tmp_path):
 
     model_ = load_model(ARCH, checkpoint=ckpt, pretrained=False, device="cpu")
     src = SyntheticSource(n, size=((40, 90), (40, 90)), seed=7)
-    resumed = sweep(model_, src, TINY, killed, chunk_images=1, workers=0, progress=False, tta=True)
+    resumed = sweep_to_store(model_, src, TINY, killed, chunk_images=1, workers=0, progress=False, tta=True)
     assert resumed.path == rs_dir
     names = os.listdir(parts)
     assert not any(f.endswith(".tmp") or f.startswith("part-999999") for f in names)
     committed = set(resumed.committed_parts())
     assert len(committed) == n and all(f.split(".")[0] in committed for f in names)
 
-    clean = sweep(model_, src, TINY, tmp_path / "clean", chunk_images=1, workers=0, progress=False, tta=True)
+    clean = sweep_to_store(model_, src, TINY, tmp_path / "clean", chunk_images=1, workers=0, progress=False, tta=True)
     assert clean.path.name == resumed.path.name  # same settings, same key
     got, want = _tables(resumed), _tables(clean)
     assert len(got["views"]) == n * TINY.n_views and len(got["images"]) == n
@@ -417,7 +417,7 @@ def test_bad_parameters_raise_before_anything_is_written(model, tmp_path, kwargs
     out = tmp_path / "results"
     grid = kwargs.pop("grid", TINY)
     with pytest.raises(ValueError):
-        sweep(model, _synthetic(1), grid, out, progress=False, **kwargs)
+        sweep_to_store(model, _synthetic(1), grid, out, progress=False, **kwargs)
     assert not out.exists()
 
 
@@ -476,7 +476,7 @@ def test_realdata_sweep_matches_the_reference_predictions(realdata, tmp_path):
     src = CsvSource(root=kit, csv=kit / "labels.csv")
     grid = ViewGrid.paper()
     t0 = time.perf_counter()
-    rs = sweep(model_, src, grid, tmp_path, render_dtype=torch.float64, tta=False, max_images=n,
+    rs = sweep_to_store(model_, src, grid, tmp_path, render_dtype=torch.float64, tta=False, max_images=n,
                chunk_images=5, batch_size=324, progress=False)
     elapsed = time.perf_counter() - t0
     ids, top1, _ = rs.predictions()

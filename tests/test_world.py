@@ -4,6 +4,7 @@ position / scale augmentation flattens both)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from zoomstudy.experiment import training as T
 from zoomstudy.experiment.runs import Training
 from zoomstudy.data import Sample
+from zoomstudy.data.labels import class_name
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy.views import ViewGrid
 from zoomstudy.experiment.world import (
@@ -213,7 +215,7 @@ def test_render_batch_is_seeded_and_labelled():
 # ================================================================================================
 # Models and cache
 # ================================================================================================
-TINY = dict(epochs=1, images_per_epoch=64, batch_size=32, val_images=32)
+TINY = T.TrainConfig(epochs=1, images_per_epoch=64, batch_size=32)
 
 
 @pytest.mark.parametrize("arch", T.ARCHS)
@@ -227,25 +229,26 @@ def test_models_expose_preprocessing_and_classes(arch):
 
 
 def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
-    m1, info1 = T.get_or_train(SPEC, cache=tmp_path, seed=3, **TINY)
-    m2, info2 = T.get_or_train(SPEC, cache=tmp_path, seed=3, **TINY)
+    tiny3 = dataclasses.replace(TINY, seed=3)
+    m1, info1 = T.get_or_train(SPEC, tiny3, cache=tmp_path, val_images=32)
+    m2, info2 = T.get_or_train(SPEC, tiny3, cache=tmp_path, val_images=32)
     assert info1["cache"] == "miss" and info2["cache"] == "hit" and info1["path"] == info2["path"]
     assert info2["settings"]["lr"] == T.ARCH_DEFAULTS["cnn"]["lr"] and info2["settings"]["seed"] == 3
     assert len(list(tmp_path.glob("*.pt"))) == 1 and len(list(tmp_path.glob("*.json"))) == 1
     x = torch.randn(4, 3, 56, 56)
     with torch.no_grad():
         assert torch.allclose(m1(x), m2(x), atol=1e-5)
-    m3, _ = T.train_model(SPEC, seed=3, **TINY)  # a fresh run: same weights
+    m3, _ = T.train_model(SPEC, tiny3, val_images=32)  # a fresh run: same weights
     for k, v in m1.state_dict().items():
         assert torch.allclose(v.float(), m3.state_dict()[k].float(), atol=1e-5), k
     # every weight-changing setting is in the key; the environment variable moves the default folder
-    _, info4 = T.get_or_train(SPEC, cache=tmp_path, seed=4, **TINY)
-    _, info5 = T.get_or_train(SPEC.replace(max_rotation=5.0), cache=tmp_path, seed=3, **TINY)
+    _, info4 = T.get_or_train(SPEC, dataclasses.replace(TINY, seed=4), cache=tmp_path, val_images=32)
+    _, info5 = T.get_or_train(SPEC.replace(max_rotation=5.0), tiny3, cache=tmp_path, val_images=32)
     assert info4["cache"] == info5["cache"] == "miss" and len(list(tmp_path.glob("*.pt"))) == 3
     monkeypatch.setenv("ZOOMSTUDY_CACHE", str(tmp_path / "env"))
     assert T.cache_dir() == tmp_path / "env" / "world"
     with pytest.raises(ValueError):
-        T.get_or_train(SPEC, cache=tmp_path, epochs=0)
+        T.get_or_train(SPEC, T.TrainConfig(epochs=0), cache=tmp_path)
 
 
 # ================================================================================================
@@ -275,7 +278,7 @@ def _one_thread():
 def ci_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("world-cache")
     with _one_thread():
-        return {r: T.get_or_train(SPEC.replace(regime=r), cache=folder, **CI_TRAINING.kwargs(CI_SEED))
+        return {r: T.get_or_train(SPEC.replace(regime=r), CI_TRAINING.config(CI_SEED), cache=folder)
                 for r in ("centered", "anywhere", "multiscale")}
 
 
@@ -285,7 +288,7 @@ def ci_correct(ci_models, tmp_path_factory):
     sweep, as the experiment measures them (`experiment.runs.run_experiment`). The same training settings
     open the same cached weights: nothing is retrained here (checked by the weights' identity)."""
     from zoomstudy import study
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     src = WorldSource(SPEC, N_TEST, "test", seed=1)
     store = tmp_path_factory.mktemp("world-results")
@@ -297,7 +300,10 @@ def ci_correct(ci_models, tmp_path_factory):
             for a, b in zip(model.module.module.state_dict().values(), trained.state_dict().values()):
                 assert torch.equal(a.cpu(), b.cpu()), "open_model trained another model than the fixture's"
             assert study.model_spec(model) == f"world:{r}"  # reports name it as open_model takes it
-            rs = sweep(model, src, CI_GRID, store, workers=0, progress=False, tta=False)
+            rs = sweep_to_store(model, src, CI_GRID, store, workers=0, progress=False, tta=False)
+            # the world's class names travel with the model and its result set (no process-wide default)
+            assert rs.settings["class_names"] == list(SPEC.class_names)
+            assert class_name(0, names=rs) == class_name(0, names=model) == "disc" and class_name(0) == "tench"
             out[r] = rs.correct().reshape(N_TEST, CI_GRID.n_scales, 3, 3)
     return out
 

@@ -9,7 +9,9 @@ experiment in `experiment`) -> `study`, the one entry layer that turns names int
 which plans and runs the paper's whole matrix of sweeps -> figures and reports (`report`) -> `cli`.
 
 The public API (``import zoomstudy``; each name loads its sub-module on first use, so the import
-itself stays cheap: no torch until a name needs it):
+itself stays cheap: no torch until a name needs it). One door each: the entry layer's openers accept
+everything the lower functions do (`data.registry.open_dataset` / `open_source`, `models.loading.
+load_model`, `sweep.engine.sweep_to_store`), which stay their modules' own API, not the package's.
 
 Entry layer (names and numbers in, objects and results out)
     open_model       a model name, a checkpoint, or both -> a `LoadedModel` (study.open_model)
@@ -19,20 +21,15 @@ Entry layer (names and numbers in, objects and results out)
 
 Stage 1: data and model
     DATASETS         the registry of the paper's datasets (folder, size, label space, how to obtain)
-    open_dataset     one registry dataset, from root=, data/<folder>/, its environment variable or the hub
-    open_source      a source from a spec: "csv:DIR", "folder:DIR", "hf:REPO@REV:split", "synthetic:N"
     load_image       decode one image robustly (RGB, 16-bit and float images scaled, clear errors)
     get_label_space  the ImageNet-1k classes a dataset is scored in ("imagenet-a", "objectnet", ...)
-    load_model       a torchvision / timm / checkpoint classifier with its preprocessing
 
 Stage 2: views
     ViewGrid         the views of the paper: scales x anchors, crop size, view numbering
     PAPER_SCALES     the paper's 36 scales
     render_views     every view of an image, PIL-exact, on the image's device (fast)
-    render_views_reference  the same views the authors' way, with PIL (slow, the tests' ground truth)
 
 Stages 3 and 4: sweep and store
-    run_sweep        one model over one dataset and one grid, resumable, into the store
     ResultSet        one stored sweep: settings, predictions, correctness
     find_results     the result sets under a results folder
     ZoomTTA          a fixed set of zoom views as one torch module: render, forward once, aggregate
@@ -76,12 +73,11 @@ _API = {
     # entry layer
     "open_model": "study", "open_data": "study", "make_grid": "study", "ensure_results": "study",
     # stage 1: data and model
-    "DATASETS": "data.registry", "open_dataset": "data.registry", "open_source": "data.registry",
-    "load_image": "data.decode", "get_label_space": "data.labels", "load_model": "models.loading",
+    "DATASETS": "data.registry", "load_image": "data.decode", "get_label_space": "data.labels",
     # stage 2: views
-    "ViewGrid": "views", "PAPER_SCALES": "views", "render_views": "views", "render_views_reference": "views",
+    "ViewGrid": "views", "PAPER_SCALES": "views", "render_views": "views",
     # stages 3-4: sweep and store
-    "run_sweep": "sweep.engine:sweep", "ResultSet": "sweep.store", "find_results": "sweep.store",
+    "ResultSet": "sweep.store", "find_results": "sweep.store",
     "ZoomTTA": "sweep.zoomtta",
     # stage 5: analyses
     "bound_metrics": "analysis.bounds", "summarize": "analysis.bounds", "table1": "analysis.bounds",

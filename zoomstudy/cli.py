@@ -19,26 +19,18 @@ class _Bad(ValueError):
     """A parameter error found by a validate_* step (one line, exit 2)."""
 
 
-def _scales(text: str | None):
-    if text is None or text == "paper":
-        return None
-    if not text.strip():
-        raise _Bad("--scales is empty; leave it out for the paper's 36 scales, or give integers such as 128,224,448")
+def _grid(a, default: str = "paper"):
+    """--scales, --grid and --crop as the entry layer's view grid (`study.make_grid`, the one parser of
+    scales, bounded by `study.MAX_SCALE`); its errors name the flag."""
+    from zoomstudy.study import MAX_SCALE, make_grid
+
     try:
-        scales = [int(s) for s in text.replace(",", " ").split()]
-    except ValueError:
-        raise _Bad(f"--scales must be integers separated by commas, got {text!r}") from None
-    if any(s < 1 for s in scales):
-        raise _Bad(f"--scales must be positive, got {text!r}")
-    if any(s > MAX_SCALE for s in scales):
-        raise _Bad(f"--scales must be <= {MAX_SCALE} (a view of scale s renders an s x s image, about 70 bytes "
-                   f"per pixel on CPU; the paper's largest is 1024), got {max(scales)}")
-    return scales
+        return make_grid(a.scales, a.grid, a.crop, default=default, max_scale=MAX_SCALE)
+    except ValueError as e:
+        raise _Bad(f"--{e}" if str(e).startswith("scales") else str(e)) from None
 
 
-#: Bounds of the numeric options, checked before anything loads. MAX_SCALE: a scale of s renders an
-#: s x s image (about 70 bytes per pixel in float64: 4096 -> 1.2 GB); the paper's largest is 1024.
-MAX_SCALE = 4096
+#: Bounds of the numeric options, checked before anything loads (the scales' bound: `study.MAX_SCALE`).
 #: grid g renders g x g windows per scale (the paper: 3); 32 is already 1,024 views per scale.
 MAX_GRID = 32
 #: decoding processes; more than this is a typo, not a machine.
@@ -53,6 +45,8 @@ def _at_most(a, name: str, most: int) -> None:
 
 def _common_numbers(a) -> None:
     """--grid, --crop, --workers upper bounds (the lower ones are each subcommand's _at_least)."""
+    from zoomstudy.study import MAX_SCALE
+
     for name, most in (("--grid", MAX_GRID), ("--crop", MAX_SCALE), ("--workers", MAX_WORKERS)):
         if hasattr(a, name[2:].replace("-", "_")):
             _at_most(a, name, most)
@@ -80,6 +74,8 @@ def _shard(text: str | None):
 
 def _sizes(text: str | None):
     """--sizes of `zoomstudy profile`: None (default sizes), () ('none') or distinct sizes 1..MAX_SCALE."""
+    from zoomstudy.study import MAX_SCALE
+
     if not text:
         return None
     if text.strip() == "none":
@@ -136,39 +132,29 @@ def _results_dir(path) -> None:
             break
 
 
-def _dataset(spec: str, root: str | None) -> None:
-    """The dataset spec names something that exists (cheap checks: no listing, no decoding)."""
-    from zoomstudy.data import DATASETS, SOURCE_SCHEMES
-    from zoomstudy.data.registry import dataset_spec
+def _dataset(spec: str, root: str | None):
+    """The dataset spec names something that exists (cheap checks: no listing, no decoding), routed as
+    `study.open_data` routes it (`study.check_data`); returns the route."""
+    from zoomstudy.study import check_data
 
-    if dataset_spec(spec) is not None:  # a registry name or one of its aliases (imagenet-plus-real, ...)
-        if root is not None and not Path(root).expanduser().exists():
-            raise _Bad(f"--root {root} does not exist")
-        return
-    if spec.startswith("world"):  # the world's data (world:REGIME, world-photo:N, world-hard:N), as open_data routes it
-        return
-    scheme, sep, rest = spec.partition(":")
-    if sep and scheme in SOURCE_SCHEMES:
-        if scheme in ("csv", "folder"):
-            folder = rest if scheme == "folder" or Path(rest).exists() else rest.partition(":")[0]
-            if not folder or not Path(folder).expanduser().is_dir():
-                raise _Bad(f"--dataset {spec}: folder {folder or '(none)'} does not exist")
-        return
-    if Path(spec).expanduser().is_dir():
-        return
-    raise _Bad(f"unknown dataset {spec!r}: give a registry name ({', '.join(sorted(DATASETS))}), csv:DIR, "
-               f"folder:DIR, hf:REPO@REV:split, synthetic:N or world:REGIME")
+    try:
+        route = check_data(spec)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    if route.kind == "registry" and root is not None and not Path(root).expanduser().exists():
+        raise _Bad(f"--root {root} does not exist")
+    return route
 
 
 def _model(spec: str, checkpoint: str | None, label_space: str | None, device: str | None) -> None:
     """Model name, checkpoint file, label space and device, checked without building anything."""
     from zoomstudy.data.labels import get_label_space
-    from zoomstudy.models.loading import resolve_device, resolve_spec
+    from zoomstudy.models.loading import resolve_device
+    from zoomstudy.study import check_model_name
 
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
         raise _Bad(f"--checkpoint {checkpoint} is not a file")
-    if not spec.startswith("world:"):
-        resolve_spec(spec)
+    check_model_name(spec)
     if label_space is not None:  # None: the dataset's own, which the registry knows
         get_label_space(label_space)
     resolve_device(device)
@@ -209,11 +195,9 @@ def _amp(a) -> str | None:
 
 def validate_sweep(a) -> None:
     """Check and normalise `zoomstudy sweep`'s arguments (a.shard -> (i, n), a.scales -> list or None)."""
-    from zoomstudy.study import make_grid
-    from zoomstudy.sweep.engine import check_sweep_args, parse_shard
+    from zoomstudy.sweep.engine import check_sweep_args
 
     a.shard = _shard(a.shard)
-    a.scales = _scales(a.scales)
     for name, least in (("--batch-size", 1), ("--workers", 0), ("--max-images", 1), ("--grid", 1), ("--crop", 1)):
         _at_least(a, name, least)
     _common_numbers(a)
@@ -222,10 +206,10 @@ def validate_sweep(a) -> None:
                          max_host_mb=a.max_host_mb, normalization=a.normalization)
     except ValueError as e:
         raise _Bad(str(e).replace("max_host_mb", "--max-host-mb")) from None
-    a.view_grid = make_grid(a.scales, a.grid, a.crop)
+    a.view_grid = _grid(a)
     _results_dir(a.results_dir)
-    _dataset(a.dataset, a.root)
-    if a.fingerprint is not None and a.dataset.startswith(("synthetic", "world")):
+    route = _dataset(a.dataset, a.root)
+    if a.fingerprint is not None and (route.kind == "scheme" or route.name == "synthetic"):
         raise _Bad(f"--fingerprint applies to data read from files, not to {a.dataset}")
     _model(a.model, a.checkpoint, a.label_space, a.device)
     _amp(a)
@@ -239,7 +223,7 @@ def cmd_sweep(a) -> int:
     # loads the model in the dataset's own label space unless --label-space says otherwise; ReaL and
     # IN+ReaL come back as the val result set, relabelled.
     rs = ensure_results(
-        a.model, a.dataset, checkpoint=a.checkpoint, root=a.root, scales=a.scales, grid=a.grid, crop=a.crop,
+        a.model, a.dataset, checkpoint=a.checkpoint, root=a.root, scales=a.view_grid, grid=a.grid, crop=a.crop,
         results_dir=a.results_dir, label_space=a.label_space, max_images=a.max_images,
         pretrained=not a.no_pretrained, device=a.device, batch_size=a.batch_size, workers=a.workers,
         progress=not a.quiet, data_kw={} if a.fingerprint is None else {"fingerprint": a.fingerprint},
@@ -404,8 +388,7 @@ def validate_profile(a) -> None:
     _common_numbers(a)
     for name in ("--max-oracle-gap", "--max-center-bias"):
         _finite(a, name)
-    if a.scales not in (None, "paper"):
-        _scales(a.scales)
+    a.view_grid = _grid(a, default="compact")
     a.resolution_sizes = _sizes(a.sizes)
     if a.results_dir is not None:
         _results_dir(a.results_dir)
@@ -449,7 +432,7 @@ def cmd_profile(a) -> int:
         sizes = a.resolution_sizes  # parsed and checked by validate_profile
         summary = profile(
             a.model, a.images, a.labels, checkpoint=a.checkpoint, out_dir=a.out,
-            scales="paper" if a.scales == "paper" else _scales(a.scales), grid=a.grid, crop=a.crop,
+            scales=a.scales, grid=a.grid, crop=a.crop,
             max_images=a.max_images, thresholds=thresholds, results_dir=a.results_dir,
             resolution_sizes=sizes, n_zoom_maps=a.zoom_maps,
             pretrained=not a.no_pretrained, device=a.device,
@@ -474,15 +457,12 @@ def cmd_profile(a) -> int:
 
 def validate_paper(a) -> None:
     """`zoomstudy paper`: numbers, shard, scales and the results folder, before any data or model."""
-    from zoomstudy.study import make_grid
-    from zoomstudy.sweep.engine import parse_shard
-
     _shard(a.shard)
     for name, least in (("--batch-size", 1), ("--workers", 0), ("--max-images", 1), ("--grid", 1), ("--crop", 1),
                         ("--hard-rows", 1)):
         _at_least(a, name, least)
     _common_numbers(a)
-    make_grid(_scales(a.scales), a.grid, a.crop)
+    a.view_grid = _grid(a)
     _results_dir(a.results_dir)
     _paper_names(a)
     a.expected = _expected_rows(a.expected_rows, a.hard_rows)
@@ -552,13 +532,11 @@ def _paper_names(a) -> None:
 
     from zoomstudy import matrix
     from zoomstudy.models.loading import resolve_device
-
-    from zoomstudy.models.loading import resolve_spec
+    from zoomstudy.study import check_model_name
 
     try:
         for job in matrix.plan(a.models, a.datasets, [] if a.no_hard else a.hard_models):
-            if not str(job.spec).startswith("world"):
-                resolve_spec(job.spec)  # a model name that no loader knows: refused now, not per job
+            check_model_name(job.spec)  # a model name that no loader or scheme knows: refused now, not per job
     except (ValueError, KeyError) as e:
         raise _Bad(" ".join(str(e).strip("'\"").split())) from None
     if a.hard_revision is not None and not re.fullmatch(r"[0-9a-f]{40}", a.hard_revision):
@@ -573,10 +551,9 @@ def _paper_names(a) -> None:
 def cmd_paper(a) -> int:
     """The paper as a matrix: preflight (data found / missing / cost), then every runnable sweep."""
     from zoomstudy import matrix
-    from zoomstudy.study import make_grid
     from zoomstudy.sweep.engine import parse_shard
 
-    grid = make_grid(_scales(a.scales), a.grid, a.crop)  # bad parameters fail here, before anything loads
+    grid = a.view_grid  # checked by validate_paper, before anything loads
     shard = _place(a, parse_shard(a.shard)).shard  # torchrun: rank i on cuda:LOCAL_RANK, shard i/n
     roots = matrix.parse_assignments(a.root, "--root")
     checkpoints, rows = a.checkpoints, a.expected  # checked by validate_paper
@@ -604,10 +581,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="zoomstudy", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_sweep(sub) -> None:
+    """`zoomstudy sweep` and its options."""
     s = sub.add_parser("sweep", help="run (or resume) one model over one dataset and one view grid")
     s.add_argument("--model", required=True,
                    help="torchvision:NAME, timm:NAME or a name of zoomstudy.models.loading.MODELS")
@@ -638,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_sweep, validate=validate_sweep)
 
+
+def _add_merge(sub) -> None:
+    """`zoomstudy merge` and its options."""
     m = sub.add_parser("merge", help="validate that the shards of a sweep hold every image once")
     m.add_argument("result_set")
     m.add_argument("--shards", type=int, required=True)
@@ -649,12 +627,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the checks, rewrite the set's small parts as a few large ones (fewer files to scan)")
     m.set_defaults(func=cmd_merge, validate=validate_merge)
 
+
+def _add_summary(sub) -> None:
+    """`zoomstudy summary` and its options."""
     t = sub.add_parser("summary", help="Table 1 rows for stored result sets")
     t.add_argument("results_dir", nargs="?", default="results")
     t.add_argument("--model")
     t.add_argument("--dataset")
     t.set_defaults(func=cmd_summary, validate=validate_summary)
 
+
+def _add_tta_policy(sub) -> None:
+    """`zoomstudy tta-policy` and its options."""
     v = sub.add_parser("tta-policy", help="choose k zoom views on a stored sweep: a ZoomTTA policy JSON")
     v.add_argument("result_set", help="a result set folder (results/<model>/<dataset>/<key>)")
     v.add_argument("--k", type=int, default=4, help=f"number of views (1..{MAX_POLICY_VIEWS}, default 4)")
@@ -664,6 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="policy.json")
     v.set_defaults(func=cmd_tta_policy, validate=validate_tta_policy)
 
+
+def _add_reproduce(sub) -> None:
+    """`zoomstudy reproduce` and its options."""
     r = sub.add_parser("reproduce", help="run every notebook headless into a report site")
     r.add_argument("--profile", default="offline", help="offline (default, no network), local, quick, paper")
     r.add_argument("--out", default="reports")
@@ -673,6 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reproduce, validate=validate_reproduce)
 
+
+def _add_profile(sub) -> None:
+    """`zoomstudy profile` and its options."""
     f = sub.add_parser("profile", help="zoom and position sensitivity of a model on your images: HTML + JSON report")
     f.add_argument("--model", help="torchvision:NAME, timm:NAME or a paper model (default with --checkpoint: "
                    "the torchvision architecture named in the checkpoint's file name)")
@@ -701,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_profile, validate=validate_profile)
 
+
+def _add_paper(sub) -> None:
+    """`zoomstudy paper` and its options."""
     q = sub.add_parser("paper", help="the paper as a matrix: preflight, then every (model, dataset) sweep of "
                        "Table 1 and the ImageNet-Hard runs that this machine has data for")
     q.add_argument("--results-dir", default="results/paper")
@@ -729,6 +722,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dry-run", action="store_true", help="print the preflight only")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_paper, validate=validate_paper)
+
+
+#: The subcommands in --help order, each its parser's options (one function per subcommand).
+_SUBCOMMANDS = (_add_sweep, _add_merge, _add_summary, _add_tta_policy, _add_reproduce, _add_profile, _add_paper)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="zoomstudy", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in _SUBCOMMANDS:
+        add(sub)
     return p
 
 

@@ -21,10 +21,19 @@ MODEL_PLACE = ("device", "weights_source")
 DATASET_PLACE = ("location", "csv", "streaming")
 
 
+def key_of(value, length: int = 16) -> str:
+    """The first `length` hex digits of the sha256 of `value` as compact JSON with sorted keys (values
+    JSON cannot hold are written with str()): the one hash rule of every keyed cache. `length` only
+    exists so that caches keyed before this rule (the world's trainings and world-hard sets: 20) keep
+    their keys, and so their stored files."""
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
 def settings_key(settings: dict) -> str:
-    """Hash of the settings that can change a stored number (everything under settings['key'])."""
-    blob = json.dumps(settings["key"], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """Hash of the settings that can change a stored number (everything under settings['key']; what
+    sits under settings['provenance'], where and on what it ran, stays out)."""
+    return key_of(settings["key"])
 
 
 def split_place(record: Mapping, place: Iterable[str]) -> tuple[dict, dict]:

@@ -12,14 +12,14 @@ Three facts shape it:
 * Each sweep is `study.ensure_results`: stored once under a key of everything that can change a
   number, resumed where it stopped, sharded by `--shard i/n` or torchrun's RANK / WORLD_SIZE (every
   process takes every n-th image of every sweep, so shards stay balanced whatever the datasets).
-* A dataset is looked for where a researcher would put it: a root given for it, its environment
-  variable, the repository's top-level `data/<name>/` folder; ImageNet-Hard also in the Hugging
-  Face cache (still needing a pinned revision). Each dataset is opened in the preflight, so a copy
-  with the wrong row count stops the run before any model is loaded.
+* A dataset is looked for where `open_dataset` looks (one resolver, `data.registry.find_local`): a
+  root given for it, the data folder's `<folder>/` (--data-dir, else $ZOOMSTUDY_DATA, else ./data),
+  its environment variable; ImageNet-Hard also on the hub at its pinned commit. Each dataset is
+  opened once, in the preflight, so a copy with the wrong row count stops the run before any model
+  is loaded, and `run` sweeps the source the preflight opened.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -32,7 +32,7 @@ import pandas as pd
 
 from zoomstudy.analysis import paper
 from zoomstudy.provenance import is_random_weights
-from zoomstudy.keyed import atomic_write
+from zoomstudy.keyed import atomic_write, settings_key
 
 #: Table 1's models: paper name -> model spec (`models.MODELS`).
 TABLE1_MODELS: dict[str, str] = dict(paper.MODEL_KEYS)
@@ -359,7 +359,8 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
 
     Jobs run model by model, and each model is loaded once: the weights are shared by all of its
     datasets, only the label space (a mask on the logits, SPEC 2) changes per dataset. The data is
-    opened before the model, so a wrong row count or revision stops a job before any weights load.
+    opened before the model, so a wrong row count or revision stops a job before any weights load: it
+    is the preflight's source (`DatasetStatus.source`), opened once for all of its jobs.
     Returns one row per job: model, dataset, kind, status ("done", "skipped: ...", "failed: ..."),
     path, seconds.
     """
@@ -367,7 +368,7 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
 
     from zoomstudy.data.labels import get_label_space
     from zoomstudy.study import open_data, open_model, resolve_label_space
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     grid = grid or _default_grid()
     checkpoints = dict(checkpoints or {})
@@ -394,15 +395,14 @@ def run(pre: Preflight, *, results_dir: str | Path = "results/paper", grid=None,
         ckpt = checkpoints.get(j.model) or checkpoints.get(j.spec)
         t0 = time.perf_counter()
         try:
+            src = st.source if st.source is not None else open_data(j.dataset, st.root, **st.data_kw)
             if j.kind == "plain":
-                src = open_data(j.dataset, st.root, **st.data_kw)
                 df = hard_plain(j.spec, model=model_for(j, ckpt, "imagenet1k"), source=src, results_dir=results_dir,
                                 max_images=max_images, shard=shard, paper_model=j.model)
                 row["path"] = df.attrs.get("path")
             else:
-                src = open_data(j.dataset, st.root, **st.data_kw)
                 model = model_for(j, ckpt, resolve_label_space(j.dataset))
-                rs = sweep(model, src, grid, results_dir, batch_size=batch_size, workers=workers, shard=shard,
+                rs = sweep_to_store(model, src, grid, results_dir, batch_size=batch_size, workers=workers, shard=shard,
                            max_images=max_images, tta=tta, progress=progress)
                 row["path"] = str(rs.path)
             row["status"] = "done"
@@ -444,7 +444,9 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
     CLIP with CLIP's), all 1000 logits, stored under results_dir/hard/<key>.parquet.
 
     The key hashes the model's provenance, its data config and the dataset's provenance (revision,
-    rows, fingerprint): a stored table is reused only for the same model, weights and data. The data
+    rows, fingerprint): a stored table is reused only for the same model, weights and data. Where it
+    ran (device, data path) is recorded beside the key, not in it (`sweep.engine.split_provenance`, the
+    sweep store's split), so the same table is found again on another GPU or path. The data
     is opened first, so a wrong revision or row count stops before the model loads. With a shard,
     only shard 0 computes (one process is enough for a 1-crop pass) and the others return the
     stored table when it exists, else an empty one. model / source: already loaded ones (the matrix
@@ -452,6 +454,7 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
     """
     from zoomstudy.analysis.hard import plain_from_model
     from zoomstudy.study import open_data, open_model
+    from zoomstudy.sweep.engine import split_provenance
 
     src = source if source is not None else open_data(HARD, root, **dict(data_kw or {}))
     if model is None:
@@ -459,12 +462,12 @@ def hard_plain(spec: str, *, checkpoint: str | None = None, pretrained: bool = T
                            pretrained=pretrained and checkpoint is None)
     elif not model.label_space.is_full:
         raise ValueError("hard_plain: ImageNet-Hard is scored on all 1000 classes; got a restricted model")
-    prov = dict(model.provenance())
-    prov.pop("weights_source", None)
-    settings = {"model": prov, "preprocess": {k: list(v) if isinstance(v, tuple) else v
-                                              for k, v in model.data_config().items()},
-                "dataset": src.provenance(), "max_images": max_images, "protocol": "plain-1crop-v1"}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key_part, place = split_provenance(model, src)
+    settings = {"key": {"model": key_part["model"],
+                        "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in model.data_config().items()},
+                        "dataset": key_part["dataset"], "max_images": max_images, "protocol": "plain-1crop-v1"},
+                "provenance": place}
+    key = settings_key(settings)
     folder = Path(results_dir) / "hard"
     path = folder / f"{key}.parquet"
     if path.exists():

@@ -106,9 +106,6 @@ def resolution_curve(
     the curve then passes exactly through the sweep's 1-crop view at size 224). The two can sit one
     pixel apart, and a one-pixel shift alone flips some predictions of many CNNs.
     """
-    from zoomstudy.analysis.bounds import correctness
-    from zoomstudy.analysis.stats import accuracy_with_ci
-
     sizes = _check_sizes(sizes)
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
@@ -122,12 +119,29 @@ def resolution_curve(
         raise TypeError(f"resolution_curve takes a source, not the name {source!r}: "
                         f"pass zoomstudy.open_data({source!r})")
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
-    device = model.device
     if render_dtype is None:
-        render_dtype = torch.float64 if device.type == "cpu" else torch.float32
+        render_dtype = torch.float64 if model.device.type == "cpu" else torch.float32
 
     notes = probe_sizes(model, sizes)
-    accepted = [s for s in sizes if notes[s] is None]
+    it = iter(source)
+    if max_images is not None:
+        import itertools
+
+        it = itertools.islice(it, max(0, int(max_images)))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, unit="img", desc=f"resolution {model.name}")
+    view = dict(crop_pct=crop_pct, center=center, dtype=render_dtype, mean=mean, std=std)
+    top1, labels = _top1_per_size(model, it, [s for s in sizes if notes[s] is None], view, batch_size)
+    return _curve_table(sizes, notes, top1, labels, crop_pct, alpha)
+
+
+def _top1_per_size(model, samples, accepted: list[int], view: dict, batch_size: int
+                   ) -> tuple[dict[int, np.ndarray], list[tuple[int, ...]]]:
+    """({size: top-1 int [n]}, labels of the n decodable labelled images): each image decoded once
+    and rendered at every accepted size (`render_center_crop` with view's crop_pct / center / dtype,
+    normalised by view's mean / std), forwarded in batches of batch_size per size."""
     top1: dict[int, list[np.ndarray]] = {s: [] for s in accepted}
     pending: dict[int, list[torch.Tensor]] = {s: [] for s in accepted}
     labels: list[tuple[int, ...]] = []
@@ -138,29 +152,27 @@ def resolution_curve(
             top1[s].append(model.logits(x).argmax(-1).cpu().numpy())
             pending[s] = []
 
-    it = iter(source)
-    if max_images is not None:
-        import itertools
-
-        it = itertools.islice(it, max(0, int(max_images)))
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, unit="img", desc=f"resolution {model.name}")
-    for sample in it:
+    for sample in samples:
         if sample.image is None or not sample.labels:
             continue
         labels.append(tuple(sample.labels))
         if not accepted:
             continue
-        x = pil_to_tensor(sample.image).to(device)  # decoded once, used for every size
+        x = pil_to_tensor(sample.image).to(model.device)  # decoded once, used for every size
         for s in accepted:
-            grey = render_center_crop(x, s, crop_pct, center=center, dtype=render_dtype)
-            pending[s].append(normalize(grey, mean, std))
+            grey = render_center_crop(x, s, view["crop_pct"], center=view["center"], dtype=view["dtype"])
+            pending[s].append(normalize(grey, view["mean"], view["std"]))
             if len(pending[s]) >= batch_size:
                 flush(s)
     for s in accepted:
         flush(s)
+    return {s: np.concatenate(top1[s]).astype(np.int64) if top1[s] else np.zeros(0, np.int64) for s in accepted}, labels
+
+
+def _curve_table(sizes, notes: dict, top1: dict, labels: list, crop_pct: float, alpha: float) -> pd.DataFrame:
+    """The curve's rows (`COLUMNS`): accuracy with its interval per scored size, NaN and a note per skipped one."""
+    from zoomstudy.analysis.bounds import correctness
+    from zoomstudy.analysis.stats import accuracy_with_ci
 
     rows = []
     n = len(labels)
@@ -171,8 +183,7 @@ def resolution_curve(
         if note is not None:
             rows.append((s, resize_for(s, crop_pct), math.nan, math.nan, math.nan, n if notes[s] is None else 0, note))
             continue
-        pred = np.concatenate(top1[s]).astype(np.int64)  # [n]
-        hits = correctness(pred, labels)
+        hits = correctness(top1[s], labels)
         acc, lo, hi = accuracy_with_ci(hits, alpha)
         rows.append((s, resize_for(s, crop_pct), acc, lo, hi, n, None))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -308,9 +308,10 @@ def change_views(result_set, source, rows: pd.DataFrame, group: str, aggregation
         std = render_views(pil_to_tensor(sample.image), one)[centre]  # grey levels [3, crop, crop]
         views.append(std.round().clamp(0, 255).to(torch.uint8).numpy())
         views.append(_letterbox(sample.image, grid.crop))
-        truth = ", ".join(class_name(c) for c in r.labels[:2]) + (" ..." if len(r.labels) > 2 else "")
-        names.append(f"{r.change}: {r.image_id.split('/')[-1]}\n1-crop: {class_name(r.base_pred)}\nlabel: {truth}")
-        names.append(f"{label} ({r.change})\n{class_name(r.tta_pred)}\nlabel: {truth}")
+        truth = ", ".join(class_name(c, names=result_set) for c in r.labels[:2]) + (" ..." if len(r.labels) > 2 else "")
+        names.append(f"{r.change}: {r.image_id.split('/')[-1]}\n1-crop: {class_name(r.base_pred, names=result_set)}"
+                     f"\nlabel: {truth}")
+        names.append(f"{label} ({r.change})\n{class_name(r.tta_pred, names=result_set)}\nlabel: {truth}")
         correct += [bool(r.base_correct), bool(r.tta_correct)]
         conf += [float(r.base_conf), float(r.tta_conf)]
     if not views:

@@ -466,22 +466,23 @@ def correctness(top1: np.ndarray, labels, keep: np.ndarray | None = None) -> np.
 # ================================================================================================
 # Class names: the names reports print for class indices
 # ================================================================================================
-_ACTIVE_NAMES: tuple[str, ...] | None = None
+def class_names_of(obj) -> tuple[str, ...] | None:
+    """The class names that travel with `obj`, or None for ImageNet-1k's own.
 
-
-def use_class_names(names) -> None:
-    """Make `class_name` print these names (a model, a label space or a sequence; None: ImageNet's).
-
-    study.open_model calls it with the model it loads: a notebook analyses one model, and its cells
-    call class_name(i) without it, so a world model's classes ("disc", not "tench") follow the model.
+    obj: a model (its label space's names), a label space (a world's `WorldLabelSpace` carries its
+    own: "disc", ...), a result set or its settings dict (the sweep records a label space's own names
+    as settings['class_names'], outside the key), or a sequence of names. No process-wide default:
+    a report names the classes of the model or result set it is given.
     """
-    global _ACTIVE_NAMES
-    _ACTIVE_NAMES = _names_of(names)
-
-
-def _names_of(obj) -> tuple[str, ...] | None:
     if obj is None:
         return None
+    settings = getattr(obj, "settings", None)
+    if isinstance(settings, dict):  # a ResultSet (or a notebook's sweep holding one)
+        obj = settings
+    if isinstance(obj, dict):
+        obj = obj.get("class_names")
+        if obj is None:
+            return None
     obj = getattr(obj, "label_space", obj)
     names = getattr(obj, "class_names", None) if hasattr(obj, "indices") else obj  # a LabelSpace or names
     if names is None or isinstance(names, str):
@@ -491,10 +492,10 @@ def _names_of(obj) -> tuple[str, ...] | None:
 
 
 def class_name(index: int, short: bool = True, names=None) -> str:
-    """Class name of an index, '#i' if unknown: from `names` (a model, label space or sequence), else
-    from the names of the model last opened by study.open_model when it has its own (the world's),
-    else ImageNet-1k's (the first lemma when short)."""
-    own = _names_of(names) if names is not None else _ACTIVE_NAMES
+    """Class name of an index, '#i' if unknown: from `names` (a model, label space, result set,
+    settings or sequence: `class_names_of`) when it has its own, else ImageNet-1k's (the first lemma
+    when short)."""
+    own = class_names_of(names)
     try:
         if own is not None:
             return own[int(index)] if int(index) >= 0 else f"#{index}"

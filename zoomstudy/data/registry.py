@@ -348,6 +348,11 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
     """One of `DATASETS`, from root (a folder, a CSV or parquet files), else the data folder
     (`data/<folder>`, see `local_copy`), else $spec.env, else the hub.
 
+    One resolver for every dataset: the local copy is found by `find_local` (as `matrix.locate` finds
+    it); a pinned hub dataset (ImageNet-Hard) then takes its pin step (`_pin_request`, and the
+    revision / file layout / row-count checks of `_open_pinned_hub` or `check_pinned_rows`), the others
+    their layouts and the registry's row count.
+
     kw: expected_rows (default: the spec's; None skips the check), crop_border (default: the spec's),
     max_rows (the caller reads at most the first max_rows rows: pinned hub datasets then download only
     the parquet files holding them; ignored elsewhere),
@@ -358,16 +363,47 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     spec = DATASETS[name]
-    if spec.pin is not None:
-        return _open_pinned(spec, root, kw)
-    kw.pop("max_rows", None)  # a hint for hub datasets (read only the files holding the rows used)
-    expected = kw.pop("expected_rows", spec.expected_rows)
+    revision, expected, has_expected = _pin_request(spec, kw) if spec.pin is not None else (
+        None, kw.pop("expected_rows", spec.expected_rows), False)
     crop_border = kw.pop("crop_border", spec.crop_border)
+    max_rows = kw.pop("max_rows", None)  # a hint for pinned hub datasets (read only the files holding the rows used)
+    if spec.pin is not None:
+        kw.pop("streaming", None)  # the files are read locally once fetched
     root, _ = find_local(name, root, kw.pop("data_folder", None))
+    extra: dict = {}
+    if spec.pin is not None and root is None:
+        src, extra = _open_pinned_hub(spec, revision, has_expected, expected, max_rows, kw)
+    elif spec.pin is not None:
+        path = Path(root).expanduser()
+        if not _has_parquet(path):
+            raise ValueError(f"{spec.name}: {path} holds no parquet files: {spec.instructions}")
+        src = _open_parquet(path, spec, None, {k: v for k, v in kw.items() if k != "split"})
+        check_pinned_rows(spec, src._total_rows(), expected, str(path))
+        extra = {"pinned_revision": None}
+    else:
+        src = _open_unpinned(spec, root, expected, kw)
+    src = src.with_decoding(crop_border=crop_border)
+    src.name = name
+    src._extra = {
+        "dataset": {
+            "name": name,
+            "label_space": spec.label_space,
+            "labels": spec.labels,
+            "expected_rows": expected,
+            **extra,
+            "notes": spec.notes,
+        }
+    }
+    return src
+
+
+def _open_unpinned(spec: DatasetSpec, root: Path | None, expected: int | None, kw: dict) -> Source:
+    """A dataset without a hub pin: its local copy (`_LOCAL_LAYOUTS`, in canonical order) or its hub
+    repository, relabelled (ReaL, IN+ReaL) and checked against the expected row count."""
     if root is None:
         if spec.hub_repo is None:
             unset = f", ${spec.env} unset" if spec.env else ""
-            raise ValueError(f"{name}: no local copy given (root=None, nothing in {data_dir() / spec.folder}{unset}): "
+            raise ValueError(f"{spec.name}: no local copy given (root=None, nothing in {data_dir() / spec.folder}{unset}): "
                              f"{spec.instructions}")
         revision = kw.pop("revision", spec.hub_revision)
         split = kw.pop("split", spec.hub_split)
@@ -378,33 +414,22 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kw) -> Sour
             raise
         except Exception as e:
             raise ValueError(
-                f"{name}: cannot load {spec.hub_repo}@{revision} ({short_error(e)}): {spec.instructions}"
+                f"{spec.name}: cannot load {spec.hub_repo}@{revision} ({short_error(e)}): {spec.instructions}"
             ) from e
     else:
         path = Path(root).expanduser()
         if not path.exists():
-            raise ValueError(f"{name}: {path} does not exist: {spec.instructions}")
+            raise ValueError(f"{spec.name}: {path} does not exist: {spec.instructions}")
         opener = next((open_ for test, open_ in _LOCAL_LAYOUTS if test(path)), None)
         if opener is None:
-            raise ValueError(f"{name}: {path} holds no labels.csv, parquet files, class folders or ILSVRC2012_val_*.JPEG files with the devkit's ground truth: {spec.instructions}")
+            raise ValueError(f"{spec.name}: {path} holds no labels.csv, parquet files, class folders or ILSVRC2012_val_*.JPEG files with the devkit's ground truth: {spec.instructions}")
         src = canonical_order(opener(path, spec, expected, kw))
     src = _RELABELS[spec.labels](src)
     if expected is not None and src._total_rows() is not None and src._total_rows() != expected:
         raise ValueError(
-            f"{name}: {root or spec.hub_repo} gives {src._total_rows()} images, expected {expected} "
+            f"{spec.name}: {root or spec.hub_repo} gives {src._total_rows()} images, expected {expected} "
             f"(pass expected_rows=None to use a partial copy): {spec.instructions}"
         )
-    src = src.with_decoding(crop_border=crop_border)
-    src.name = name
-    src._extra = {
-        "dataset": {
-            "name": name,
-            "label_space": spec.label_space,
-            "labels": spec.labels,
-            "expected_rows": expected,
-            "notes": spec.notes,
-        }
-    }
     return src
 
 
@@ -421,102 +446,123 @@ def check_pinned_rows(spec: DatasetSpec, rows: int | None, expected: int | None,
     )
 
 
-def _open_pinned(spec: DatasetSpec, root, kw: dict) -> Source:
-    """A pinned hub dataset (ImageNet-Hard): the revision, the file layout and the row count are checked
-    before anything else happens: no image is decoded and no model is run before this returns.
-
-    From the hub (`data.hub`): revision (default $<env>_REVISION with $<env>_ROWS its row count, e.g.
-    ZOOMSTUDY_IMAGENET_HARD_REVISION / _ROWS, else the pin's sha). A branch or tag ("main") is resolved
-    to the commit it names now, through huggingface_hub, before anything is read; that sha is what is
-    read and recorded. The pinned sha brings its row count and file count; any other commit needs its
-    own expected_rows. max_rows=N (a hint: the caller reads at most the first N rows) downloads only
-    the parquet files holding them; the full count is still checked, from every file's parquet footer.
-    From a local snapshot (root= or $env): the parquet rows are checked against expected_rows (default:
-    the pin's 10,980).
-    """
-    from . import hub
-
-    pin = spec.pin
+def _pin_request(spec: DatasetSpec, kw: dict) -> tuple[str | None, int | None, bool]:
+    """The pin step's request for a pinned hub dataset: (revision asked for, expected rows, whether
+    the rows were given), popped from kw. revision: kw's, else $<env>_REVISION with $<env>_ROWS its row
+    count (e.g. ZOOMSTUDY_IMAGENET_HARD_REVISION / _ROWS: one place to pin the hub revision for every
+    entry point, notebook 04, sweep, the matrix), else None (the pin's sha); expected rows: kw's, else
+    the pin's (10,980 for ImageNet-Hard)."""
     revision = kw.pop("revision", None)
     if revision is None and spec.env and os.environ.get(f"{spec.env}_REVISION"):
-        # one place to pin the hub revision for every entry point (notebook 04, sweep, the matrix)
         revision = os.environ[f"{spec.env}_REVISION"]
         if "expected_rows" not in kw and os.environ.get(f"{spec.env}_ROWS"):
             kw["expected_rows"] = int(os.environ[f"{spec.env}_ROWS"])
     has_expected = "expected_rows" in kw
-    expected = kw.pop("expected_rows", pin.rows)
-    crop_border = kw.pop("crop_border", spec.crop_border)
-    max_rows = kw.pop("max_rows", None)
-    kw.pop("streaming", None)  # the files are read locally once fetched
-    root, _ = find_local(spec.name, root, kw.pop("data_folder", None))
+    return revision, kw.pop("expected_rows", spec.pin.rows), has_expected
+
+
+def _open_pinned_hub(spec: DatasetSpec, revision: str | None, has_expected: bool, expected: int | None,
+                     max_rows: int | None, kw: dict) -> tuple[Source, dict]:
+    """A pinned hub dataset from the hub (`data.hub`): the revision, the file layout and the row count
+    are checked before anything else happens: no image is decoded and no model is run before this returns.
+
+    A branch or tag ("main") is resolved to the commit it names now, through huggingface_hub, before
+    anything is read; that sha is what is read and recorded. The pinned sha brings its row count and
+    file count; any other commit needs its own expected_rows. max_rows=N (a hint: the caller reads at
+    most the first N rows) downloads only the parquet files holding them; the full count is still
+    checked, from every file's parquet footer. Returns (source, the dataset record's pin fields).
+    """
+    from . import hub
+
+    pin = spec.pin
     hkw = {"image_column": spec.image_column, "label_column": spec.label_column, **kw}
-    extra: dict = {}
-    if root is None:
-        revision = revision or pin.revision
-        split = hkw.pop("split", spec.hub_split)
-        another = "pass revision=<40-hex sha> with expected_rows=<its row count> (CLI: --hard-revision SHA --hard-rows N)"
-        try:
-            sha = hub.resolve_revision(spec.hub_repo, revision)
-        except Exception as e:
-            raise ValueError(f"{spec.name}: cannot resolve {spec.hub_repo}@{revision} ({short_error(e)}): "
-                             f"{spec.instructions}") from e
-        named = revision if revision == sha else f"{revision} (now commit {sha})"
-        if sha != pin.revision and not has_expected:
-            raise ValueError(
-                f"{spec.name}: {spec.hub_repo}@{named} is not the pinned commit {pin.revision} "
-                f"({pin.rows:,} rows), so its row count is unknown here: {another}"
-            )
-        try:
-            pinned = sha == pin.revision
-            p = hub.plan(spec.hub_repo, sha, split, expected_files=pin.files if pinned else None, max_rows=max_rows,
-                         cache_dir=kw.get("cache_dir"), pin_rows=pin.rows if pinned else None)
-        except ValueError as e:
-            raise ValueError(f"{spec.name}: {spec.hub_repo}@{named}: {e}; for another commit {another}") from None
-        except Exception as e:
-            raise ValueError(f"{spec.name}: cannot list {spec.hub_repo}@{named} ({short_error(e)}): "
-                             f"{spec.instructions}") from e
-        where = f"{spec.hub_repo}@{named}"
-        check_pinned_rows(spec, p.rows, expected, where)  # the full count, before any image byte is fetched
-        n_all = pin.files if p.rows_from != "parquet footers" else len(p.files)
-        what = (f" (all {n_all} files, {p.rows:,} rows)" if max_rows is None or len(p.needed) == n_all else
-                f" for rows 0..{max_rows - 1} of {p.rows:,} (the first {len(p.needed)} of {n_all} files)")
-        try:
-            local = hub.fetch(spec.hub_repo, sha, list(p.needed), kw.get("cache_dir"), what=what)
-        except Exception as e:
-            raise ValueError(f"{spec.name}: cannot download {where} ({short_error(e)}): {spec.instructions}") from e
-        src = hub.HubParquetSource(spec.hub_repo, sha, sha, split, list(p.needed), local, p.rows, **hkw)
-        read = sum(f.rows for f in p.needed)
-        if src._total_rows() != read:
-            raise ValueError(f"{spec.name}: the files fetched from {where} hold {src._total_rows()} rows, "
-                             f"their parquet footers said {read}")
-        if revision != sha:  # a branch: the commit it named is what the result set records
-            print(f"{spec.name}: {spec.hub_repo}@{revision} is commit {sha} ({p.rows:,} rows)", file=sys.stderr)
-        # the requested name stays out of the key: "main" read at sha X is the same data as X itself
-        if p.rows_from != "parquet footers":
-            print(f"{spec.name}: the hub is unreachable: reading {len(p.needed)} cached file(s) of {sha[:7]}; "
-                  f"the full row count is the pin's ({p.rows:,})", file=sys.stderr)
-        extra = {"pinned_revision": sha, "hub_rows": p.rows, "rows_read": read, "files_read": len(p.needed),
+    revision = revision or pin.revision
+    split = hkw.pop("split", spec.hub_split)
+    another = "pass revision=<40-hex sha> with expected_rows=<its row count> (CLI: --hard-revision SHA --hard-rows N)"
+    try:
+        sha = hub.resolve_revision(spec.hub_repo, revision)
+    except Exception as e:
+        raise ValueError(f"{spec.name}: cannot resolve {spec.hub_repo}@{revision} ({short_error(e)}): "
+                         f"{spec.instructions}") from e
+    named = revision if revision == sha else f"{revision} (now commit {sha})"
+    if sha != pin.revision and not has_expected:
+        raise ValueError(
+            f"{spec.name}: {spec.hub_repo}@{named} is not the pinned commit {pin.revision} "
+            f"({pin.rows:,} rows), so its row count is unknown here: {another}"
+        )
+    try:
+        pinned = sha == pin.revision
+        p = hub.plan(spec.hub_repo, sha, split, expected_files=pin.files if pinned else None, max_rows=max_rows,
+                     cache_dir=kw.get("cache_dir"), pin_rows=pin.rows if pinned else None)
+    except ValueError as e:
+        raise ValueError(f"{spec.name}: {spec.hub_repo}@{named}: {e}; for another commit {another}") from None
+    except Exception as e:
+        raise ValueError(f"{spec.name}: cannot list {spec.hub_repo}@{named} ({short_error(e)}): "
+                         f"{spec.instructions}") from e
+    where = f"{spec.hub_repo}@{named}"
+    check_pinned_rows(spec, p.rows, expected, where)  # the full count, before any image byte is fetched
+    n_all = pin.files if p.rows_from != "parquet footers" else len(p.files)
+    what = (f" (all {n_all} files, {p.rows:,} rows)" if max_rows is None or len(p.needed) == n_all else
+            f" for rows 0..{max_rows - 1} of {p.rows:,} (the first {len(p.needed)} of {n_all} files)")
+    try:
+        local = hub.fetch(spec.hub_repo, sha, list(p.needed), kw.get("cache_dir"), what=what)
+    except Exception as e:
+        raise ValueError(f"{spec.name}: cannot download {where} ({short_error(e)}): {spec.instructions}") from e
+    src = hub.HubParquetSource(spec.hub_repo, sha, sha, split, list(p.needed), local, p.rows, **hkw)
+    read = sum(f.rows for f in p.needed)
+    if src._total_rows() != read:
+        raise ValueError(f"{spec.name}: the files fetched from {where} hold {src._total_rows()} rows, "
+                         f"their parquet footers said {read}")
+    if revision != sha:  # a branch: the commit it named is what the result set records
+        print(f"{spec.name}: {spec.hub_repo}@{revision} is commit {sha} ({p.rows:,} rows)", file=sys.stderr)
+    # the requested name stays out of the key: "main" read at sha X is the same data as X itself
+    if p.rows_from != "parquet footers":
+        print(f"{spec.name}: the hub is unreachable: reading {len(p.needed)} cached file(s) of {sha[:7]}; "
+              f"the full row count is the pin's ({p.rows:,})", file=sys.stderr)
+    return src, {"pinned_revision": sha, "hub_rows": p.rows, "rows_read": read, "files_read": len(p.needed),
                  "files": n_all}
-    else:
-        path = Path(root).expanduser()
-        if not _has_parquet(path):
-            raise ValueError(f"{spec.name}: {path} holds no parquet files: {spec.instructions}")
-        src = _open_parquet(path, spec, None, {k: v for k, v in kw.items() if k != "split"})
-        check_pinned_rows(spec, src._total_rows(), expected, str(path))
-        extra = {"pinned_revision": None}
-    src = src.with_decoding(crop_border=crop_border)
-    src.name = spec.name
-    src._extra = {
-        "dataset": {
-            "name": spec.name,
-            "label_space": spec.label_space,
-            "labels": spec.labels,
-            "expected_rows": expected,
-            **extra,
-            "notes": spec.notes,
-        }
-    }
-    return src
+
+
+# ================================================================================================
+# Data schemes that later stages add (like timm's register_model)
+# ================================================================================================
+@dataclass(frozen=True)
+class DataScheme:
+    """A family of dataset names that a later stage opens (the controlled experiment's "world:REGIME",
+    "world-hard:N", ...): the data stage cannot import it, so it registers here at import.
+
+    opener(text, root, **kw) -> a source. label_space(record) -> the label space a result set's dataset
+    record of this family is scored in, or None when the record is not one of its."""
+
+    name: str
+    opener: Callable
+    label_space: Callable[[dict], str | None] | None = None
+
+
+#: scheme name (the text before the first ":") -> its `DataScheme`; filled by `register_data_scheme`.
+DATA_SCHEMES: dict[str, DataScheme] = {}
+
+
+def register_data_scheme(name: str, opener: Callable, *, label_space: Callable[[dict], str | None] | None = None) -> None:
+    """Let the entry layer open "NAME" and "NAME:REST" with `opener(text, root, **kw)` (see `DataScheme`).
+    A registry dataset or source scheme cannot be shadowed: their names are refused."""
+    if name in DATASETS or name in DATASET_ALIASES or name in SOURCE_SCHEMES:
+        raise ValueError(f"register_data_scheme: {name!r} is already a dataset or source scheme")
+    DATA_SCHEMES[name] = DataScheme(name, opener, label_space)
+
+
+def data_scheme(text: str) -> DataScheme | None:
+    """The registered scheme a dataset text belongs to ("world-hard:400" -> world-hard's), else None."""
+    return DATA_SCHEMES.get(str(text).partition(":")[0])
+
+
+def scheme_label_space(record: dict) -> str | None:
+    """The label space a registered scheme gives a result set's dataset record, else None."""
+    for hook in dict.fromkeys(s.label_space for s in DATA_SCHEMES.values() if s.label_space):
+        space = hook(record)
+        if space is not None:
+            return space
+    return None
 
 
 #: Other names of registry entries (the issue's spelling of IN+ReaL).

@@ -49,7 +49,7 @@ def hard_settings(n_per_origin: int, builders=BUILDERS, training: Training = Tra
         raise ValueError("world-hard: need at least one builder model")
     return {"version": HARD_VERSION, "world_version": WORLD_VERSION, "n_per_origin": int(n_per_origin),
             "origins": {k: [v[0], v[1]] for k, v in ORIGINS.items()}, "candidate_seed": CANDIDATE_SEED,
-            "builders": [[r, int(s)] for r, s in builders], "training": training.kwargs(0) | {"seed": None}}
+            "builders": [[r, int(s)] for r, s in builders], "training": training.key_fields()}
 
 
 def plain_inputs(images: list, spec: WorldSpec = WorldSpec()) -> torch.Tensor:
@@ -82,7 +82,7 @@ def build_world_hard(folder, n_per_origin: int = 400, *, builders=BUILDERS, trai
     target, info = folder / "world-hard.parquet", folder / "settings.json"
     if target.exists() and info.exists() and json.loads(info.read_text()).get("settings") == settings:
         return target
-    models = [get_or_train(WorldSpec(regime=r, seed=s), cache=cache, **training.kwargs(s))[0].eval()
+    models = [get_or_train(WorldSpec(regime=r, seed=s), training.config(s), cache=cache)[0].eval()
               for r, s in builders]
     names = WorldSpec().class_names
     rows = {"image": [], "label": [], "origin": [], "english_label": []}
@@ -117,9 +117,10 @@ def build_world_hard(folder, n_per_origin: int = 400, *, builders=BUILDERS, trai
 def world_hard_folder(n_per_origin: int = 400, *, builders=BUILDERS, training: Training = Training(), cache=None,
                       root=None) -> Path:
     """Where the set of these settings lives: <root or world cache>/hard/<key>/world-hard."""
-    from zoomstudy.experiment.training import cache_dir, cache_key
+    from zoomstudy.experiment.training import KEY_LENGTH, cache_dir
+    from zoomstudy.keyed import key_of
 
-    key = cache_key(hard_settings(n_per_origin, builders, training))
+    key = key_of(hard_settings(n_per_origin, builders, training), KEY_LENGTH)
     base = Path(root) if root is not None else cache_dir(cache) / "hard"
     return base / key / "world-hard"
 

@@ -95,7 +95,7 @@ def _train_one(job: tuple, keep: dict | None = None) -> dict:
 
     arm, seed, training, cache = job
     t0, c0 = time.perf_counter(), time.process_time()
-    model, metrics = get_or_train(arm_spec(arm, seed), cache=cache, threads=1, **training.kwargs(seed))
+    model, metrics = get_or_train(arm_spec(arm, seed), training.config(seed), cache=cache, threads=1)
     if keep is not None:
         keep[(arm, int(seed))] = model
     return {"arm": arm, "seed": int(seed), "cache": metrics["cache"], "val_accuracy": metrics["val_accuracy"],
@@ -121,7 +121,7 @@ def train_arms(arms: Iterable[str], design: Design = Design(), *, workers: int |
         arm_spec(a, 0)  # validates the name before any training
     jobs = [(a, s, design.training, cache) for a in arms for s in design.seeds]
     # only the models missing from the cache go to the worker processes; the cached ones load once, below
-    missing = [j for j in jobs if not weights_path(arm_spec(j[0], j[1]), cache=cache, **j[2].kwargs(j[1])).exists()]
+    missing = [j for j in jobs if not weights_path(arm_spec(j[0], j[1]), j[2].config(j[1]), cache=cache).exists()]
     workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
     rows = {}
     if workers > 1 and len(missing) > 1:
@@ -134,7 +134,7 @@ def train_arms(arms: Iterable[str], design: Design = Design(), *, workers: int |
     for job in jobs:  # trained by the workers or cached: load each once here (or train it here, one worker)
         a, s = job[0], int(job[1])
         if (a, s) in rows:
-            m, _ = get_or_train(arm_spec(a, s), cache=cache, **design.training.kwargs(s))
+            m, _ = get_or_train(arm_spec(a, s), design.training.config(s), cache=cache)
         else:
             rows[(a, s)] = _train_one(job, keep=models)
             m = models.pop((a, s))
@@ -146,9 +146,10 @@ def train_arms(arms: Iterable[str], design: Design = Design(), *, workers: int |
 # Measurements (cached next to the models: the warm path computes nothing)
 # ================================================================================================
 def _measure_path(kind: str, model_path: str, params: dict, cache=None):
-    from zoomstudy.experiment.training import cache_dir, cache_key
+    from zoomstudy.experiment.training import KEY_LENGTH, cache_dir
+    from zoomstudy.keyed import key_of
 
-    key = cache_key({"kind": kind, "model": os.path.basename(model_path), "params": params})
+    key = key_of({"kind": kind, "model": os.path.basename(model_path), "params": params}, KEY_LENGTH)
     return cache_dir(cache) / "measure" / f"{kind}-{key}.npy"
 
 
@@ -257,7 +258,7 @@ def measure_arms(models: dict, arms: Iterable[str], design: Design = Design(), *
 
     arms = list(arms)
     grid = world_grid(WorldSpec())
-    paths = {(a, int(s)): str(weights_path(arm_spec(a, s), cache=cache, **design.training.kwargs(s)))
+    paths = {(a, int(s)): str(weights_path(arm_spec(a, s), design.training.config(s), cache=cache))
              for a in arms for s in design.seeds}
     kinds = {
         "views": ([a for a in arms if a in QUESTION_ARMS["zoom"] + QUESTION_ARMS["centre_bias"] + QUESTION_ARMS["context"]],

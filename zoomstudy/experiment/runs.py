@@ -68,10 +68,17 @@ class Training:
     arch: str = "cnn"
     width: int = 16
 
-    def kwargs(self, seed: int) -> dict:
-        """The keyword arguments of training.get_or_train for one seed."""
-        return dict(epochs=self.epochs, seed=int(seed), arch=self.arch, images_per_epoch=self.images_per_epoch,
-                    width=self.width)
+    def config(self, seed: int):
+        """The `training.TrainConfig` of one seed's model (the other settings: TrainConfig's defaults)."""
+        from zoomstudy.experiment.training import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, seed=int(seed), arch=self.arch, images_per_epoch=self.images_per_epoch,
+                           width=self.width)
+
+    def key_fields(self) -> dict:
+        """These settings for a cache key of models of every seed (world-hard's builders): seed None."""
+        return {"epochs": self.epochs, "seed": None, "arch": self.arch, "images_per_epoch": self.images_per_epoch,
+                "width": self.width}
 
 
 def world_grid(spec) -> ViewGrid:
@@ -87,14 +94,14 @@ def world_model(regime: str = "centered", *, seed: int = 0, training: Training =
     Callers name it through the entry layer: `study.open_model("world:REGIME", seed=..., training=...)`.
     """
     from zoomstudy.models.loading import LoadedModel, resolve_device
-    from zoomstudy.experiment.training import get_or_train, train_settings, cache_key
+    from zoomstudy.experiment.training import get_or_train
     from zoomstudy.experiment.world import WorldSpec
 
     spec = WorldSpec(regime=regime, seed=seed, **(spec_kw or {}))
-    kw = training.kwargs(seed)
-    module, _metrics = get_or_train(spec, cache=cache, **kw)
+    config = training.config(seed)
+    module, _metrics = get_or_train(spec, config, cache=cache)
     dev = resolve_device(device)
-    key = cache_key(train_settings(spec, **kw))
+    key = config.key(spec)
     ctx = spec.context_tag
     return LoadedModel(
         module=_OneThousand(module, spec.n_classes).eval().to(dev),
@@ -130,9 +137,8 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     """
     import pandas as pd
 
-    from zoomstudy.data.labels import use_class_names
     from zoomstudy.experiment.world import REGIMES
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     bad = [r for r in regimes if r not in REGIMES]
     if bad:
@@ -144,8 +150,7 @@ def run_experiment(regimes=("centered", "anywhere", "multiscale", "rrc"), seeds=
     for regime in regimes:
         for seed in seeds:
             model = world_model(regime, seed=int(seed), training=training)
-            use_class_names(model)  # as study.open_model: the reports name the world's classes
-            rs = sweep(model, source, world_grid(source.spec), results_dir, batch_size=1024, workers=0,
+            rs = sweep_to_store(model, source, world_grid(source.spec), results_dir, batch_size=1024, workers=0,
                        progress=progress, tta=False)
             rows.append({"regime": regime, "seed": int(seed), "model": model.name, "result_set": str(rs.path)})
     return pd.DataFrame(rows)

@@ -1,10 +1,17 @@
 """The controlled experiment's names for the entry layer: "world:REGIME[:ctx-CONTEXT]" models and
-"world:REGIME", "world-test:N", "world-photo:N", "world-hard:N" data, which `study.open_model` and
-`study.open_data` resolve here. One module above `runs` and `hard_set`, so neither imports the other's
-opener (the world-hard set is built from world models, and is itself a world dataset)."""
+"world:REGIME", "world-test:N", "world-photo:N", "world-hard:N" data.
+
+They are registered at import (the end of this module) in the scheme registries of the stages below,
+`models.loading.register_model_scheme` and `data.registry.register_data_scheme`, like timm's
+register_model: `study.open_model` / `study.open_data` (and the CLI's checks) ask the registries, so
+neither names the world. The experiment package imports this module, and `study` imports the package.
+One module above `runs` and `hard_set`, so neither imports the other's opener (the world-hard set is
+built from world models, and is itself a world dataset)."""
 from __future__ import annotations
 
+from zoomstudy.data.registry import register_data_scheme
 from zoomstudy.experiment.runs import Training, world_label_space, world_model
+from zoomstudy.models.loading import register_model_scheme
 
 
 def open_world_model(spec: str, *, device=None, training: Training = Training(), **world_kw):
@@ -44,7 +51,7 @@ WORLD_DATA = {"world-test": ("test", 48), "world-photo": ("photo", 96), "world-h
 
 
 def open_world_data(spec: str, root=None, **kw):
-    """The world's measurement sets by spec string, or None when `spec` is not one:
+    """The world's measurement sets by spec string:
 
     * "world:REGIME": the 48 test images (legacy spelling; the regime does not change test images);
     * "world-test[:N]": N test images (object centred at the typical size);
@@ -59,7 +66,7 @@ def open_world_data(spec: str, root=None, **kw):
         n = int(kw.pop("n", 48))
         return WorldSource(WorldSpec(regime=rest or "centered", **kw), n=n, split="test")
     if name not in WORLD_DATA:
-        return None
+        raise ValueError(f"{spec!r}: expected world:REGIME or one of {', '.join(f'{w}[:N]' for w in WORLD_DATA)}")
     split, n = WORLD_DATA[name]
     if rest:
         if not rest.isdigit() or int(rest) < 1:
@@ -70,3 +77,8 @@ def open_world_data(spec: str, root=None, **kw):
 
         return open_world_hard(n_per_origin=n, root=root)
     return WorldSource(WorldSpec(**kw), n=n, split=split)
+
+
+register_model_scheme("world", open_world_model)
+for _name in ("world", *WORLD_DATA):
+    register_data_scheme(_name, open_world_data, label_space=world_data_label_space)

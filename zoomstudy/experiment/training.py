@@ -12,17 +12,17 @@ the world's `image_size` and output `n_classes` logits; they carry `mean`, `std`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoomstudy.keyed import atomic_write
+from zoomstudy.keyed import atomic_write, key_of
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy.views import normalize
 from zoomstudy.experiment.world import WORLD_VERSION, WorldSpec, derive_seed, render_batch
@@ -33,6 +33,9 @@ CODE_VERSION = f"world{WORLD_VERSION}-train{TRAIN_VERSION}"
 ARCHS = ("cnn", "vit")
 #: Optimiser defaults per architecture (the ViT wants a lower rate and stronger decay).
 ARCH_DEFAULTS = {"cnn": {"lr": 4e-3, "weight_decay": 5e-4}, "vit": {"lr": 2e-3, "weight_decay": 0.05}}
+#: Hex digits of the world caches' keys (trainings and world-hard sets): 20, as they were keyed before
+#: `keyed.key_of` was their rule, so stored trainings are found again.
+KEY_LENGTH = 20
 
 
 # ================================================================================================
@@ -166,55 +169,73 @@ def _inputs(rgb: torch.Tensor) -> torch.Tensor:
     return normalize(rgb).contiguous(memory_format=torch.channels_last)
 
 
-def train_settings(
-    spec: WorldSpec,
-    *,
-    epochs: int = 6,
-    seed: int = 0,
-    arch: str = "cnn",
-    width: int = 24,
-    pool: str = "max",
-    batch_size: int = 32,
-    images_per_epoch: int = 4096,
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    label_smoothing: float = 0.05,
-) -> dict:
-    """Every setting that changes the weights (the cache key hashes exactly this), validated.
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting that changes a world model's weights, validated when it is made; it produces
+    the cache's settings record (`settings`) and its key (`key`). What only changes speed or output
+    (val_images, threads, log) stays out: those are `train_model` / `get_or_train` keywords.
 
-    lr / weight_decay default per architecture (ARCH_DEFAULTS: AdamW settings that learn this world).
+    lr / weight_decay None: the architecture's defaults (ARCH_DEFAULTS: AdamW settings that learn this
+    world), resolved in `settings` so that the key holds the numbers used.
     """
-    if arch in ARCH_DEFAULTS:
-        lr = ARCH_DEFAULTS[arch]["lr"] if lr is None else lr
-        weight_decay = ARCH_DEFAULTS[arch]["weight_decay"] if weight_decay is None else weight_decay
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
-    if batch_size < 2 or images_per_epoch < batch_size:
-        raise ValueError(f"need batch_size >= 2, images_per_epoch >= batch_size, got {batch_size}, {images_per_epoch}")
-    if not lr > 0 or weight_decay < 0 or not 0 <= label_smoothing < 1:
-        raise ValueError(
-            f"need lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1, got {lr}, {weight_decay}, {label_smoothing}"
-        )
-    if width < 4:
-        raise ValueError(f"width must be >= 4, got {width}")
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    return {
-        "code_version": CODE_VERSION,
-        "spec": spec.to_dict(),
-        "epochs": int(epochs),
-        "seed": int(seed),
-        "arch": arch,
-        "width": int(width) if arch == "cnn" else None,
-        "pool": pool if arch == "cnn" else None,
-        "batch_size": int(batch_size),
-        "images_per_epoch": int(images_per_epoch),
-        "lr": float(lr),
-        "weight_decay": float(weight_decay),
-        "label_smoothing": float(label_smoothing),
-    }
+
+    epochs: int = 6
+    seed: int = 0
+    arch: str = "cnn"
+    width: int = 24
+    pool: str = "max"
+    batch_size: int = 32
+    images_per_epoch: int = 4096
+    lr: float | None = None
+    weight_decay: float | None = None
+    label_smoothing: float = 0.05
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        lr, weight_decay = self.resolved_optimiser()
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2 or self.images_per_epoch < self.batch_size:
+            raise ValueError(f"need batch_size >= 2, images_per_epoch >= batch_size, got {self.batch_size}, "
+                             f"{self.images_per_epoch}")
+        if not lr > 0 or weight_decay < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1, got {lr}, {weight_decay}, "
+                             f"{self.label_smoothing}")
+        if self.width < 4:
+            raise ValueError(f"width must be >= 4, got {self.width}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+
+    def resolved_optimiser(self) -> tuple[float, float]:
+        """(lr, weight_decay): the given ones, else the architecture's defaults."""
+        defaults = ARCH_DEFAULTS.get(self.arch, {})
+        lr = defaults.get("lr") if self.lr is None else self.lr
+        weight_decay = defaults.get("weight_decay") if self.weight_decay is None else self.weight_decay
+        return lr, weight_decay
+
+    def settings(self, spec: WorldSpec) -> dict:
+        """The cache's settings record of a training of `spec` (the key hashes exactly this; the dict,
+        and so the key, is the one the 14-keyword `train_settings` made before this class)."""
+        lr, weight_decay = self.resolved_optimiser()
+        return {
+            "code_version": CODE_VERSION,
+            "spec": spec.to_dict(),
+            "epochs": int(self.epochs),
+            "seed": int(self.seed),
+            "arch": self.arch,
+            "width": int(self.width) if self.arch == "cnn" else None,
+            "pool": self.pool if self.arch == "cnn" else None,
+            "batch_size": int(self.batch_size),
+            "images_per_epoch": int(self.images_per_epoch),
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "label_smoothing": float(self.label_smoothing),
+        }
+
+    def key(self, spec: WorldSpec) -> str:
+        """The cache key of a training of `spec` (`keyed.key_of` of `settings`, 20 hex digits)."""
+        return key_of(self.settings(spec), KEY_LENGTH)
 
 
 @torch.no_grad()
@@ -233,47 +254,31 @@ def evaluate(model: nn.Module, spec: WorldSpec, *, n: int = 512, seed: int = 0, 
     return hits / n
 
 
-def train_model(
-    spec: WorldSpec,
-    *,
-    epochs: int = 6,
-    seed: int = 0,
-    arch: str = "cnn",
-    width: int = 24,
-    pool: str = "max",
-    batch_size: int = 32,
-    images_per_epoch: int = 4096,
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    label_smoothing: float = 0.05,
-    val_images: int = 512,
-    threads: int | None = None,
-    log=None,
-) -> tuple[nn.Module, dict]:
+def train_model(spec: WorldSpec, config: TrainConfig = TrainConfig(), *, val_images: int = 512,
+                threads: int | None = None, log=None) -> tuple[nn.Module, dict]:
     """Train one model on spec's regime: AdamW with a one-cycle schedule, fresh batches every step.
 
-    The weights depend on spec (its seed draws the images) and `seed` (initialisation); `threads`
-    only changes speed. Returns (model in eval mode, metrics: accuracy on fresh images of the own
-    regime, losses per epoch, seconds). `log`: optional callable taking a progress line.
+    The weights depend on spec (its seed draws the images) and config (config.seed: the
+    initialisation); `threads` only changes speed. Returns (model in eval mode, metrics: accuracy on
+    fresh images of the own regime, losses per epoch, seconds). `log`: optional callable taking a progress line.
     """
-    settings = train_settings(
-        spec, epochs=epochs, seed=seed, arch=arch, width=width, pool=pool, batch_size=batch_size,
-        images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-    )
+    c = config
+    settings = c.settings(spec)
     if val_images < 0:
         raise ValueError(f"val_images must be >= 0, got {val_images}")
     with _threads(threads):
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):  # seed the initialisation without touching the caller's RNG
-            torch.manual_seed(derive_seed(seed, "init"))
-            model = build_model(arch, spec.n_classes, spec.image_size, width=width, pool=pool)
+            torch.manual_seed(derive_seed(c.seed, "init"))
+            model = build_model(c.arch, spec.n_classes, spec.image_size, width=c.width, pool=c.pool)
         model = model.to(memory_format=torch.channels_last)  # faster CPU convolutions, same maths
-        steps_per_epoch = images_per_epoch // batch_size
+        epochs, batch_size, arch = c.epochs, c.batch_size, c.arch
+        steps_per_epoch = c.images_per_epoch // batch_size
         total = epochs * steps_per_epoch
         lr, weight_decay = settings["lr"], settings["weight_decay"]
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
-        g = torch.Generator().manual_seed(derive_seed(spec.seed, "train", seed))
+        g = torch.Generator().manual_seed(derive_seed(spec.seed, "train", c.seed))
         model.train()
         losses, train_acc = [], []
         for epoch in range(epochs):
@@ -281,7 +286,7 @@ def train_model(
             for _ in range(steps_per_epoch):
                 rgb, y = render_batch(spec, batch_size, g)  # [B, 3, S, S] uint8, [B]
                 logits = model(_inputs(rgb))  # [B, n_classes]
-                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                loss = F.cross_entropy(logits, y, label_smoothing=c.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -295,7 +300,7 @@ def train_model(
                     f"train acc {train_acc[-1]:.3f}, {time.perf_counter() - t0:.1f}s")
         train_seconds = time.perf_counter() - t0
         model.eval()
-        val = evaluate(model, spec, n=val_images, seed=seed) if val_images else None
+        val = evaluate(model, spec, n=val_images, seed=c.seed) if val_images else None
     metrics = {
         "regime": spec.regime,
         "arch": arch,
@@ -323,67 +328,38 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "zoomstudy") / "world"
 
 
-def cache_key(settings: dict) -> str:
-    """Hash of every setting that affects the weights (code version included)."""
-    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+def _weights_path(folder: Path, spec: WorldSpec, config: TrainConfig) -> Path:
+    return folder / f"{spec.regime}-{config.arch}-{config.key(spec)}.pt"
 
 
-def _weights_path(folder: Path, spec: WorldSpec, arch: str, settings: dict) -> Path:
-    return folder / f"{spec.regime}-{arch}-{cache_key(settings)}.pt"
+def weights_path(spec: WorldSpec, config: TrainConfig = TrainConfig(), *, cache: str | os.PathLike | None = None) -> Path:
+    """Where `get_or_train(spec, config, cache=cache)` keeps the weights (they may not exist yet): the
+    model's identity without loading it."""
+    return _weights_path(cache_dir(cache), spec, config)
 
 
-def weights_path(spec: WorldSpec, *, cache: str | os.PathLike | None = None, arch: str = "cnn", **kw) -> Path:
-    """Where `get_or_train(spec, cache=cache, arch=arch, **kw)` keeps the weights (they may not exist yet):
-    the model's identity without loading it. kw: the training settings of get_or_train."""
-    return _weights_path(cache_dir(cache), spec, arch, train_settings(spec, arch=arch, **kw))
-
-
-def get_or_train(
-    spec: WorldSpec,
-    *,
-    epochs: int = 6,
-    seed: int = 0,
-    arch: str = "cnn",
-    width: int = 24,
-    pool: str = "max",
-    batch_size: int = 32,
-    images_per_epoch: int = 4096,
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    label_smoothing: float = 0.05,
-    val_images: int = 512,
-    threads: int | None = None,
-    cache: str | os.PathLike | None = None,
-    retrain: bool = False,
-    log=None,
-) -> tuple[nn.Module, dict]:
+def get_or_train(spec: WorldSpec, config: TrainConfig = TrainConfig(), *, cache: str | os.PathLike | None = None,
+                 retrain: bool = False, val_images: int = 512, threads: int | None = None,
+                 log=None) -> tuple[nn.Module, dict]:
     """Load the model these settings produce from the cache, or train it and store it there.
 
     Files: <cache>/<regime>-<arch>-<key>.pt (state dict) and .json (settings + metrics). The returned
     metrics carry `cache` = "hit" or "miss" and `path`. val_images, threads and log do not change the
     weights, so they are not in the key (a hit returns the metrics measured when it was trained).
     """
-    settings = train_settings(
-        spec, epochs=epochs, seed=seed, arch=arch, width=width, pool=pool, batch_size=batch_size,
-        images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-    )
+    settings = config.settings(spec)
     folder = cache_dir(cache)
-    weights = _weights_path(folder, spec, arch, settings)
+    weights = _weights_path(folder, spec, config)
     info = weights.with_suffix(".json")
     if not retrain and weights.exists() and info.exists():
         meta = json.loads(info.read_text())
         if meta.get("settings") != settings:
             raise ValueError(f"get_or_train: cached settings in {info} do not match their key; delete the file")
-        model = build_model(arch, spec.n_classes, spec.image_size, width=width, pool=pool)
+        model = build_model(config.arch, spec.n_classes, spec.image_size, width=config.width, pool=config.pool)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         model.eval()
         return model, {**meta["metrics"], "cache": "hit", "path": str(weights)}
-    model, metrics = train_model(
-        spec, epochs=epochs, seed=seed, arch=arch, width=width, pool=pool, batch_size=batch_size,
-        images_per_epoch=images_per_epoch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-        val_images=val_images, threads=threads, log=log,
-    )
+    model, metrics = train_model(spec, config, val_images=val_images, threads=threads, log=log)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(weights, lambda tmp: torch.save(model.state_dict(), tmp))  # parallel workers never read half a file
     atomic_write(info, json.dumps({"settings": settings, "metrics": metrics}, indent=1, sort_keys=True))

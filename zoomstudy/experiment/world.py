@@ -167,9 +167,20 @@ class WorldSpec:
     @property
     def class_names(self) -> tuple[str, ...]:
         if self.context == "decides":
-            k = self.n_shapes
-            return tuple(f"{CLASS_NAMES[c % k]}+{COMPANION_NAMES[c // k]}" for c in range(self.n_classes))
+            return tuple(f"{CLASS_NAMES[shape]}+{COMPANION_NAMES[comp]}"
+                         for shape, comp in map(self.class_pair, range(self.n_classes)))
         return CLASS_NAMES[: self.n_classes]
+
+    def class_pair(self, cls):
+        """The pairing rule of the context world, its one home: class -> (object shape, companion kind).
+
+        context "decides": class c is shape c % n_shapes with companion c // n_shapes (the same shape
+        is two classes, told apart by the companion); otherwise the class is the shape and the
+        companion (if any) is free: None. `cls` is an int or an integer tensor.
+        """
+        if self.context == "decides":
+            return cls % self.n_shapes, cls // self.n_shapes
+        return cls, None
 
     def replace(self, **changes) -> "WorldSpec":
         d = self.to_dict()
@@ -432,10 +443,9 @@ def _sample_scene_content(
     out = dict(cls=cls, obj_col=torch.stack([col_a, col_b], 1), tex=tex, bg_coarse=bg_coarse, bg_fine=bg_fine,
                clut_kind=clut_kind, clut=clut, clut_col=clut_col, panel=panel, panel_col=panel_col, rot=rot)
     if spec.context != "none":  # drawn only then, so the other worlds keep their pixels
-        k = spec.n_shapes
-        free_kind = torch.randint(0, len(COMPANION_NAMES), (n,), generator=g)
-        out["shape"] = cls % k if spec.context == "decides" else cls
-        out["comp_kind"] = cls // k if spec.context == "decides" else free_kind
+        free_kind = torch.randint(0, len(COMPANION_NAMES), (n,), generator=g)  # drawn either way: same stream
+        out["shape"], comp = spec.class_pair(cls)
+        out["comp_kind"] = free_kind if comp is None else comp
         out["comp_angle"] = _uniform(g, (n,), 0, 2 * math.pi)
         out["comp_rot"] = _uniform(g, (n,), -1, 1) * math.radians(spec.max_rotation)
         # "by-kind": each companion kind has its own colour (yellow sun, cyan bars), varied in brightness:
@@ -728,10 +738,10 @@ def render_object_image(
     if rotation is not None:
         rot = torch.tensor([math.radians(rotation)], dtype=torch.float32)
     c["cls"] = torch.tensor([class_id])
-    if spec.context == "decides":
-        c["shape"], c["comp_kind"] = c["cls"] % spec.n_shapes, c["cls"] // spec.n_shapes
-    elif "shape" in c:
-        c["shape"] = c["cls"]
+    if "shape" in c:  # a context world: the class gives the shape (and, when it decides, the companion)
+        c["shape"], comp = spec.class_pair(c["cls"])
+        if comp is not None:
+            c["comp_kind"] = comp
     obj = torch.tensor([[float(center_xy[0]), float(center_xy[1]), float(size), float(rot[0])]])
     c = _place_companion(c, obj, spec)
     scenes = Scenes(obj=obj, view=torch.tensor([[0.0, 0.0, float(W), float(H)]]), scene_size=(float(W), float(H)), **c)

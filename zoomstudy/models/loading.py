@@ -536,6 +536,27 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return placement(device).device
 
 
+#: Model schemes that later stages add (like timm's register_model): the text before the first ":" of a
+#: model name -> opener(spec, *, device=None, **kw) -> `LoadedModel`. The controlled experiment registers
+#: "world" at import ("world:REGIME"); the entry layer (`study.open_model`) asks here before `load_model`.
+MODEL_SCHEMES: dict[str, Callable[..., "LoadedModel"]] = {}
+
+
+def register_model_scheme(name: str, opener: Callable[..., "LoadedModel"]) -> None:
+    """Let the entry layer open "NAME:REST" model names with `opener`; a loader source (timm,
+    torchvision, clip) cannot be shadowed."""
+    if name in SOURCES:
+        raise ValueError(f"register_model_scheme: {name!r} is already a model source")
+    MODEL_SCHEMES[name] = opener
+
+
+def model_scheme(spec) -> Callable[..., "LoadedModel"] | None:
+    """The opener of a registered scheme for "NAME:REST", else None (then `load_model` knows the name or not)."""
+    if not isinstance(spec, str) or ":" not in spec:
+        return None
+    return MODEL_SCHEMES.get(spec.partition(":")[0])
+
+
 def resolve_spec(spec: str, weights: str | None = None) -> tuple[str, str, str | None]:
     """'source:NAME' or a bare name -> (source, name, weights tag); a bare name's tag from `MODELS`."""
     if not isinstance(spec, str) or not spec.strip():

@@ -81,7 +81,7 @@ def write_explorer(result_set, source, out_path: str | Path, *, max_images: int 
     classes: dict[int, str] = {}
 
     def name(c: int) -> int:
-        classes.setdefault(int(c), class_name(int(c)))
+        classes.setdefault(int(c), class_name(int(c), names=result_set))
         return int(c)
 
     records = []

@@ -92,7 +92,7 @@ def zoom_map_figure(p: Profile, row: int):
     s, a = p.grid.n_scales, p.grid.n_anchors
     ok = p.correct[row].reshape(s, a)
     conf = p.conf[row].reshape(s, a)
-    names = ", ".join(class_name(k) for k in p.labels[row][:3])
+    names = ", ".join(class_name(k, names=p.result_set) for k in p.labels[row][:3])
     std = "right" if p.correct[row, p.grid.standard_view] else "wrong"
     return zoom_map(ok, conf, scales=p.grid.scales, crop=p.grid.crop,
                     title=f"{p.image_ids[row]} [{names}], 1-crop {std}")

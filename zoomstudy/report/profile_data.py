@@ -277,7 +277,7 @@ def compute_profile(
     """
     from zoomstudy.analysis.resolution import RESOLUTION_SIZES
     from zoomstudy.study import model_spec, open_data, open_model
-    from zoomstudy.sweep.engine import sweep
+    from zoomstudy.sweep.engine import sweep_to_store
 
     view_grid, grid_note = compact_grid(scales, grid, crop)  # bad grids fail before any loading
     sizes = RESOLUTION_SIZES if resolution_sizes is None else tuple(int(s) for s in resolution_sizes)
@@ -290,8 +290,8 @@ def compute_profile(
     timings = {}
 
     t0 = time.perf_counter()
-    rs = sweep(loaded, source, view_grid, results_dir, batch_size=batch_size, workers=workers,
-               normalization=normalization, tta=False, max_images=max_images, progress=progress)
+    rs = sweep_to_store(loaded, source, view_grid, results_dir, batch_size=batch_size, workers=workers,
+                        normalization=normalization, tta=False, max_images=max_images, progress=progress)
     timings["sweep_s"] = time.perf_counter() - t0
     scored = _scored(rs, source, max_images)
     metrics, table, bounds, bars = _metrics(scored["correct"], view_grid, alpha)

@@ -348,17 +348,18 @@ def per_origin_table(images: pd.DataFrame, correct: np.ndarray, plain: pd.DataFr
     ], ignore_index=True)
 
 
-def example_labels(images: pd.DataFrame, rows: Sequence[int], top1: np.ndarray, view: int) -> list[str]:
-    """Captions of example images: [origin] first label (+ how many more), then the prediction at `view`."""
+def example_labels(images: pd.DataFrame, rows: Sequence[int], top1: np.ndarray, view: int, names=None) -> list[str]:
+    """Captions of example images: [origin] first label (+ how many more), then the prediction at `view`;
+    names: the classes' names (the sweep's result set: a world's own; `data.labels.class_names_of`)."""
     from zoomstudy.report import tables
 
-    names = []
+    out = []
     for r in rows:
         labels = list(images.loc[r, "labels"])
-        truth = tables.class_name(labels[0]) + (f" (+{len(labels) - 1})" if len(labels) > 1 else "")
+        truth = tables.class_name(labels[0], names=names) + (f" (+{len(labels) - 1})" if len(labels) > 1 else "")
         origin = f"[{images.loc[r, 'origin']}] " if "origin" in images.columns else ""
-        names.append(f"{origin}{truth}\n1-crop: {tables.class_name(top1[r, view])}")
-    return names
+        out.append(f"{origin}{truth}\n1-crop: {tables.class_name(top1[r, view], names=names)}")
+    return out
 
 
 def hard_findings(board: pd.DataFrame, ranking: pd.DataFrame, here: pd.DataFrame, sweep: Sweep) -> list[str]:

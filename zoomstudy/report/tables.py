@@ -38,7 +38,7 @@ from zoomstudy.analysis import bounds as analysis
 from zoomstudy.analysis import paper
 from zoomstudy.analysis.hard import plain_from_model  # noqa: F401  (the notebooks' figures.plain_from_model)
 from zoomstudy.analysis.stats import accuracy_with_ci, clopper_pearson
-from zoomstudy.data.labels import class_name, use_class_names  # noqa: F401  (the notebooks' figures.class_name)
+from zoomstudy.data.labels import class_name  # noqa: F401  (the notebooks' figures.class_name)
 from zoomstudy.data.source import load_sample  # noqa: F401  (the notebooks' figures.load_sample)
 from zoomstudy.provenance import is_random_weights
 from zoomstudy.views import GROUPS, ViewGrid

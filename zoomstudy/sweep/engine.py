@@ -30,6 +30,7 @@ from zoomstudy import __version__
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoomstudy.keyed import DATASET_PLACE, MODEL_PLACE, split_place
 from zoomstudy.provenance import git_commit
+from zoomstudy.data.labels import class_names_of
 from zoomstudy.sweep.store import FORMAT_VERSION, ResultSet, new_token, shard_prefix
 from zoomstudy.views import (ViewGrid, normalize, pil_to_tensor, plan_cache, render_batch, render_windows,
                              split_layout, tta_crops, view_layout)
@@ -135,6 +136,23 @@ def _decode_lazy(source, position: int, record) -> _Item:
     return _decode(source, position, sample)
 
 
+def split_provenance(model, source) -> tuple[dict, dict]:
+    """(key, place) of a model's and a source's provenance, each {"model": ..., "dataset": ...}.
+
+    The key holds what can change a number (weights, preprocessing, the data's content, labels, rows);
+    place holds where the data lies and which device ran (`keyed.split_place` with `keyed.MODEL_PLACE` and
+    `keyed.DATASET_PLACE`, and with a layout-free content key the folder's layout, `_DATASET_LAYOUT`). The sweep store and the keyed
+    caches above it (ImageNet-Hard's plain runs) split this way, so a result is found again on another
+    GPU, machine or data path (`keyed.settings_key` hashes settings['key'] only).
+    """
+    model_prov, model_place = split_place(model.provenance(), MODEL_PLACE)
+    dataset, dataset_place = split_place(source.provenance(), DATASET_PLACE)
+    if "content" in dataset:
+        dataset_place.update({k: dataset.pop(k) for k in _DATASET_LAYOUT if k in dataset})
+        dataset["fingerprint_method"] = f"{dataset['content']['scheme']}: (file token, labels) in order ({dataset['content']['method']})"
+    return {"model": model_prov, "dataset": dataset}, {"model": model_place, "dataset": dataset_place}
+
+
 def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_dtype: torch.dtype, tta: bool) -> dict:
     """The provenance saved next to the results; `key` holds what can change a stored number.
 
@@ -142,12 +160,10 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
     where the data lies and which device ran (`keyed.DATASET_PLACE`, `keyed.MODEL_PLACE`) go to `provenance`,
     so that shards on machines with other mount points or other cards write one result set.
     """
-    model_prov, model_place = split_place(model.provenance(), MODEL_PLACE)
+    key, place = split_provenance(model, source)
+    model_prov, dataset = key["model"], key["dataset"]
+    model_place, dataset_place = place["model"], place["dataset"]
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (model.mean, model.std)
-    dataset, dataset_place = split_place(source.provenance(), DATASET_PLACE)
-    if "content" in dataset:
-        dataset_place.update({k: dataset.pop(k) for k in _DATASET_LAYOUT if k in dataset})
-        dataset["fingerprint_method"] = f"{dataset['content']['scheme']}: (file token, labels) in order ({dataset['content']['method']})"
     try:
         rows = len(source)
     except TypeError:
@@ -174,6 +190,9 @@ def sweep_settings(model, source, grid: ViewGrid, *, normalization: str, render_
         "host": {"platform": platform.platform(), "python": platform.python_version(), "name": socket.gethostname()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    names = class_names_of(model)
+    if names:  # a label space's own class names (a world model's) travel with the results, outside the key
+        settings["class_names"] = list(names)
     changed = {k: v for k, v in precision.items() if v != _PRECISION_DEFAULTS[k]}
     if changed:  # only then: the keys of runs with torch's defaults stay what they were
         settings["key"]["precision"] = changed
@@ -283,7 +302,7 @@ def _group_rows(image_id: str, names: list[str], values: np.ndarray) -> list[tup
     return [(image_id, g, int(v[0]), float(v[1]), int(v[2]), float(v[3])) for g, v in zip(names, values)]
 
 
-def sweep(
+def sweep_to_store(
     model,
     source,
     grid: ViewGrid | None = None,
@@ -302,6 +321,7 @@ def sweep(
 ) -> ResultSet:
     """Run (or resume) one model over one source and one grid; returns the stored ResultSet.
 
+    The engine under the public door `zoomstudy.ensure_results` (which opens model and data by name).
     model: a LoadedModel (zoomstudy.models.load_model). source: a zoomstudy.data source.
     batch_size: views per forward pass at most (halved automatically on CUDA out-of-memory; on CPU
     also capped by max_host_mb).
