@@ -20,7 +20,7 @@ import io
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -743,5 +743,39 @@ def plot_resolution_curve(
         if series != [None]:
             ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title(title or "accuracy against test resolution (fixed framing)")
+    plt.close(fig)
+    return fig
+
+
+def anchor_panels(panels: Mapping[str, np.ndarray | None], *, fmt: str = ".1f", cbar_label: str = "accuracy (%)",
+                  title: str | None = None, ncols: int | None = None):
+    """Anchor heatmaps side by side, each on its own colour scale (`plots.anchor_grid` per panel).
+
+    Use it to put a run next to references measured on other models and data (the paper's ResNet-50,
+    the real-data kit), where one shared colour scale would flatten the panel with the smaller range.
+    ncols: panels per row (default: all in one row), filled row by row; a panel of None is a blank
+    saying "no data" (a model without that dataset, so the columns stay the datasets).
+    """
+    if not panels:
+        raise ValueError("anchor_panels: no panels")
+    ncols = len(panels) if not ncols else int(ncols)
+    nrows = -(-len(panels) // ncols)
+    with _styled():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), layout="constrained", squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.axis("off")
+        for ax, (name, values) in zip(axes.flat, panels.items()):
+            if values is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{name}\nno data", ha="center", va="center", transform=ax.transAxes)
+                continue
+            grid = np.asarray(values, float)
+            finite = grid[np.isfinite(grid)]
+            vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)
+            if vmin == vmax:
+                vmin, vmax = vmin - 1.0, vmax + 1.0
+            anchor_grid(grid, ax=ax, title=str(name), fmt=fmt, vmin=vmin, vmax=vmax, cbar_label=cbar_label)
+        if title:
+            fig.suptitle(title)
     plt.close(fig)
     return fig
