@@ -268,6 +268,21 @@ def _series_handles(series: list, colors: dict) -> list:
     return [Line2D([], [], color=colors[s], marker="o", markersize=3, label=str(s)) for s in series]
 
 
+def _zoom_axis(a, crop: int, lo_x: float, hi_x: float, ticks: Sequence[float]) -> None:
+    """The scale axis of `accuracy_vs_scale`: log scale, the zoom-out half shaded, S = crop dashed."""
+    a.set_xscale("log")
+    a.set_xlim(lo_x, hi_x)
+    a.axvspan(lo_x, crop, color="0.94", zorder=0, lw=0)
+    a.axvline(crop, color="0.25", ls="--", lw=1)
+    top = a.get_xaxis_transform()
+    a.text(crop / 1.08, 0.98, "zoom out", transform=top, ha="right", va="top", fontsize="small", color="0.3")
+    a.text(crop * 1.08, 0.98, "zoom in", transform=top, ha="left", va="top", fontsize="small", color="0.3")
+    a.set_xticks(ticks)
+    a.xaxis.set_major_formatter(ScalarFormatter())
+    a.xaxis.set_minor_formatter(NullFormatter())
+    a.set_xlabel(f"scale S (shorter side, px; crop {crop})")
+
+
 def accuracy_vs_scale(
     df: pd.DataFrame,
     *,
@@ -319,17 +334,7 @@ def accuracy_vs_scale(
                 a.plot(d["scale"], d["accuracy"], marker="o", markersize=3, lw=1.6, color=colors[s], label=label)
                 if has_band:
                     a.fill_between(d["scale"], d["lo"], d["hi"], color=colors[s], alpha=0.2, lw=0)
-            a.set_xscale("log")
-            a.set_xlim(lo_x, hi_x)
-            a.axvspan(lo_x, crop, color="0.94", zorder=0, lw=0)
-            a.axvline(crop, color="0.25", ls="--", lw=1)
-            top = a.get_xaxis_transform()
-            a.text(crop / 1.08, 0.98, "zoom out", transform=top, ha="right", va="top", fontsize="small", color="0.3")
-            a.text(crop * 1.08, 0.98, "zoom in", transform=top, ha="left", va="top", fontsize="small", color="0.3")
-            a.set_xticks(ticks)
-            a.xaxis.set_major_formatter(ScalarFormatter())
-            a.xaxis.set_minor_formatter(NullFormatter())
-            a.set_xlabel(f"scale S (shorter side, px; crop {crop})")
+            _zoom_axis(a, crop, lo_x, hi_x, ticks)
             a.set_ylabel(ylabel)
             low = part["lo"] if has_band else part["accuracy"]
             if (low.dropna() >= 0).all():
