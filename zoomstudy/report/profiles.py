@@ -2,7 +2,8 @@
 
 A *profile* is a named set of parameter values saying where the data and the models come from and
 what hardware runs them ("offline", "local", "quick", "paper"; see `PROFILES`). It is a frozen
-`StudyProfile` (not to be confused with the model profile of `report.model_profile`): values shared by the notebooks (`common`) and values for one notebook (`notebooks`).
+`StudyProfile` (not the model profile of `report.model_profile`): values shared by the notebooks
+(`common`) and values for one notebook (`notebooks`).
 
 Each study notebook declares the parameters it takes (`NOTEBOOK_PARAMETERS`), and its parameters
 cell lists exactly those (tests/test_notebooks.py checks it), so that a notebook holds no parameter

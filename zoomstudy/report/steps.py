@@ -1110,23 +1110,6 @@ def sensitivity_record(p: Mapping[str, Any], profiles: Sequence, infos: Sequence
     return Record(sensitivity_findings(comparison), provenance, figure, None, statements)
 
 
-def example_gallery(n: int = 6):
-    """A figure of the measurement worlds, n images each, under the world's class names: the test
-    images (centred), the photo-like images the paper notebooks analyse, and the context world."""
-    from zoomstudy.experiment.world import WorldSource, WorldSpec
-    from zoomstudy.report import plots
-    from zoomstudy.views import pil_to_tensor
-
-    sets = [("test", WorldSpec(), "test"), ("photo", WorldSpec(), "photo"),
-            ("context decides", WorldSpec(context="decides"), "test")]
-    images, names = [], []
-    for title, spec, split in sets:
-        for smp in WorldSource(spec, n, split, seed=1):
-            images.append(pil_to_tensor(smp.image).numpy())
-            names.append(f"{title}: {smp.meta['class_name']}")
-    return plots.view_gallery(np.stack(images), names=names, ncols=n, title="world measurement images")
-
-
 # ================================================================================================
 # 00: the controlled experiment
 # ================================================================================================
@@ -1142,6 +1125,23 @@ def run_questions(p: Mapping[str, Any]) -> tuple[Any, dict, pd.DataFrame]:
                               n_test=p["n_test"], n_probe=p["n_probe"], n_boot=p["n_boot"])
     answers, training = questions.run_questions(design, log=print if p.get("report_dir") is None else None)
     return design, answers, training
+
+
+def example_gallery(n: int = 6):
+    """A figure of the measurement worlds, n images each, under the world's class names: the test
+    images (centred), the photo-like images the paper notebooks analyse, and the context world."""
+    from zoomstudy.experiment.world import WorldSource, WorldSpec
+    from zoomstudy.report import plots
+    from zoomstudy.views import pil_to_tensor
+
+    sets = [("test", WorldSpec(), "test"), ("photo", WorldSpec(), "photo"),
+            ("context decides", WorldSpec(context="decides"), "test")]
+    images, names = [], []
+    for title, spec, split in sets:
+        for smp in WorldSource(spec, n, split, seed=1):
+            images.append(pil_to_tensor(smp.image).numpy())
+            names.append(f"{title}: {smp.meta['class_name']}")
+    return plots.view_gallery(np.stack(images), names=names, ncols=n, title="world measurement images")
 
 
 @dataclass
