@@ -616,7 +616,7 @@ def test_per_origin_table_and_example_labels():
 
 
 class _Sweep:
-    """What the findings functions read of a steps.Sweep."""
+    """What the findings functions read of a steps.SweepResults."""
 
     def __init__(self, correct, grid, random_weights=False, n_classes=1000):
         self.correct, self.grid, self.random_weights, self.n_classes = correct, grid, random_weights, n_classes
@@ -757,11 +757,11 @@ def test_hard_ranking_places_the_run_beside_the_paper_or_the_world_models(monkey
 # the notebook pattern: the steps a cell calls, and the record of the last cell
 # ------------------------------------------------------------------------------------------------
 def _hand_sweep(tmp_path):
-    """A steps.Sweep over the hand-written store (3 images; image 0 right at the 1-crop view)."""
+    """A steps.SweepResults over the hand-written store (3 images; image 0 right at the 1-crop view)."""
     from zoomstudy.report import steps
 
     rs = _store(tmp_path, {"kind": "csv", "name": "hard", "rows": 3, "fingerprint": "h", "location": "/data/hard"})
-    return steps.Sweep(rs, rs.grid, tables.provenance_info(rs, "offline"), rs.correct())
+    return steps.SweepResults(rs, rs.grid, tables.provenance_info(rs, "offline"), rs.correct())
 
 
 def test_record_writes_findings_and_provenance_naming_profile_weights_and_data(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -19,6 +20,8 @@ from zoomstudy.report import plots
 from zoomstudy.report import notebooks as reports
 from zoomstudy.report import profiles
 from zoomstudy.views import PAPER_SCALES, ViewGrid
+
+REPO_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 RESNET50_IN = np.array([[80.57, 85.18, 81.09], [85.56, 89.90, 85.81], [81.74, 86.16, 82.22]])
 
@@ -485,3 +488,12 @@ def test_run_notebook_errors(tmp_path):
         reports.run_notebook(nb, tmp_path, {})
     with pytest.raises(ValueError, match="unknown profile"):
         reports.reproduce(tmp_path, tmp_path / "out", profile="nope", progress=False)
+
+
+def test_reproduce_refuses_an_override_no_notebook_takes(tmp_path):
+    """A parameter no notebook of the run declares (a typo, or one for another notebook) stops the run
+    before anything runs, instead of being dropped."""
+    with pytest.raises(ValueError, match=r"overrides \['modle'\] are parameters of none"):
+        reports.reproduce(REPO_NOTEBOOKS, tmp_path / "out", profile="offline", notebooks=["06_the_paper"],
+                          overrides={"modle": "resnet50"}, progress=False)
+    assert not (tmp_path / "out").exists()

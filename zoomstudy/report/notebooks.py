@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from zoomstudy.provenance import git_commit
-from zoomstudy.report.profiles import DEFAULT_PROFILE, check_parameters, papermill_value, resolve_parameters
+from zoomstudy.report.profiles import DEFAULT_PROFILE, check_parameters, papermill_value, resolve_parameters, takes
 
 #: Environment variable naming the running notebook inside its kernel (set by run_notebook).
 NOTEBOOK_ENV = "ZOOMSTUDY_NOTEBOOK"
@@ -434,7 +434,8 @@ def reproduce(
     """Run the notebooks in order with one profile and build the report site; returns index.html.
 
     notebooks: names, file names or paths (default: every *.ipynb of notebooks_dir, sorted by name).
-    overrides: parameters that replace the profile's for every notebook. Each notebook also gets
+    overrides: parameters that replace the profile's for every notebook that declares them (ValueError
+    when none of the notebooks run does). Each notebook also gets
     `report_dir` (out_dir, for record_provenance). The index is rewritten after every notebook, so it
     is current while a long run goes on. Raises NotebookFailed at the first failing notebook, after
     writing an index marking it (and the notebooks after it as not run).
@@ -450,6 +451,10 @@ def reproduce(
          "parameters": {**resolve_parameters(profile, p.stem, overrides), "report_dir": report_dir}}
         for p in paths
     ]  # every notebook's parameters are resolved (and checked) before anything runs
+    unused = sorted(k for k in (overrides or {}) if not any(takes(p.stem, k) for p in paths))
+    if unused:  # a misspelt or misplaced override would otherwise be dropped without a word
+        raise ValueError(f"overrides {unused} are parameters of none of the notebooks run "
+                         f"({', '.join(p.stem for p in paths)}); see report.profiles.NOTEBOOK_PARAMETERS")
     out_dir.mkdir(parents=True, exist_ok=True)
     info = run_info(profile, notebooks_dir, kernel)
     write_index(out_dir, info, entries)

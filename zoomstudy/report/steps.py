@@ -95,9 +95,10 @@ def record(p: Mapping[str, Any], rec: Record):
 # the sweep (notebooks 01, 02, 03, 04)
 # ================================================================================================
 @dataclass
-class Sweep:
-    """A notebook's sweep: the result set, its grid, the provenance of its numbers and the
-    correctness matrix (bool [images, views], top-1 in the image's label set)."""
+class SweepResults:
+    """A notebook's sweep as its steps read it: the result set, its grid, the provenance of its numbers
+    and the correctness matrix (bool [images, views], top-1 in the image's label set). Named apart from
+    `sweep.engine.sweep` (which runs one) and the store's `ResultSet` (which holds one)."""
 
     result_set: Any
     grid: Any
@@ -148,7 +149,7 @@ def chance_saturation(sweep) -> str | None:
 
 
 def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | None = None,
-               label_space: str | None = None, verbose: bool = True) -> Sweep:
+               label_space: str | None = None, verbose: bool = True) -> SweepResults:
     """Run the notebook's sweep, or read back a finished one, and say what produced its numbers.
 
     p: the resolved parameters (model, checkpoint, pretrained, dataset, root, scales, grid, crop,
@@ -167,7 +168,7 @@ def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | 
                               pretrained=p["pretrained"], device=p["device"], progress=p.get("report_dir") is None, **kw)
     info = tables.provenance_info(rs, p["profile"], p["checkpoint"])
     data = (dataset or p["dataset"], root if dataset is not None else p["root"], p["max_images"])
-    out = Sweep(rs, rs.grid, info, rs.correct(), data=data, label_space=label_space)
+    out = SweepResults(rs, rs.grid, info, rs.correct(), data=data, label_space=label_space)
     if verbose:
         print(info["statement"])
         print(f"{out.correct.shape[0]} images x {out.grid.n_views} views; {len(rs.errors())} undecodable images left "
@@ -180,7 +181,7 @@ def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | 
 # ================================================================================================
 # 01: oracle accuracy
 # ================================================================================================
-def explorer_page(sweep: Sweep, source, report_dir: str | Path | None, max_images: int | None = None) -> Path:
+def explorer_page(sweep: SweepResults, source, report_dir: str | Path | None, max_images: int | None = None) -> Path:
     """The view explorer of the notebook's sweep (`report.explorer`), next to the report (or in the
     result set's folder in an interactive session): explorer-<result set key>.html, the first
     max_images images (default `explorer.MAX_IMAGES`)."""
@@ -197,7 +198,7 @@ def _acc(table: pd.DataFrame, key: str) -> float | None:
     return None if rows.empty or pd.isna(rows["accuracy"].iloc[0]) else float(rows["accuracy"].iloc[0])
 
 
-def oracle_findings(table: pd.DataFrame, sweep: Sweep, cover_length: int, top_n: int) -> list[str]:
+def oracle_findings(table: pd.DataFrame, sweep: SweepResults, cover_length: int, top_n: int) -> list[str]:
     """Headline sentences of notebook 01 from its Table 1 frame (`table1`)."""
     n, v = sweep.correct.shape
     where = f"{sweep.info['model']} on {sweep.info['dataset']} ({n} images, {v} views each)"
@@ -220,7 +221,7 @@ def oracle_findings(table: pd.DataFrame, sweep: Sweep, cover_length: int, top_n:
     return out
 
 
-def table1(p: Mapping[str, Any], sweep: Sweep) -> pd.DataFrame:
+def table1(p: Mapping[str, Any], sweep: SweepResults) -> pd.DataFrame:
     """Table 1 of the sweep (`analysis.bound_tables.bounds_frame`): 1-crop, the bounds, random rows."""
     from zoomstudy.analysis import bound_tables
 
@@ -229,7 +230,7 @@ def table1(p: Mapping[str, Any], sweep: Sweep) -> pd.DataFrame:
                                      seed=p["seed"], alpha=p["alpha"], n_classes=sweep.n_classes)
 
 
-def table1_figure(sweep: Sweep, table: pd.DataFrame):
+def table1_figure(sweep: SweepResults, table: pd.DataFrame):
     """Table 1 as bars with their intervals (the random rows, which have none, left out)."""
     from zoomstudy.report import plots
 
@@ -246,7 +247,7 @@ def compare_view(comparison: Mapping[str, Any], **kw):
                                value_cols=comparison["value_cols"], caption=comparison["caption"], **kw)
 
 
-def table1_comparison(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame) -> tuple[list[int], Any]:
+def table1_comparison(p: Mapping[str, Any], sweep: SweepResults, table: pd.DataFrame) -> tuple[list[int], Any]:
     """The whole greedy cover, and Table 1 beside its published target (`bound_tables.reference_comparison`),
     or, when no published number is comparable, the paper's Table 1 for orientation. Returns (cover,
     the table to show)."""
@@ -263,7 +264,7 @@ def table1_comparison(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame) -
     return cover, published.reindex(index=list(paper.MODELS)).style.format(precision=2)
 
 
-def accuracy_vs_scale(p: Mapping[str, Any], sweep: Sweep):
+def accuracy_vs_scale(p: Mapping[str, Any], sweep: SweepResults):
     """Accuracy against scale: the centre view and the best anchor at each scale, with intervals."""
     from zoomstudy.analysis import bounds
     from zoomstudy.report import plots
@@ -274,7 +275,7 @@ def accuracy_vs_scale(p: Mapping[str, Any], sweep: Sweep):
                                    title=sweep.info["dataset"])
 
 
-def zoom_groups(p: Mapping[str, Any], sweep: Sweep):
+def zoom_groups(p: Mapping[str, Any], sweep: SweepResults):
     """The bound of each zoom group and the images only it solves, as bars; prints the exclusive share."""
     from zoomstudy.analysis import bound_tables, bounds
     from zoomstudy.report import plots
@@ -297,7 +298,7 @@ class Example:
     zoom_map: Any
 
 
-def example_image(p: Mapping[str, Any], sweep: Sweep) -> Example:
+def example_image(p: Mapping[str, Any], sweep: SweepResults) -> Example:
     """The image notebook 01 shows view by view: p.gallery_image, else one that zoom rescues
     (`examples.pick_example`), its centre views rendered again from the decoded image; prints what it is."""
     from zoomstudy.analysis import hard
@@ -339,13 +340,13 @@ class Link:
         return f"<p><a href='{html.escape(href)}'>{html.escape(self.text)}</a> ({html.escape(self.path.name)})</p>"
 
 
-def view_explorer(p: Mapping[str, Any], sweep: Sweep) -> Link:
+def view_explorer(p: Mapping[str, Any], sweep: SweepResults) -> Link:
     """The sweep's view explorer (`explorer_page`), as a link to show."""
     page = explorer_page(sweep, sweep.source, p.get("report_dir"))
     return Link(page, "Open the view explorer", relative=bool(p.get("report_dir")))
 
 
-def oracle_record(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame, cover: Sequence[int], figure,
+def oracle_record(p: Mapping[str, Any], sweep: SweepResults, table: pd.DataFrame, cover: Sequence[int], figure,
                   explorer: Link) -> Record:
     """Notebook 01's findings (`oracle_findings`) and provenance: the sweep's, Table 1's accuracies by
     key, the cover's length; the explorer linked from the index."""
@@ -358,7 +359,7 @@ def oracle_record(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame, cover
 # ================================================================================================
 # 02: centre bias
 # ================================================================================================
-def centre_share_table(summary: Mapping[str, Any], sweep: Sweep) -> pd.DataFrame:
+def centre_share_table(summary: Mapping[str, Any], sweep: SweepResults) -> pd.DataFrame:
     """The share of the greedy top-N views at the centre, beside uniform, the paper and (for the
     real-data kit's run) the kit's reference figure."""
     from zoomstudy.analysis import bound_tables
@@ -367,7 +368,7 @@ def centre_share_table(summary: Mapping[str, Any], sweep: Sweep) -> pd.DataFrame
                                            realdata=bound_tables.is_realdata(sweep.settings))
 
 
-def centre_findings(summary: Mapping[str, Any], sweep: Sweep, top_n: int) -> list[str]:
+def centre_findings(summary: Mapping[str, Any], sweep: SweepResults, top_n: int) -> list[str]:
     """Headline sentences of notebook 02 from analysis.bounds.summarize."""
     from zoomstudy.analysis import paper
 
@@ -389,7 +390,7 @@ def centre_findings(summary: Mapping[str, Any], sweep: Sweep, top_n: int) -> lis
     return out
 
 
-def anchor_bounds(p: Mapping[str, Any], sweep: Sweep) -> tuple[dict, Any]:
+def anchor_bounds(p: Mapping[str, Any], sweep: SweepResults) -> tuple[dict, Any]:
     """Section 3's numbers of the sweep (`analysis.bounds.summarize`) and the per-anchor bound beside
     the published grids (`bound_tables.anchor_references`), one colour scale per panel."""
     from zoomstudy.analysis import bound_tables, bounds
@@ -401,7 +402,7 @@ def anchor_bounds(p: Mapping[str, Any], sweep: Sweep) -> tuple[dict, Any]:
     return summary, plots.anchor_panels(panels, title="upper bound per anchor (%)")
 
 
-def anchor_comparison(sweep: Sweep, summary: Mapping[str, Any]):
+def anchor_comparison(sweep: SweepResults, summary: Mapping[str, Any]):
     """This run's per-anchor bound beside the same grid published for the same model and data, or
     None (nothing shown) when there is no such reference."""
     from zoomstudy.analysis import bound_tables
@@ -410,7 +411,7 @@ def anchor_comparison(sweep: Sweep, summary: Mapping[str, Any]):
     return None if comparison is None else compare_view(comparison)
 
 
-def anchor_bound_bars(p: Mapping[str, Any], sweep: Sweep):
+def anchor_bound_bars(p: Mapping[str, Any], sweep: SweepResults):
     """The per-anchor bound as bars with 95% intervals, the centre first."""
     from zoomstudy.analysis import bound_tables
     from zoomstudy.report import plots
@@ -420,7 +421,7 @@ def anchor_bound_bars(p: Mapping[str, Any], sweep: Sweep):
                              title="upper bound per anchor, with 95% intervals", ylabel="% of images")
 
 
-def cover_anchors(p: Mapping[str, Any], sweep: Sweep, summary: Mapping[str, Any]) -> Shown:
+def cover_anchors(p: Mapping[str, Any], sweep: SweepResults, summary: Mapping[str, Any]) -> Shown:
     """Where the greedy top-N views sit: the centre's share beside uniform and the paper, and the
     share at every anchor as a map."""
     from zoomstudy.analysis import paper
@@ -437,7 +438,7 @@ def cover_anchors(p: Mapping[str, Any], sweep: Sweep, summary: Mapping[str, Any]
     return Shown(styled(centre_share_table(summary, sweep)), figure)
 
 
-def cover_scales(p: Mapping[str, Any], sweep: Sweep, summary: Mapping[str, Any]):
+def cover_scales(p: Mapping[str, Any], sweep: SweepResults, summary: Mapping[str, Any]):
     """The scales of the greedy top-N views (their share at each scale)."""
     from zoomstudy.analysis import bound_tables
     from zoomstudy.report import plots
@@ -447,7 +448,7 @@ def cover_scales(p: Mapping[str, Any], sweep: Sweep, summary: Mapping[str, Any])
                                    title=f"scales of the greedy top-{p['top_n']} views")
 
 
-def centre_tests(p: Mapping[str, Any], sweep: Sweep) -> Shown:
+def centre_tests(p: Mapping[str, Any], sweep: SweepResults) -> Shown:
     """Exact McNemar tests of the centre against each other anchor, Holm-adjusted: for the per-anchor
     bounds (any scale), then for the single views at the 1-crop scale when the grid has one."""
     from zoomstudy.analysis import bound_tables, bounds
@@ -462,7 +463,7 @@ def centre_tests(p: Mapping[str, Any], sweep: Sweep) -> Shown:
     return Shown(*shown)
 
 
-def centre_record(p: Mapping[str, Any], sweep: Sweep, summary: Mapping[str, Any], figure) -> Record:
+def centre_record(p: Mapping[str, Any], sweep: SweepResults, summary: Mapping[str, Any], figure) -> Record:
     """Notebook 02's findings (`centre_findings`) and provenance: the sweep's, the centre share, the
     per-anchor bounds and the cover's length."""
     provenance = {**sweep.info, "n_images": int(sweep.correct.shape[0]), "top_n": int(p["top_n"]),
@@ -515,7 +516,7 @@ def run_memo(p: Mapping[str, Any], label_space: str):
     return table
 
 
-def tta_findings(table: pd.DataFrame, memo_summary: pd.DataFrame | None, sweep: Sweep,
+def tta_findings(table: pd.DataFrame, memo_summary: pd.DataFrame | None, sweep: SweepResults,
                  curve: pd.DataFrame | None = None) -> list[str]:
     """Headline sentences of notebook 03 from Table 4 (tta.tta_table), the view budget
     (budget.budget_curve) and Table 5 (memo.memo_summary)."""
@@ -553,7 +554,7 @@ TABLE5_FORMAT = {"accuracy": "{:.2f}", "spread": "{:.2f}", "acc_min": "{:.2f}", 
                  "hi": "{:.2f}", "seconds_per_image": "{:.3f}", "delta": "{:+.2f}", "p_value": "{:.3g}"}
 
 
-def open_tta_sweep(p: Mapping[str, Any]) -> Sweep:
+def open_tta_sweep(p: Mapping[str, Any]) -> SweepResults:
     """Notebook 03's sweep, scored in p.label_space (None: the dataset's own, e.g. ImageNet-A's 200
     classes; `study.resolve_label_space`); prints the label space used."""
     from zoomstudy import study
@@ -563,7 +564,7 @@ def open_tta_sweep(p: Mapping[str, Any]) -> Sweep:
     return sweep
 
 
-def tta_table(p: Mapping[str, Any], sweep: Sweep) -> pd.DataFrame:
+def tta_table(p: Mapping[str, Any], sweep: SweepResults) -> pd.DataFrame:
     """Table 4 from the stored sweep (`analysis.tta.tta_table`); says how many unlabelled images it leaves out."""
     from zoomstudy.analysis import tta
 
@@ -573,7 +574,7 @@ def tta_table(p: Mapping[str, Any], sweep: Sweep) -> pd.DataFrame:
     return table
 
 
-def tta_figure(sweep: Sweep, table: pd.DataFrame):
+def tta_figure(sweep: SweepResults, table: pd.DataFrame):
     """Table 4 as bars: one group of views per bar group, mean and max aggregation side by side."""
     from zoomstudy.analysis import tta
     from zoomstudy.report import plots
@@ -588,7 +589,7 @@ def tta_figure(sweep: Sweep, table: pd.DataFrame):
 TABLE4_HEADLINES = (("zoom_in", "mean"), ("zoom_in", "max"), ("zoom_out", "mean"), ("ten_crop", "mean"))
 
 
-def table4_comparison(sweep: Sweep, table: pd.DataFrame):
+def table4_comparison(sweep: SweepResults, table: pd.DataFrame):
     """Table 4 beside the paper's (`tta.table4_comparison`); prints the headline rows against 1-crop."""
     from zoomstudy.analysis import tta
 
@@ -601,7 +602,7 @@ def table4_comparison(sweep: Sweep, table: pd.DataFrame):
     return compare_view(tta.table4_comparison(table, sweep.settings))
 
 
-def view_budget(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame) -> tuple[pd.DataFrame, Shown]:
+def view_budget(p: Mapping[str, Any], sweep: SweepResults, table: pd.DataFrame) -> tuple[pd.DataFrame, Shown]:
     """The view budget (`analysis.budget.budget_curve`, cross-validated): the curve, and its table and
     figure to show."""
     from zoomstudy.analysis import budget
@@ -622,7 +623,7 @@ def _tta_group(p: Mapping[str, Any], table: pd.DataFrame) -> str:
     return p["tta_group"] if p["tta_group"] in stored else next(g for g in tta.GROUP_ORDER if g in stored)
 
 
-def tta_changes(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame) -> pd.DataFrame | None:
+def tta_changes(p: Mapping[str, Any], sweep: SweepResults, table: pd.DataFrame) -> pd.DataFrame | None:
     """Per image, whether the chosen aggregation fixed or broke the 1-crop prediction (`tta.tta_changes`),
     with the counts printed; None when the grid has no 1-crop view."""
     from zoomstudy.analysis import tta
@@ -641,7 +642,7 @@ def tta_changes(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame) -> pd.D
     return changes
 
 
-def tta_gallery(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame, changes: pd.DataFrame | None):
+def tta_gallery(p: Mapping[str, Any], sweep: SweepResults, table: pd.DataFrame, changes: pd.DataFrame | None):
     """The images whose correctness the aggregation changed: the 1-crop view beside the whole image
     (`tta.change_views`); None without changes to show."""
     from zoomstudy.analysis import tta
@@ -656,7 +657,7 @@ def tta_gallery(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame, changes
                               title=f"1-crop against {tta.method_label(group, aggregation, sweep.grid)}")
 
 
-def memo_results(p: Mapping[str, Any], sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
+def memo_results(p: Mapping[str, Any], sweep: SweepResults) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 5: the per-image MEMO table (`run_memo`, read back when stored) and its rows
     (`analysis.memo.memo_summary`)."""
     from zoomstudy.analysis import memo
@@ -665,7 +666,7 @@ def memo_results(p: Mapping[str, Any], sweep: Sweep) -> tuple[pd.DataFrame, pd.D
     return table, memo.memo_summary(table, alpha=p["alpha"])
 
 
-def memo_figure(p: Mapping[str, Any], sweep: Sweep, memo_table: pd.DataFrame, summary: pd.DataFrame):
+def memo_figure(p: Mapping[str, Any], sweep: SweepResults, memo_table: pd.DataFrame, summary: pd.DataFrame):
     """Table 5 as bars with intervals."""
     from zoomstudy.report import plots
 
@@ -685,7 +686,7 @@ def table5_comparison(p: Mapping[str, Any], memo_table: pd.DataFrame, summary: p
                  compare_view(memo.speed_comparison(summary, settings), precision=3))
 
 
-def tta_record(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame, curve: pd.DataFrame,
+def tta_record(p: Mapping[str, Any], sweep: SweepResults, table: pd.DataFrame, curve: pd.DataFrame,
                memo_table: pd.DataFrame, summary: pd.DataFrame, figure) -> Record:
     """Notebook 03's findings (`tta_findings`) and provenance: the sweep's, Table 4's accuracies, and
     which MEMO run (model, weights, K, seeds, images, stored file) gave Table 5 and its seconds."""
@@ -714,7 +715,7 @@ def tta_record(p: Mapping[str, Any], sweep: Sweep, table: pd.DataFrame, curve: p
 PLAIN_PROTOCOLS = ("sweep", "model")
 
 
-def plain_top1(p: Mapping[str, Any], sweep: Sweep, data_spec: str, data_root: str | None) -> tuple[pd.DataFrame, str]:
+def plain_top1(p: Mapping[str, Any], sweep: SweepResults, data_spec: str, data_root: str | None) -> tuple[pd.DataFrame, str]:
     """ImageNet-Hard's plain 1-crop predictions under p.plain_protocol, and a sentence saying how.
 
     "sweep": the sweep's own 1-crop view (bicubic, no extra compute); "model": Resize 256 +
@@ -744,7 +745,7 @@ def plain_top1(p: Mapping[str, Any], sweep: Sweep, data_spec: str, data_root: st
 RUN_LABEL = "this run"
 
 
-def hard_ranking(board: pd.DataFrame, sweep: Sweep, data_spec: str, data_root: str | None = None, *,
+def hard_ranking(board: pd.DataFrame, sweep: SweepResults, data_spec: str, data_root: str | None = None, *,
                  alpha: float = 0.05) -> pd.DataFrame:
     """The leaderboard this run's plain 1-crop row is ranked in, tidy for `plots.bar_with_ci` (model,
     source, top1, ci_low, ci_high, n, note; best first), its attrs["reference"] naming the other rows.
@@ -809,7 +810,7 @@ def example_labels(images: pd.DataFrame, rows: Sequence[int], top1: np.ndarray, 
     return names
 
 
-def hard_findings(board: pd.DataFrame, ranking: pd.DataFrame, here: pd.DataFrame, sweep: Sweep) -> list[str]:
+def hard_findings(board: pd.DataFrame, ranking: pd.DataFrame, here: pd.DataFrame, sweep: SweepResults) -> list[str]:
     """Headline sentences of notebook 04: the plain 1-crop accuracy, its place among the paper's
     leaderboard, and how far the zoom bound gets on these images."""
     out = [RANDOM_WEIGHTS_FINDING] if sweep.random_weights else []
@@ -831,7 +832,7 @@ def hard_findings(board: pd.DataFrame, ranking: pd.DataFrame, here: pd.DataFrame
     return out
 
 
-def open_hard_sweep(p: Mapping[str, Any]) -> Sweep:
+def open_hard_sweep(p: Mapping[str, Any]) -> SweepResults:
     """Notebook 04's sweep: "synthetic-hard:N" is written as a stand-in first (`data.standin`, once,
     under results_dir) and said to be one; any other dataset is swept as given."""
     from zoomstudy.data import standin
@@ -842,7 +843,7 @@ def open_hard_sweep(p: Mapping[str, Any]) -> Sweep:
     return open_sweep(p, dataset=spec, root=root)
 
 
-def hard_leaderboard(p: Mapping[str, Any], sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def hard_leaderboard(p: Mapping[str, Any], sweep: SweepResults) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The plain 1-crop predictions (`plain_top1`), this run's leaderboard row (`hard.leaderboard`)
     and the ranking it is placed in (`hard_ranking`); prints the protocol. Returns (plain, board, ranking)."""
     from zoomstudy.analysis import hard
@@ -854,7 +855,7 @@ def hard_leaderboard(p: Mapping[str, Any], sweep: Sweep) -> tuple[pd.DataFrame, 
     return plain, board, hard_ranking(board, sweep, spec, root, alpha=p["alpha"])
 
 
-def leaderboard_figure(sweep: Sweep, ranking: pd.DataFrame):
+def leaderboard_figure(sweep: SweepResults, ranking: pd.DataFrame):
     """The ranking as bars, this run's row among the others."""
     from zoomstudy.report import plots
 
@@ -862,7 +863,7 @@ def leaderboard_figure(sweep: Sweep, ranking: pd.DataFrame):
                              title=f"{sweep.info['dataset']}, plain 1-crop top-1", ylabel="top-1 accuracy (%)")
 
 
-def per_origin(p: Mapping[str, Any], sweep: Sweep, plain: pd.DataFrame) -> Shown:
+def per_origin(p: Mapping[str, Any], sweep: SweepResults, plain: pd.DataFrame) -> Shown:
     """The 1-crop accuracy and the zoom bound per source set (`per_origin_table`), as a table and bars;
     nothing but a sentence when the dataset has no origin column."""
     from zoomstudy.analysis import hard
@@ -891,7 +892,7 @@ class DatasetComparison:
         self.shown._ipython_display_()
 
 
-def compare_datasets(p: Mapping[str, Any], sweep: Sweep) -> DatasetComparison:
+def compare_datasets(p: Mapping[str, Any], sweep: SweepResults) -> DatasetComparison:
     """1-crop accuracy and the zoom bounds here beside the same model and grid on other data in the
     result store (`hard.find_companions`, restricted to p.compare_with when given)."""
     from zoomstudy.analysis import bound_tables, hard
@@ -919,7 +920,7 @@ def compare_datasets(p: Mapping[str, Any], sweep: Sweep) -> DatasetComparison:
         both.pivot(index="metric", columns="dataset", values="accuracy").style.format(precision=2), figure))
 
 
-def hard_examples(p: Mapping[str, Any], sweep: Sweep):
+def hard_examples(p: Mapping[str, Any], sweep: SweepResults):
     """p.n_examples images with their labels and 1-crop prediction (`examples.example_rows`: those
     some zoom view solves first); None when there is none to show."""
     from zoomstudy.analysis import hard
@@ -939,7 +940,7 @@ def hard_examples(p: Mapping[str, Any], sweep: Sweep):
                               conf=conf[rows, sv], ncols=4, title=f"{sweep.info['dataset']}: label and 1-crop prediction")
 
 
-def hard_record(p: Mapping[str, Any], sweep: Sweep, board: pd.DataFrame, ranking: pd.DataFrame,
+def hard_record(p: Mapping[str, Any], sweep: SweepResults, board: pd.DataFrame, ranking: pd.DataFrame,
                 datasets: DatasetComparison, figure) -> Record:
     """Notebook 04's findings (`hard_findings`) and provenance: the sweep's, the plain protocol and
     top-1, the any-view bound and the companion result sets compared with."""
