@@ -86,15 +86,16 @@ def report_site(tmp_path_factory):
     browser tests, so that the notebooks run once per session.
     """
     from zoomstudy.report import notebooks as reports
+    from zoomstudy.report import profiles
 
     base = tmp_path_factory.mktemp("site")
     out = base / "reports"
-    offline = {**reports.PROFILES["offline"]}
-    offline["*"] = {**offline["*"], **TINY, "results_dir": str(base / "results")}
-    offline["04_imagenet_hard"] = {**offline.get("04_imagenet_hard", {}), **TINY, "dataset": "synthetic-hard:6",
-                                   "compare_with": ["synthetic-6"], "plain_protocol": "sweep"}
+    offline = profiles.PROFILES["offline"].updated(
+        common={**TINY, "results_dir": str(base / "results")},
+        notebooks={"04_imagenet_hard": {**TINY, "dataset": "synthetic-hard:6", "compare_with": ["synthetic-6"],
+                                        "plain_protocol": "sweep"}})
     mp = pytest.MonkeyPatch()
-    mp.setitem(reports.PROFILES, "offline", offline)
+    mp.setitem(profiles.PROFILES, "offline", offline)
     try:
         index = reports.reproduce(REPO / "notebooks", out, profile="offline", notebooks=list(SITE_NOTEBOOKS),
                                   progress=False, cwd=base, timeout=300)

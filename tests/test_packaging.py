@@ -109,3 +109,17 @@ def test_readme_and_docs_links_resolve():
             if not (page.parent / target).exists():
                 dead.append(f"{page.relative_to(REPO)} -> {target}")
     assert not dead, "dead links:\n" + "\n".join(dead)
+
+
+def test_report_templates_are_package_data():
+    """The jinja2 templates the reports render from (zoomstudy/report/templates) ship with the package:
+    pyproject's package-data names their folder, and every template the code loads is there."""
+    import tomllib
+
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["zoomstudy"]
+    assert "report/templates/*" in data
+    from zoomstudy.report import notebooks
+
+    for name in ("site_index.html.j2", "site_index.css", "notebook_report.html.j2"):
+        assert (notebooks.TEMPLATES / name).is_file(), name
+    assert notebooks.TEMPLATES == REPO / "zoomstudy" / "report" / "templates"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -17,7 +18,10 @@ from matplotlib.figure import Figure
 
 from zoomstudy.report import plots
 from zoomstudy.report import notebooks as reports
+from zoomstudy.report import profiles
 from zoomstudy.views import PAPER_SCALES, ViewGrid
+
+REPO_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 RESNET50_IN = np.array([[80.57, 85.18, 81.09], [85.56, 89.90, 85.81], [81.74, 86.16, 82.22]])
 
@@ -289,18 +293,19 @@ def test_fig_to_base64_png_and_figures_are_closed():
 # profiles and provenance
 # ------------------------------------------------------------------------------------------------
 def test_resolve_parameters_merges_profile_notebook_and_overrides(monkeypatch, tmp_path):
-    assert set(reports.PROFILES) >= {"offline", "local", "quick", "paper"}
-    monkeypatch.setitem(reports.PROFILES, "t", {"*": {"a": 1, "b": (1, 2), "c": tmp_path}, "02_fig": {"a": 2}})
-    assert reports.resolve_parameters("t", "01_x", None) == {"profile": "t", "a": 1, "b": [1, 2], "c": str(tmp_path)}
-    assert reports.resolve_parameters("t", "notebooks/02_fig.ipynb", {"b": 3})["a"] == 2
+    assert set(profiles.PROFILES) >= {"offline", "local", "quick", "paper"}
+    monkeypatch.setitem(profiles.PROFILES, "t", profiles.StudyProfile("t", {"a": 1, "b": (1, 2), "c": tmp_path},
+                                                                 {"02_fig": {"a": 2}}))
+    assert profiles.resolve_parameters("t", "01_x", None) == {"profile": "t", "a": 1, "b": [1, 2], "c": str(tmp_path)}
+    assert profiles.resolve_parameters("t", "notebooks/02_fig.ipynb", {"b": 3})["a"] == 2
     expected = {"profile": "t", "a": 5, "b": 3, "c": str(tmp_path)}
-    assert reports.resolve_parameters("t", "02_fig", {"a": 5, "b": 3}) == expected
-    assert reports.PROFILES["t"]["*"]["b"] == (1, 2)  # the registry is not mutated
-    assert reports.resolve_parameters("offline", "x")["profile"] == "offline"
+    assert profiles.resolve_parameters("t", "02_fig", {"a": 5, "b": 3}) == expected
+    assert profiles.PROFILES["t"].common["b"] == (1, 2)  # the registry is not mutated
+    assert profiles.resolve_parameters("offline", "x")["profile"] == "offline"
     with pytest.raises(ValueError, match="unknown profile 'nope'"):
-        reports.resolve_parameters("nope", "x")
+        profiles.resolve_parameters("nope", "x")
     with pytest.raises(ValueError, match="identifiers"):
-        reports.resolve_parameters("offline", "x", {"not valid": 1})
+        profiles.resolve_parameters("offline", "x", {"not valid": 1})
 
 
 def test_record_provenance_convention(tmp_path, monkeypatch):
@@ -361,9 +366,9 @@ def site(tmp_path_factory):
         "print('largest value', values.max())\nplots.anchor_grid(values, title='grid')",
         "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('plain pyplot');",
     )
-    profiles = {"*": {"greeting": "hello-from-profile"}, "02_figure": {"scale": 2.5}}
+    profile = profiles.StudyProfile("testprofile", {"greeting": "hello-from-profile"}, {"02_figure": {"scale": 2.5}})
     mp = pytest.MonkeyPatch()
-    mp.setitem(reports.PROFILES, "testprofile", profiles)
+    mp.setitem(profiles.PROFILES, "testprofile", profile)
     try:
         index = reports.reproduce(src, out, profile="testprofile", overrides={"extra": "override-xyz"}, progress=False)
     finally:
@@ -483,3 +488,12 @@ def test_run_notebook_errors(tmp_path):
         reports.run_notebook(nb, tmp_path, {})
     with pytest.raises(ValueError, match="unknown profile"):
         reports.reproduce(tmp_path, tmp_path / "out", profile="nope", progress=False)
+
+
+def test_reproduce_refuses_an_override_no_notebook_takes(tmp_path):
+    """A parameter no notebook of the run declares (a typo, or one for another notebook) stops the run
+    before anything runs, instead of being dropped."""
+    with pytest.raises(ValueError, match=r"overrides \['modle'\] are parameters of none"):
+        reports.reproduce(REPO_NOTEBOOKS, tmp_path / "out", profile="offline", notebooks=["06_the_paper"],
+                          overrides={"modle": "resnet50"}, progress=False)
+    assert not (tmp_path / "out").exists()

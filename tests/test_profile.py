@@ -352,7 +352,7 @@ def test_notebook_is_clean_and_declares_its_parameters():
     import nbformat
     from papermill.translators import PythonTranslator
 
-    from zoomstudy.report import notebooks as reports
+    from zoomstudy.report import profiles
 
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
@@ -364,11 +364,11 @@ def test_notebook_is_clean_and_declares_its_parameters():
     assert {"profile", "models", "checkpoints", "pretrained", "dataset", "root", "scales", "grid", "crop",
             "max_images", "results_dir", "report_dir"} <= set(declared)
     for profile in ("offline", "local", "quick", "paper"):  # a reproduce run injects nothing undeclared
-        assert set(reports.resolve_parameters(profile, NOTEBOOK.stem)) <= set(declared)
+        assert set(profiles.resolve_parameters(profile, NOTEBOOK.stem)) <= set(declared)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
-    assert "record_provenance(report_dir" in nb.cells[-1].source
+    assert nb.cells[-1].source.startswith("steps.record(p, ")  # findings and provenance, written by steps
 
 
 def test_notebook_runs_headless_and_compares_models(tmp_path):

@@ -333,9 +333,10 @@ def test_missing_dataset_cells_say_how_to_get_them(rehearsal, tmp_path):
 @pytest.mark.realdata
 def test_notebook_06_renders_the_rehearsal(rehearsal):
     from zoomstudy.report import notebooks as reports
+    from zoomstudy.report import profiles
 
     out = rehearsal["tmp"] / "reports"
-    params = {**reports.resolve_parameters("paper", "06_the_paper"), "results_dir": str(rehearsal["results"]),
+    params = {**profiles.resolve_parameters("paper", "06_the_paper"), "results_dir": str(rehearsal["results"]),
               "roots": rehearsal["roots"], "report_dir": str(out), "table1_models": rehearsal["models"]}
     html = reports.run_notebook(Path(__file__).resolve().parents[1] / "notebooks" / "06_the_paper.ipynb", out, params,
                                 cwd=rehearsal["tmp"], timeout=300)

@@ -336,7 +336,7 @@ def cmd_tta_policy(a) -> int:
 
 def validate_reproduce(a) -> None:
     """`zoomstudy reproduce`: profile name, folders and -p key=value, before any notebook runs."""
-    from zoomstudy.report.notebooks import PROFILES
+    from zoomstudy.report.profiles import PROFILES
 
     if a.profile not in PROFILES:
         raise _Bad(f"--profile must be one of {sorted(PROFILES)}, got {a.profile!r}")

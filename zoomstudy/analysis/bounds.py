@@ -314,7 +314,7 @@ def bound_metrics(
     """The 1-crop, oracle and greedy top-N figures of one (model, dataset) matrix, tidy: one row a metric.
 
     This is the one place these numbers are computed; `table1_row`, `summarize`, the notebooks'
-    `report.tables.bounds_frame`, the model profile and the controlled experiment all read them here.
+    `analysis.bound_tables.bounds_frame`, the model profile and the controlled experiment all read them here.
 
     Columns: key, metric (a readable label), views (how many views the metric may use), accuracy, lo,
     hi (%, Clopper-Pearson 1 - alpha; NaN for the random rows). Keys (`BOUND_KEYS`, computed when

@@ -18,13 +18,20 @@ Images come from `zoomstudy.data` (`open_dataset("imagenet-hard", ...)`, an `HFS
 repository or local parquet files), which owns decoding, the revision pin and the row-count guard
 (the revisions held 23,845 / 13,630 / 11,350 / 10,980 rows); `leaderboard` flags a table that is not
 the full 10,980 images.
+
+From a stored sweep instead of a model: `image_table` (one row per decoded image, its labels and
+origin), `plain_from_sweep` (the sweep's own 1-crop view as `evaluate_plain`'s table),
+`hard_leaderboard_table` (this run among the paper's models) and `find_companions` (the same model
+and grid swept on other data, to put the zoom bound here next to ImageNet's).
 """
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,7 +42,7 @@ from zoomstudy.data.labels import N_IMAGENET_CLASSES
 from zoomstudy.analysis.paper import IMAGENET_HARD, IMAGENET_HARD_SIZE, paper_model_name
 from zoomstudy.analysis.stats import accuracy_with_ci
 from zoomstudy.constants import IMAGENET_MEAN, IMAGENET_STD
-from zoomstudy.views import resize_center_crop
+from zoomstudy.views import ViewGrid, resize_center_crop
 
 #: The plain 1-crop view of ImageNet models (timm-style data config).
 PLAIN_CONFIG: dict = {
@@ -274,3 +281,84 @@ def plain_from_model(model, source, max_images: int | None = None, batch_size: i
 
     cfg = model.data_config()
     return evaluate_plain(model.logits, samples(), preprocess=cfg, batch_size=batch_size)
+
+
+# ================================================================================================
+# ImageNet-Hard from a stored sweep: its images, its 1-crop view, the leaderboard, the companions
+# ================================================================================================
+def image_table(result_set) -> pd.DataFrame:
+    """One row per decoded image, in the order of `ResultSet.predictions()`: image_id, position,
+    labels (tuple), width, height, and the image's meta fields as columns (e.g. origin)."""
+    images = result_set.images()
+    if "ok" in images:
+        images = images[images["ok"].astype(bool)]
+    images = images.reset_index(drop=True)
+    metas = [json.loads(m) if isinstance(m, str) and m else (m or {}) for m in images.get("meta", [None] * len(images))]
+    meta = pd.DataFrame(metas, index=images.index)
+    base = images[["image_id", "position", "width", "height"]].copy()
+    base["labels"] = [tuple(int(x) for x in lab) for lab in images["labels"]]
+    extra = meta[[c for c in meta.columns if c not in base.columns]]
+    return pd.concat([base, extra], axis=1)
+
+
+def plain_from_sweep(result_set, grid: ViewGrid | None = None) -> pd.DataFrame:
+    """The 1-crop view of a sweep as a per-image table like `hard.evaluate_plain`'s: image_id, origin,
+    labels, pred, confidence, correct (multi-label: top-1 in the label set)."""
+    grid = grid or result_set.grid
+    sv = grid.standard_view
+    if sv is None:
+        raise ValueError("plain_from_sweep: the grid has no 1-crop view (needs the standard scale at the centre)")
+    ids, top1, conf = result_set.predictions()
+    table = image_table(result_set)
+    pred = top1[:, sv].astype(np.int64)
+    return pd.DataFrame({
+        "image_id": ids,
+        "origin": table["origin"].astype(str).to_numpy() if "origin" in table else "all",
+        "labels": [list(t) for t in table["labels"]],
+        "pred": pred,
+        "confidence": conf[:, sv].astype(float),
+        "correct": multilabel_correct(pred, [list(t) for t in table["labels"]]),
+    })
+
+
+def hard_leaderboard_table(leaderboard: pd.DataFrame, run_label: str = "this run") -> pd.DataFrame:
+    """The paper's ImageNet-Hard top-1 (`analysis.paper.IMAGENET_HARD`) with this run's rows added, tidy for
+    `plots.bar_with_ci`: model, source ("paper" or run_label), top1, ci_low, ci_high, n, note; sorted
+    by top-1, best first. The paper gives no intervals (ci = top1)."""
+    rows = [{"model": m, "source": "paper", "top1": float(t), "ci_low": float(t), "ci_high": float(t),
+             "n": IMAGENET_HARD_SIZE, "note": f"{int(i)} px" if int(i) != 224 else ""}
+            for m, t, i in IMAGENET_HARD[["model", "top1", "input"]].itertuples(index=False)]
+    for r in leaderboard.itertuples(index=False):
+        note = "full set" if r.full_set else f"{r.n} of {IMAGENET_HARD_SIZE} images"
+        if isinstance(r.paper_model, str):
+            note += f"; paper {r.paper_model}: {r.paper_top1:.2f}"
+        rows.append({"model": f"{r.model} ({run_label})", "source": run_label, "top1": float(r.accuracy),
+                     "ci_low": float(r.ci_low), "ci_high": float(r.ci_high), "n": int(r.n), "note": note})
+    return pd.DataFrame(rows).sort_values("top1", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def find_companions(results_dir: str | Path, result_set, datasets: Sequence[str] | None = None) -> list:
+    """Other result sets under results_dir of the same model, weights, label space and grid, on other
+    data (e.g. ImageNet next to ImageNet-Hard), with at least one image stored.
+
+    datasets: keep only these dataset names (as in settings['key']['dataset']['name']); None keeps all.
+    """
+    from zoomstudy.sweep.store import find_results
+
+    here = result_set.settings["key"]
+    out = []
+    for rs in find_results(results_dir):
+        if rs.path.resolve() == Path(result_set.path).resolve():
+            continue
+        key = rs.settings["key"]
+        same = all(key["model"].get(k) == here["model"].get(k) for k in ("architecture", "weights_id", "label_space"))
+        if not same or key["grid"] != here["grid"]:
+            continue
+        if key["dataset"].get("fingerprint") == here["dataset"].get("fingerprint"):
+            continue
+        if datasets is not None and key["dataset"].get("name") not in set(datasets):
+            continue
+        if not rs.committed_parts():
+            continue
+        out.append(rs)
+    return out

@@ -1,4 +1,6 @@
-"""Stage 6, figures and reports: plots over tidy tables (`plots`), the tables and captions the notebooks
-show (`tables`), one call per notebook step (`steps`), the paper's tables rendered from the store
-(`paper_tables`), the papermill report site (`notebooks`), the notebooks' install source on Colab
-(`colab`), and the one-page model profile (`model_profile`)."""
+"""Stage 6, figures and reports: plots over tidy tables (`plots`), the provenance sentence every report
+prints (`tables`), the images a report shows (`examples`), one call per notebook cell (`steps`), the
+profiles the notebooks run with (`profiles`), the paper's tables rendered from the store
+(`paper_tables`), the papermill report site and its templates (`notebooks`, `templates/`), the
+notebooks' install source on Colab (`colab`), the view explorer (`explorer`), and the one-page model
+profile (`model_profile`)."""

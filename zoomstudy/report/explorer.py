@@ -63,7 +63,7 @@ def write_explorer(result_set, source, out_path: str | Path, *, max_images: int 
 
     from zoomstudy.data.labels import class_name
     from zoomstudy.data.source import load_sample
-    from zoomstudy.report.tables import thumbnails
+    from zoomstudy.report.examples import thumbnails
     from zoomstudy.views import pil_to_tensor, render_views
 
     out_path = Path(out_path)

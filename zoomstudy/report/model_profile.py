@@ -79,7 +79,7 @@ def scale_series(table: pd.DataFrame) -> pd.DataFrame:
 
 def example_rows(p: Profile, n: int = 3) -> list[int]:
     """Rows of the images to show as zoom maps: zoom rescues first (wrong at 1-crop, right somewhere)."""
-    from zoomstudy.report.tables import example_rows as rows
+    from zoomstudy.report.examples import example_rows as rows
 
     return rows(p.correct, p.grid.standard_view, n)
 

@@ -1,30 +1,22 @@
 """Run the study's notebooks headless and publish them as a small self-contained report site.
 
 The notebooks are the study: each one is parameterised by papermill (a cell tagged "parameters")
-and is run once per *profile*, a named parameter set saying where the data and the models come from
-and what hardware runs them:
-
-* "offline" (default): the controlled experiment's world and models (synthetic stand-ins where a
-  notebook needs them), no network; runs anywhere.
-* "local": the user's own images, labels and checkpoint (by default the real-data kit in
-  ../shared/realdata, or $ZOOMSTUDY_REALDATA), no network.
-* "quick": a small pretrained model and a few hundred hub images; CPU with internet.
-* "paper": the paper's models and datasets; GPU with internet.
-
-The profile resolves inside the notebook: its parameters cell declares `profile`, `report_dir` and
-every parameter, leaving at None those a profile provides, and the next cell calls
-`notebook_parameters(profile, "<notebook>", globals())`, which fills them from PROFILES with the
-values set in the cell overriding the profile's. `reproduce` injects the same resolution
-(`resolve_parameters`), so a notebook run by hand and one run headless get the same values.
+and is run once per *profile* (`report.profiles`: offline, local, quick, paper), a named parameter
+set saying where the data and the models come from and what hardware runs them. The profile
+resolves inside the notebook (`profiles.notebook_parameters`), and `reproduce` injects the same
+resolution (`profiles.resolve_parameters`), so a notebook run by hand and one run headless get the
+same values.
 
 `reproduce` runs every notebook of a folder in order with one profile, renders each executed
 notebook to HTML written to be read (`render_html`: figures embedded, so a report is one file to
-open or mail; code folded; no install cell, injected parameters or stderr) and writes index.html,
-which leads with each notebook's headline findings and puts the run's provenance below. It stops at
-the first failing notebook, leaving an index that shows what succeeded and where it failed.
+open or mail; code folded; no install cell, injected parameters or stderr) and writes index.html
+(templates/site_index.html.j2), which leads with each notebook's headline findings and puts the
+run's provenance below. It stops at the first failing notebook, leaving an index that shows what
+succeeded and where it failed.
 
 Conventions for a notebook (report_dir is injected by reproduce / run_notebook, None by hand;
-$ZOOMSTUDY_NOTEBOOK names the notebook for its kernel):
+$ZOOMSTUDY_NOTEBOOK names the notebook for its kernel); the study notebooks call both through
+`steps.record`:
 
     record_findings(report_dir, sentences, figure=fig)   # <notebook>.findings.json + .thumb.png
     record_provenance(report_dir, {"dataset_revision": ..., "n_images": ...})  # <notebook>.provenance.json
@@ -35,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import html
 import json
 import os
 import platform
@@ -47,193 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from zoomstudy.provenance import git_commit
+from zoomstudy.report.profiles import DEFAULT_PROFILE, check_parameters, papermill_value, resolve_parameters, takes
 
 #: Environment variable naming the running notebook inside its kernel (set by run_notebook).
 NOTEBOOK_ENV = "ZOOMSTUDY_NOTEBOOK"
-#: Key of a profile's parameters shared by all notebooks (notebook-specific entries override it).
-COMMON = "*"
-DEFAULT_PROFILE = "offline"
-
-
-def _realdata_dir() -> str:
-    """The real-data kit: $ZOOMSTUDY_REALDATA, else ../shared/realdata next to the repository."""
-    default = Path(__file__).resolve().parents[3] / "shared" / "realdata"  # <checkout>/zoomstudy/report/this file
-    return os.environ.get("ZOOMSTUDY_REALDATA", str(default))
-
-
-def _default_profiles() -> dict[str, dict[str, dict[str, Any]]]:
-    rd = _realdata_dir()
-    # A reduced grid (6 scales x 3 x 3 = 54 views, zoom out to zoom in) for CPU runs of a few minutes.
-    reduced_scales = [64, 128, 224, 256, 320, 448]
-    # ImageNet-Hard for the local profile: a local copy named by $ZOOMSTUDY_IMAGENET_HARD, else the
-    # synthetic multi-label stand-in (no network in that profile).
-    local_hard = "imagenet-hard" if os.environ.get("ZOOMSTUDY_IMAGENET_HARD") else "synthetic-hard:24"
-    return {
-        "offline": {
-            # the paper in miniature: the world model trained like ImageNet models (RandomResizedCrop)
-            # on photo-like world images (varied position and size, centre preference), 35 scales x 3 x 3
-            COMMON: {"model": "world:rrc", "checkpoint": None, "pretrained": False,
-                     "dataset": "world-photo:96", "root": None, "scales": None, "grid": 3, "crop": 56,
-                     "max_images": None, "results_dir": "results/offline", "device": "cpu"},
-            # the world's ImageNet-Hard (experiment/hard_set.py), compared with the photo set above
-            "04_imagenet_hard": {"dataset": "world-hard:150", "plain_protocol": "sweep",
-                                 "compare_with": ["world-photo"]},
-            "05_zoom_sensitivity": {"models": [], "checkpoints": [], "sizes": [32, 40, 48, 56, 64, 80, 96, 112]},
-            # MEMO on all 96 images, the paper's K = 16, three view seeds. Its SGD step 0.00025 was tuned for
-            # ResNet-50 and moves this small CNN by nothing (MEMO = baseline on every image); on a held-out
-            # draw (96 photo-like images, seed 1) accuracy rises with the step and plateaus from 0.05
-            # (README, "The controlled experiment"), so the world uses 0.05.
-            "03_test_time_augmentation": {"memo_k": 16, "memo_seeds": [0, 1, 2], "memo_max_images": None,
-                                          "memo_lr": 0.05},
-        },
-        "local": {
-            COMMON: {"model": "torchvision:squeezenet1_0",
-                     "checkpoint": f"{rd}/weights/squeezenet1_0_deepcompression.pt", "pretrained": False,
-                     "dataset": f"csv:{rd}/imagenet-sample", "root": None, "scales": None, "grid": 3, "crop": 224,
-                     "max_images": None, "results_dir": "results/local", "device": None},
-            "04_imagenet_hard": {"dataset": local_hard, "plain_protocol": "sweep"},
-            "03_test_time_augmentation": {"memo_k": 16, "memo_seeds": [0], "memo_max_images": 20},
-        },
-        "quick": {
-            COMMON: {"model": "resnet18", "checkpoint": None, "pretrained": True,
-                     "dataset": "imagenet-hard", "root": None, "scales": reduced_scales, "grid": 3, "crop": 224,
-                     "max_images": 300, "results_dir": "results/quick", "device": None},
-            "04_imagenet_hard": {"plain_protocol": "sweep"},
-            "03_test_time_augmentation": {"memo_k": 16, "memo_seeds": [0], "memo_max_images": 30},
-        },
-        "paper": {
-            COMMON: {"model": "resnet50", "checkpoint": None, "pretrained": True,
-                     "dataset": "imagenet-val", "root": None, "scales": None, "grid": 3, "crop": 224,
-                     "max_images": None, "results_dir": "results/paper", "device": None},
-            "04_imagenet_hard": {"dataset": "imagenet-hard", "plain_protocol": "model",
-                                 "compare_with": ["imagenet-val"]},
-            # Table 4 is ViT-B/32's, Table 5 ResNet-50's (robust models: memo_checkpoint + memo_paper_model)
-            "03_test_time_augmentation": {"model": "vit_b_32", "memo_model": "resnet50", "memo_k": 16,
-                                          "memo_seeds": [0], "memo_max_images": None},
-        },
-    }
-
-
-#: profile name -> {COMMON or notebook name (file stem) -> parameters}. A plain dict: add profiles
-#: or notebook entries by assignment. COMMON ("*") holds the parameters every study notebook
-#: declares: model, checkpoint, pretrained, dataset, root, scales (None = the paper's 36), grid,
-#: crop, max_images, results_dir, device.
-#:
-#: * offline: the controlled experiment (00) trains small CNNs on the procedural world; the paper
-#:   notebooks then analyse the one trained like ImageNet models ("world:rrc", RandomResizedCrop) on
-#:   96 photo-like world images ("world-photo:96") with the paper's scales scaled to its 56-px input
-#:   (35 distinct scales): minutes on a CPU, no network. 04_imagenet_hard measures it on the world's
-#:   ImageNet-Hard ("world-hard:150", built by experiment/hard_set.py as a local parquet).
-#: * local: the real-data kit (SqueezeNet 1.0 Deep Compression weights, its 100 ImageNet images),
-#:   the paper's 324 views; compared with the kit's reference figures. ImageNet-Hard from
-#:   $ZOOMSTUDY_IMAGENET_HARD when set, else the stand-in.
-#: * quick: torchvision ResNet-18 (V1 weights, a paper model) on the first 300 ImageNet-Hard images
-#:   from the hub at the pinned commit (only the first of its 9 parquet files, ~190 MB, is downloaded;
-#:   the 10,980-row guard applies, from the files' parquet footers), 6 scales.
-#: * paper: ResNet-50 (torchvision IMAGENET1K_V1, the paper's; "torchvision:resnet50" would load V2)
-#:   on ImageNet val (a local copy: root or $ZOOMSTUDY_IMAGENET_VAL) with the paper's 324 views on a
-#:   GPU; ImageNet-Hard from the hub. The paper's other models and datasets are the `model` and
-#:   `dataset` parameters: pass them as overrides, one run per model (e.g. model="vit_b_32",
-#:   dataset="imagenet-a"); the result store keeps every sweep apart.
-PROFILES: dict[str, dict[str, dict[str, Any]]] = _default_profiles()
-
-
-def _papermill_value(value: Any) -> Any:
-    """Values papermill can write as Python literals: paths as strings, tuples as lists."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_papermill_value(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _papermill_value(v) for k, v in value.items()}
-    return value
-
-
-def _check_parameters(params: Mapping[str, Any], what: str) -> None:
-    if not isinstance(params, Mapping):
-        raise ValueError(f"{what} must be a dict of parameter name -> value, got {type(params).__name__}")
-    bad = [k for k in params if not (isinstance(k, str) and k.isidentifier())]
-    if bad:
-        raise ValueError(f"{what}: parameter names must be Python identifiers, got {bad}")
-
-
-def resolve_parameters(profile: str, notebook: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
-    """The parameters one notebook runs with: {"profile": name} < profile["*"] < profile[notebook] < overrides.
-
-    notebook: a name, file name or path (its stem selects the notebook-specific entry).
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    stem = Path(str(notebook)).stem
-    entries = PROFILES[profile]
-    params: dict[str, Any] = {"profile": profile}
-    layers = (
-        (entries.get(COMMON, {}), f"profile {profile!r}"),
-        (entries.get(stem, {}), f"profile {profile!r}[{stem!r}]"),
-        (overrides or {}, "overrides"),
-    )
-    for part, what in layers:
-        _check_parameters(part, what)
-        params.update(copy.deepcopy(dict(part)))
-    return {k: _papermill_value(v) for k, v in params.items()}
-
-
-#: Names a notebook's namespace holds that are not parameters (IPython's own).
-_NOT_PARAMETERS = frozenset({"In", "Out", "get_ipython", "exit", "quit", "profile", "report_dir"})
-
-
-def _plain(value: Any) -> bool:
-    """A value a parameters cell can hold: None, bool, number, string, or lists / dicts of them."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    return False
-
-
-class Parameters(dict):
-    """A notebook's resolved parameters: a dict that also reads as attributes (`p.model`).
-
-    Attribute access keeps the notebook cells short and fails loudly on a misspelt name, where
-    `p.get("modle")` would quietly give None.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"no parameter {name!r}; parameters are {sorted(self)}") from None
-
-
-def notebook_parameters(profile: str | None, notebook: str | Path, namespace: Mapping[str, Any],
-                        ) -> Parameters:
-    """The parameters a notebook runs with, resolved inside the notebook: the one call after its parameters cell.
-
-    A parameters cell declares `profile`, `report_dir` and every parameter; a parameter whose value
-    is None takes the profile's value (PROFILES[profile]["*"] < PROFILES[profile][notebook]), any
-    other value overrides the profile. The notebook passes its namespace (`globals()`): the
-    parameters are its plain values (None, numbers, strings, lists, dicts; no modules, functions,
-    private or IPython names). So a notebook run by hand with `profile = "quick"` gets the quick
-    profile's model and data, exactly as `zoomstudy reproduce --profile quick` (which injects the
-    profile's values, resolved the same way) gives it.
-
-    profile None means DEFAULT_PROFILE. A parameter that is None and that the profile does not set
-    stays None (the notebook's own meaning of None, e.g. "all images").
-    """
-    profile = DEFAULT_PROFILE if profile is None else profile
-    if not isinstance(namespace, Mapping):
-        raise ValueError(f"notebook_parameters: namespace must be a dict such as globals(), got {type(namespace).__name__}")
-    given = {k: v for k, v in namespace.items()
-             if isinstance(k, str) and k.isidentifier() and not k.startswith("_") and k not in _NOT_PARAMETERS
-             and _plain(v)}
-    explicit = {k: v for k, v in given.items() if v is not None}
-    resolved = resolve_parameters(profile, notebook, explicit)
-    for k in given:
-        resolved.setdefault(k, None)
-    resolved["report_dir"] = namespace.get("report_dir")
-    return Parameters(resolved)
 
 
 # ================================================================================================
@@ -263,35 +71,9 @@ class NotebookFailed(RuntimeError):
 INSTALL_TAG = "install"
 _INSTALL_MARK = "# Install zoomstudy"  # first line of the install cell, for notebooks without the tag
 
-#: The report page: nbconvert's lab template, with every code input folded into a <details> element
-#: (one click opens it), no prompts, no script or font fetched from the network (the reports open
-#: offline), and a narrower, paper-like column.
-_REPORT_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{% block jupyter_widgets %}{% endblock jupyter_widgets %}
-{% block extra_css %}<style type="text/css">
-body.jp-Notebook { max-width: 64rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
-.jp-Notebook .jp-Cell { padding: 0.15rem 0; }
-.jp-InputPrompt, .jp-OutputPrompt { display: none; }
-details.zs-code > summary { cursor: pointer; color: #777; font-size: 0.78rem; font-family: ui-monospace, Menlo, monospace;
-                            list-style: none; user-select: none; }
-details.zs-code > summary::before { content: "\25b8  "; }
-details.zs-code[open] > summary::before { content: "\25be  "; }
-details.zs-code > summary::-webkit-details-marker { display: none; }
-details.zs-code[open] { border-left: 3px solid #ddd; padding-left: 0.5rem; }
-.jp-OutputArea-output img { max-width: 100%; height: auto; }
-.jp-RenderedHTMLCommon table { font-size: 0.85rem; }
-.jp-RenderedHTMLCommon caption { width: max-content; max-width: 56rem; text-align: left; color: #444; }
-.zs-nav { font-size: 0.85rem; margin-bottom: 1rem; }
-</style>{% endblock extra_css %}
-{% block input_group -%}
-<details class="zs-code"><summary>{{ "parameters" if "parameters" in cell.metadata.get("tags", []) else "code" }}</summary>
-{{ super() }}
-</details>
-{%- endblock input_group %}
-"""
+#: The jinja2 templates of the reports (package data): the report page of one notebook
+#: (notebook_report.html.j2, over nbconvert's lab template) and the site index (site_index.html.j2).
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 #: The "Open in Colab" badge: a link to the source notebook, not to this run, and an image fetched
@@ -335,11 +117,11 @@ def render_html(notebook: str | Path, html_path: str | Path) -> Path:
     opens one), and prepare_for_reading removes what is not for the reader.
     """
     import nbformat
-    from jinja2 import DictLoader
+    from jinja2 import FileSystemLoader
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"zoomstudy_report.html.j2": _REPORT_TEMPLATE})],
-                            template_file="zoomstudy_report.html.j2")
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[FileSystemLoader(str(TEMPLATES))],
+                            template_file="notebook_report.html.j2")
     exporter.embed_images = True  # also inline images referenced from markdown cells
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
@@ -380,8 +162,8 @@ def run_notebook(
     if timeout is not None and timeout <= 0:
         raise ValueError(f"run_notebook: timeout must be positive seconds or None, got {timeout}")
     params = dict(parameters or {})
-    _check_parameters(params, "run_notebook parameters")
-    params = {k: _papermill_value(v) for k, v in params.items()}
+    check_parameters(params, "run_notebook parameters")
+    params = {k: papermill_value(v) for k, v in params.items()}
 
     previous = os.environ.get(NOTEBOOK_ENV)
     os.environ[NOTEBOOK_ENV] = name  # inherited by the kernel process: record_provenance's file name
@@ -585,116 +367,46 @@ def _select_notebooks(notebooks_dir: Path, notebooks: Sequence[str | Path] | Non
     return chosen
 
 
-_CSS = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 64rem; margin: 2rem auto;
-       padding: 0 1rem; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin: 0 0 0.4rem; }
-h3 { font-size: 1rem; margin-top: 1.5rem; }
-.lead { color: #555; margin-top: 0; }
-.nb { display: flex; gap: 1.2rem; align-items: flex-start; border-top: 1px solid #e5e5e5; padding: 1.2rem 0; }
-.nb .text { flex: 1; min-width: 0; } .nb ul { margin: 0.3rem 0 0.5rem 1.1rem; padding: 0; }
-.nb li { margin: 0.15rem 0; } .thumb img { width: 300px; border: 1px solid #e5e5e5; border-radius: 4px; }
-.links { font-size: 0.9rem; } .muted { color: #777; font-size: 0.9rem; }
-table { border-collapse: collapse; margin: 0.5rem 0; } td, th { border: 1px solid #ddd; padding: 0.25rem 0.6rem;
-        text-align: left; vertical-align: top; font-size: 0.85rem; }
-th { background: #f5f5f5; } code, pre { font-family: ui-monospace, Menlo, monospace; font-size: 0.8rem; }
-pre { margin: 0; white-space: pre-wrap; }
-details { margin: 0.3rem 0; } summary { cursor: pointer; color: #555; font-size: 0.9rem; }
-.status { font-weight: bold; font-size: 0.8rem; padding: 0.05rem 0.45rem; border-radius: 0.3rem; color: white; }
-.ok { background: #1a9850; } .failed { background: #d73027; } .running { background: #4575b4; }
-.not-run, .pending { background: #999; }
-.error { color: #d73027; font-family: ui-monospace, Menlo, monospace; font-size: 0.85rem; }
-.provenance { margin-top: 2.5rem; border-top: 2px solid #ccc; }
-"""
-
-
-def _value_html(value: Any) -> str:
-    """Strings as they are, short values as the Python literal papermill injects (False, None);
-    long lists and dicts folded, so that no cell of the index is a wall of JSON."""
+def _value(value: Any) -> dict:
+    """One value of a parameters / provenance table: strings as they are, short values as the Python
+    literal papermill injects (False, None); long lists and dicts folded, so that no cell of the
+    index is a wall of JSON."""
     text = value if isinstance(value, str) else repr(value)
     if not isinstance(value, str) and len(text) > 80:
         short = f"{type(value).__name__} of {len(value)}" if hasattr(value, "__len__") else "value"
-        return f"<details><summary>{html.escape(short)}</summary><pre>{html.escape(json.dumps(value, indent=1, default=_jsonable))}</pre></details>"
-    return f"<code>{html.escape(text)}</code>"
+        return {"text": text, "summary": short, "folded": json.dumps(value, indent=1, default=_jsonable)}
+    return {"text": text, "summary": None, "folded": None}
 
 
-def _dict_table(d: Mapping[str, Any] | None) -> str:
-    if not d:
-        return "<p><em>none</em></p>"
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_value_html(v)}</td></tr>" for k, v in d.items())
-    return f"<table>{rows}</table>"
+def _rows(d: Mapping[str, Any] | None) -> list[tuple[str, dict]]:
+    return [(str(k), _value(v)) for k, v in (d or {}).items()]
 
 
-def _findings_html(e: dict) -> str:
-    """One notebook's block at the top of the index: title, status, findings, thumbnail, links."""
-    name = html.escape(e["name"])
-    title = html.escape(e.get("title") or e["name"])
+def _entry_view(e: dict) -> dict:
+    """What the index template shows of one notebook's entry."""
     found = e.get("findings") or {}
-    report = html.escape(e["html"]) if e.get("html") else None
-    head = f"<h2 id='{name}'>{title}</h2>"
-    links = []
-    if report:
-        links.append(f"<a href='{report}'>full report</a>")
-    if e.get("ipynb"):
-        links.append(f"<a href='{html.escape(e['ipynb'])}'>executed notebook</a>")
-    for text, href in (found.get("links") or {}).items():
-        links.append(f"<a href='{html.escape(href)}'>{html.escape(text)}</a>")
-    status = "" if e["status"] == "ok" else f" <span class='status {e['status']}'>{e['status']}</span>"
-    meta = f"<p class='links'><code>{name}</code>{status}" + (" &middot; " + " &middot; ".join(links) if links else "") + "</p>"
-    body = ""
-    if found.get("findings"):
-        body = "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in found["findings"]) + "</ul>"
-    elif e["status"] == "ok":
-        body = "<p class='muted'>This notebook records no headline findings; see its report.</p>"
-    elif e["status"] in ("pending", "running", "not-run"):
-        body = f"<p class='muted'>{'Running now.' if e['status'] == 'running' else 'Not run (yet).'}</p>"
-    if e.get("error"):
-        body += f"<p class='error'>{html.escape(e['error'])}</p>"
-    thumb = ""
-    if found.get("thumbnail"):
-        img = f"<img src='{html.escape(found['thumbnail'])}' alt='headline figure of {name}'>"
-        thumb = f"<div class='thumb'>{f'<a href={chr(39)}{report}{chr(39)}>{img}</a>' if report else img}</div>"
-    return f"<div class='nb'><div class='text'>{head}{meta}{body}</div>{thumb}</div>"
+    links = ([("full report", e["html"])] if e.get("html") else []) + \
+        ([("executed notebook", e["ipynb"])] if e.get("ipynb") else []) + list((found.get("links") or {}).items())
+    prov = e.get("provenance")
+    statement = (prov or {}).get("statement") or " ".join((prov or {}).get("statements") or [])
+    return {"name": e["name"], "title": e.get("title") or e["name"], "status": e["status"], "links": links,
+            "report": e.get("html"), "findings": found.get("findings") or [], "thumbnail": found.get("thumbnail"),
+            "error": e.get("error"), "seconds": f"{e['seconds']:.1f}" if e.get("seconds") is not None else "",
+            "statement": str(statement), "parameters": _rows(e.get("parameters")),
+            "provenance": None if prov is None else _rows(prov)}
 
 
 def _index_html(info: dict, entries: list[dict]) -> str:
-    profile = html.escape(info["profile"])
-    done = sum(e["status"] == "ok" for e in entries)
-    when = info.get("finished") or info.get("started")
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>zoomstudy reports ({profile})</title><style>{_CSS}</style></head><body>",
-        "<h1>zoomstudy: zoom, position and cropping in image classifiers</h1>",
-        f"<p class='lead'>Profile <code>{profile}</code>: {done} of {len(entries)} notebooks ran"
-        + (f", {html.escape(str(when))}" if when else "") + ". What each one found, then the run's provenance.</p>",
-    ]
-    parts += [_findings_html(e) for e in entries]
+    """index.html from templates/site_index.html.j2 (autoescaped) and its style sheet."""
+    from jinja2 import Environment, FileSystemLoader
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, keep_trailing_newline=True)
     versions = info.get("versions") or {}
-    parts += [
-        "<div class='provenance'><h2 style='margin-top:1rem'>Provenance</h2>",
-        "<p class='muted'>Every number above comes from this run: "
-        f"profile <code>{profile}</code>, git commit <code>{html.escape(str(info.get('git_commit')))}</code>, "
-        + ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in versions.items() if v) + ".</p>",
-        "<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>what produced it</th></tr>",
-    ]
-    for e in entries:
-        secs = f"{e['seconds']:.1f}" if e.get("seconds") is not None else ""
-        prov = e.get("provenance") or {}
-        statement = prov.get("statement") or " ".join(prov.get("statements") or [])
-        parts.append(f"<tr><td><a href='#{html.escape(e['name'])}'>{html.escape(e['name'])}</a></td>"
-                     f"<td><span class='status {e['status']}'>{e['status']}</span></td><td>{secs}</td>"
-                     f"<td>{html.escape(str(statement))}</td></tr>")
-    parts.append("</table>")
-    parts.append("<details><summary>the run</summary>" + _dict_table({k: v for k, v in info.items() if k != "versions"})
-                 + "</details>")
-    for e in entries:
-        parts.append(f"<details><summary>{html.escape(e['name'])}: parameters and recorded provenance</summary>"
-                     "<h3>Parameters</h3>" + _dict_table(e.get("parameters")))
-        if e.get("provenance") is not None:
-            parts.append("<h3>Provenance</h3>" + _dict_table(e["provenance"]))
-        parts.append("</details>")
-    parts.append("</div></body></html>")
-    return "\n".join(parts)
+    return env.get_template("site_index.html.j2").render(
+        profile=info["profile"], done=sum(e["status"] == "ok" for e in entries),
+        when=info.get("finished") or info.get("started"), css=(TEMPLATES / "site_index.css").read_text(encoding="utf-8"),
+        git_commit=str(info.get("git_commit")), versions=[f"{k} {v}" for k, v in versions.items() if v],
+        entries=[_entry_view(e) for e in entries], run=_rows({k: v for k, v in info.items() if k != "versions"}))
 
 
 def write_index(out_dir: str | Path, info: dict, entries: list[dict]) -> Path:
@@ -722,7 +434,8 @@ def reproduce(
     """Run the notebooks in order with one profile and build the report site; returns index.html.
 
     notebooks: names, file names or paths (default: every *.ipynb of notebooks_dir, sorted by name).
-    overrides: parameters that replace the profile's for every notebook. Each notebook also gets
+    overrides: parameters that replace the profile's for every notebook that declares them (ValueError
+    when none of the notebooks run does). Each notebook also gets
     `report_dir` (out_dir, for record_provenance). The index is rewritten after every notebook, so it
     is current while a long run goes on. Raises NotebookFailed at the first failing notebook, after
     writing an index marking it (and the notebooks after it as not run).
@@ -738,6 +451,10 @@ def reproduce(
          "parameters": {**resolve_parameters(profile, p.stem, overrides), "report_dir": report_dir}}
         for p in paths
     ]  # every notebook's parameters are resolved (and checked) before anything runs
+    unused = sorted(k for k in (overrides or {}) if not any(takes(p.stem, k) for p in paths))
+    if unused:  # a misspelt or misplaced override would otherwise be dropped without a word
+        raise ValueError(f"overrides {unused} are parameters of none of the notebooks run "
+                         f"({', '.join(p.stem for p in paths)}); see report.profiles.NOTEBOOK_PARAMETERS")
     out_dir.mkdir(parents=True, exist_ok=True)
     info = run_info(profile, notebooks_dir, kernel)
     write_index(out_dir, info, entries)

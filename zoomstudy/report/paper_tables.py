@@ -456,7 +456,7 @@ def anchor_figure(grids: Mapping[str, dict], title: str = "per-anchor bound (%):
     """The paper's per-anchor grids (ResNet-50) in the first row, then one row per stored model (a blank
     where it lacks the dataset), one colour scale per panel; None when no model has a stored grid
     (the paper's alone would say nothing about this store)."""
-    from zoomstudy.report.tables import anchor_panels
+    from zoomstudy.report.plots import anchor_panels
 
     datasets = list(dict.fromkeys(g["dataset"] for g in grids.values()))
     models = list(dict.fromkeys(g["model"] for g in grids.values() if g["ours"] is not None))

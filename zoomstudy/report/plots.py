@@ -20,7 +20,7 @@ import io
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -268,6 +268,21 @@ def _series_handles(series: list, colors: dict) -> list:
     return [Line2D([], [], color=colors[s], marker="o", markersize=3, label=str(s)) for s in series]
 
 
+def _zoom_axis(a, crop: int, lo_x: float, hi_x: float, ticks: Sequence[float]) -> None:
+    """The scale axis of `accuracy_vs_scale`: log scale, the zoom-out half shaded, S = crop dashed."""
+    a.set_xscale("log")
+    a.set_xlim(lo_x, hi_x)
+    a.axvspan(lo_x, crop, color="0.94", zorder=0, lw=0)
+    a.axvline(crop, color="0.25", ls="--", lw=1)
+    top = a.get_xaxis_transform()
+    a.text(crop / 1.08, 0.98, "zoom out", transform=top, ha="right", va="top", fontsize="small", color="0.3")
+    a.text(crop * 1.08, 0.98, "zoom in", transform=top, ha="left", va="top", fontsize="small", color="0.3")
+    a.set_xticks(ticks)
+    a.xaxis.set_major_formatter(ScalarFormatter())
+    a.xaxis.set_minor_formatter(NullFormatter())
+    a.set_xlabel(f"scale S (shorter side, px; crop {crop})")
+
+
 def accuracy_vs_scale(
     df: pd.DataFrame,
     *,
@@ -319,17 +334,7 @@ def accuracy_vs_scale(
                 a.plot(d["scale"], d["accuracy"], marker="o", markersize=3, lw=1.6, color=colors[s], label=label)
                 if has_band:
                     a.fill_between(d["scale"], d["lo"], d["hi"], color=colors[s], alpha=0.2, lw=0)
-            a.set_xscale("log")
-            a.set_xlim(lo_x, hi_x)
-            a.axvspan(lo_x, crop, color="0.94", zorder=0, lw=0)
-            a.axvline(crop, color="0.25", ls="--", lw=1)
-            top = a.get_xaxis_transform()
-            a.text(crop / 1.08, 0.98, "zoom out", transform=top, ha="right", va="top", fontsize="small", color="0.3")
-            a.text(crop * 1.08, 0.98, "zoom in", transform=top, ha="left", va="top", fontsize="small", color="0.3")
-            a.set_xticks(ticks)
-            a.xaxis.set_major_formatter(ScalarFormatter())
-            a.xaxis.set_minor_formatter(NullFormatter())
-            a.set_xlabel(f"scale S (shorter side, px; crop {crop})")
+            _zoom_axis(a, crop, lo_x, hi_x, ticks)
             a.set_ylabel(ylabel)
             low = part["lo"] if has_band else part["accuracy"]
             if (low.dropna() >= 0).all():
@@ -743,5 +748,39 @@ def plot_resolution_curve(
         if series != [None]:
             ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title(title or "accuracy against test resolution (fixed framing)")
+    plt.close(fig)
+    return fig
+
+
+def anchor_panels(panels: Mapping[str, np.ndarray | None], *, fmt: str = ".1f", cbar_label: str = "accuracy (%)",
+                  title: str | None = None, ncols: int | None = None):
+    """Anchor heatmaps side by side, each on its own colour scale (`plots.anchor_grid` per panel).
+
+    Use it to put a run next to references measured on other models and data (the paper's ResNet-50,
+    the real-data kit), where one shared colour scale would flatten the panel with the smaller range.
+    ncols: panels per row (default: all in one row), filled row by row; a panel of None is a blank
+    saying "no data" (a model without that dataset, so the columns stay the datasets).
+    """
+    if not panels:
+        raise ValueError("anchor_panels: no panels")
+    ncols = len(panels) if not ncols else int(ncols)
+    nrows = -(-len(panels) // ncols)
+    with _styled():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), layout="constrained", squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.axis("off")
+        for ax, (name, values) in zip(axes.flat, panels.items()):
+            if values is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{name}\nno data", ha="center", va="center", transform=ax.transAxes)
+                continue
+            grid = np.asarray(values, float)
+            finite = grid[np.isfinite(grid)]
+            vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)
+            if vmin == vmax:
+                vmin, vmax = vmin - 1.0, vmax + 1.0
+            anchor_grid(grid, ax=ax, title=str(name), fmt=fmt, vmin=vmin, vmax=vmax, cbar_label=cbar_label)
+        if title:
+            fig.suptitle(title)
     plt.close(fig)
     return fig
