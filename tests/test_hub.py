@@ -111,7 +111,7 @@ def test_study_and_sweep_read_only_the_prefix(hub, fresh, monkeypatch):
     key = rs.settings["key"]["dataset"]
     assert key["resolved_revision"] == PIN and key["hub_rows"] == 10980 and key["dataset"]["pinned_revision"] == PIN
     assert len(rs.images()) == 2
-    from zoomstudy.report.tables import provenance_info
+    from zoomstudy.report.provenance_text import provenance_info
 
     info = provenance_info(rs, "quick")
     assert info["dataset_revision"] == PIN and info["dataset_rows"] == 10980

@@ -27,7 +27,7 @@ from zoomstudy.data.source import load_sample
 from zoomstudy.data import standin
 from zoomstudy.report import examples
 from zoomstudy.report import plots
-from zoomstudy.report import tables
+from zoomstudy.report import provenance_text
 from zoomstudy.report import profiles
 from zoomstudy.report import notebooks as reports
 from zoomstudy.views import ViewGrid
@@ -355,7 +355,7 @@ def _settings(model="squeezenet1_0", weights="random", source="torchvision", dat
 
 
 def test_provenance_statement_names_profile_weights_and_data():
-    info = tables.provenance_info(_settings(), "offline")
+    info = provenance_text.provenance_info(_settings(), "offline")
     assert info["statement"] == (
         "This report was produced by profile offline with weights random (untrained torchvision:squeezenet1_0) on "
         "data synthetic-6 (synthetic, 6 images, generator seed 0, fingerprint ffffffffffff); 36 views per image: "
@@ -364,13 +364,13 @@ def test_provenance_statement_names_profile_weights_and_data():
     json.dumps(info)  # recordable as it is
     kit = _settings(weights="ab" * 32, source="checkpoint",
                     dataset={"kind": "csv", "name": "imagenet-sample", "rows": 100, "location": "/kit/imagenet-sample"})
-    text = tables.provenance_info(kit, "local", checkpoint="/kit/weights/sq.pt")["statement"]
+    text = provenance_text.provenance_info(kit, "local", checkpoint="/kit/weights/sq.pt")["statement"]
     assert "profile local with weights checkpoint sq.pt (sha256 abababababab" in text
     assert "on data imagenet-sample (csv, 100 images, /kit/imagenet-sample)" in text
     hub = _settings(model="resnet50", weights="ResNet50_Weights.IMAGENET1K_V1",
                     dataset={"kind": "hf", "name": "imagenet-hard", "rows": 10980, "location": "taesiri/imagenet-hard",
                              "revision": "main", "resolved_revision": "c" * 40})
-    text = tables.provenance_info(hub, "paper")["statement"]
+    text = provenance_text.provenance_info(hub, "paper")["statement"]
     assert "weights ResNet50_Weights.IMAGENET1K_V1 (torchvision:resnet50)" in text
     assert f"revision {'c' * 40}" in text
 
@@ -698,11 +698,11 @@ def test_local_profile_points_at_the_real_data_kit(realdata):
 
 def test_world_data_is_described_by_its_split_seed_and_size():
     from zoomstudy.experiment.world import WorldSource, WorldSpec
-    from zoomstudy.report import tables
+    from zoomstudy.report import provenance_text
 
     prov = WorldSource(WorldSpec(), 5, "photo", seed=2).provenance()
-    assert tables.describe_data(prov) == "world-photo (procedural world, photo split, seed 2, 5 images)"
-    assert tables.describe_data({"name": "x"}) == "x"
+    assert provenance_text.describe_data(prov) == "world-photo (procedural world, photo split, seed 2, 5 images)"
+    assert provenance_text.describe_data({"name": "x"}) == "x"
 
 
 def test_world_results_are_scored_in_the_worlds_own_classes():
@@ -761,7 +761,7 @@ def _hand_sweep(tmp_path):
     from zoomstudy.report import steps
 
     rs = _store(tmp_path, {"kind": "csv", "name": "hard", "rows": 3, "fingerprint": "h", "location": "/data/hard"})
-    return steps.SweepResults(rs, rs.grid, tables.provenance_info(rs, "offline"), rs.correct())
+    return steps.SweepResults(rs, rs.grid, provenance_text.provenance_info(rs, "offline"), rs.correct())
 
 
 def test_record_writes_findings_and_provenance_naming_profile_weights_and_data(tmp_path, monkeypatch):

@@ -206,7 +206,7 @@ def _resolution(loaded, source, sizes, key: str, cache: Mapping | None, timings:
 def _provenance(rs, spec: str, checkpoint) -> dict:
     """The profile's provenance: the stored sweep's (`provenance.flatten`) with the model spec, the
     phrases a reader sees, and the result set's path."""
-    from zoomstudy.report.tables import describe_data, describe_weights
+    from zoomstudy.report.provenance_text import describe_data, describe_weights
 
     mprov, dprov = stored(rs.settings, "model"), stored(rs.settings, "dataset")
     flat = flatten(rs.settings, checkpoint)

@@ -158,7 +158,7 @@ def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | 
     Progress bars are shown in an interactive session only (report_dir None).
     """
     from zoomstudy import study
-    from zoomstudy.report import tables
+    from zoomstudy.report import provenance_text
 
     quiet_progress_warning()
     kw = {} if label_space is None else {"label_space": label_space}
@@ -166,7 +166,7 @@ def open_sweep(p: Mapping[str, Any], *, dataset: str | None = None, root: str | 
                               root=root if dataset is not None else p["root"], scales=p["scales"], grid=p["grid"],
                               crop=p["crop"], results_dir=p["results_dir"], max_images=p["max_images"],
                               pretrained=p["pretrained"], device=p["device"], progress=p.get("report_dir") is None, **kw)
-    info = tables.provenance_info(rs, p["profile"], p["checkpoint"])
+    info = provenance_text.provenance_info(rs, p["profile"], p["checkpoint"])
     data = (dataset or p["dataset"], root if dataset is not None else p["root"], p["max_images"])
     out = SweepResults(rs, rs.grid, info, rs.correct(), data=data, label_space=label_space)
     if verbose:
@@ -897,7 +897,7 @@ def compare_datasets(p: Mapping[str, Any], sweep: SweepResults) -> DatasetCompar
     """1-crop accuracy and the zoom bounds here beside the same model and grid on other data in the
     result store (`hard.find_companions`, restricted to p.compare_with when given)."""
     from zoomstudy.analysis import bound_tables, hard
-    from zoomstudy.report import plots, tables
+    from zoomstudy.report import plots, provenance_text
 
     info = sweep.info
     kw = dict(model=info["model"], top_n=p["top_n"], folds=p["cv_folds"], seed=p["seed"], alpha=p["alpha"],
@@ -913,7 +913,7 @@ def compare_datasets(p: Mapping[str, Any], sweep: SweepResults) -> DatasetCompar
     for other in companions:
         frames.append(bound_tables.bounds_frame(other.correct(), other.grid,
                                                 dataset=other.settings["key"]["dataset"]["name"], **kw))
-        print(f"compared with {tables.describe_data(other.settings['key']['dataset'], len(other.images()))}")
+        print(f"compared with {provenance_text.describe_data(other.settings['key']['dataset'], len(other.images()))}")
     both = pd.concat(frames, ignore_index=True)
     figure = plots.bar_with_ci(both, x="metric", y="accuracy", lo="ci_low", hi="ci_high", hue="dataset",
                                title="1-crop accuracy and zoom bounds per dataset", ylabel="top-1 accuracy (%)")
@@ -983,7 +983,7 @@ def compute_profiles(p: Mapping[str, Any]) -> tuple[list, list[dict]]:
     """
     from zoomstudy import study
     from zoomstudy.provenance import is_random_weights
-    from zoomstudy.report import profile_data, tables
+    from zoomstudy.report import profile_data, provenance_text
 
     quiet_progress_warning()
     runs = model_runs(p.get("models"), p.get("checkpoints"), p.get("model"), p.get("checkpoint"))
@@ -995,7 +995,7 @@ def compute_profiles(p: Mapping[str, Any]) -> tuple[list, list[dict]]:
                                              max_images=p["max_images"], resolution_sizes=p["sizes"],
                                              pretrained=p["pretrained"], device=p["device"],
                                              progress=p.get("report_dir") is None)
-        info = tables.provenance_info(prof.result_set, p["profile"], ckpt)
+        info = provenance_text.provenance_info(prof.result_set, p["profile"], ckpt)
         profiles.append(prof)
         infos.append(info)
         print(info["statement"])

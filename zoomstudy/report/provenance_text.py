@@ -3,19 +3,15 @@
 `provenance_info` gathers which profile, model, weights, data and grid produced a result set (from
 its settings and the store's provenance record), and `provenance_statement` says it in the sentence
 every report prints near its top and records at its end; `describe_weights` and `describe_data`
-make its phrases (also the model profile's).
-
-The tables and figures that used to live here moved to the homes of their ideas: Table 1 and the
-section-3 tables to `analysis.bound_tables`, the ImageNet-Hard tables to `analysis.hard`, the offline
-ImageNet-Hard stand-in to `data.standin`, the example images to `report.examples` and the anchor
-panels to `report.plots`.
+make its phrases (also the model profile's). The flat record itself is `provenance.flatten`, shared with
+the model profile.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
-from zoomstudy.provenance import is_random_weights
+from zoomstudy.provenance import flatten, is_random_weights, stored
 from zoomstudy.views import ViewGrid
 
 
@@ -27,36 +23,18 @@ def provenance_info(result_set, profile: str | None, checkpoint: str | None = No
     settings keep only its sha256).
     """
     if isinstance(result_set, Mapping):
-        settings, stored = result_set, None
+        settings, stored_images = result_set, None
     else:
-        settings, stored = result_set.settings, int(len(result_set.images()))
-    from zoomstudy.provenance import stored as provenance
-
-    key = settings["key"]
-    # the key's content plus where it ran (data path, device), which the store keeps outside the key
-    model, data, grid = provenance(settings, "model"), provenance(settings, "dataset"), ViewGrid.from_dict(key["grid"])
-    info = {
-        "profile": profile,
-        "model": model.get("architecture") or f"{model.get('source')}:{model.get('name')}",
-        "weights_id": model.get("weights_id"),
-        "weights": describe_weights(model, checkpoint),
-        "checkpoint": str(checkpoint) if checkpoint else None,
-        "label_space": (model.get("label_space") or {}).get("name"),
-        "device": model.get("device"),
-        "dataset": data.get("name"),
-        "dataset_kind": data.get("kind"),
-        "dataset_location": data.get("location"),
-        "dataset_revision": data.get("resolved_revision") or data.get("revision"),
-        "dataset_rows": data.get("hub_rows") or data.get("rows"),  # a hub prefix: the commit's full count
-        "dataset_fingerprint": data.get("fingerprint"),
-        "images_stored": stored,
-        "data": describe_data(data, stored),
-        "grid": grid.to_dict(),
-        "n_views": grid.n_views,
-        "result_set": settings.get("key_hash"),
-        "zoomstudy": key.get("zoomstudy"),
-        "git_commit": settings.get("git_commit"),
-    }
+        settings, stored_images = result_set.settings, int(len(result_set.images()))
+    flat = flatten(settings, checkpoint)  # the one flattening of a stored result's provenance
+    grid = ViewGrid.from_dict(settings["key"]["grid"])
+    info = {"profile": profile, "model": flat["architecture"], "weights_id": flat["weights_id"],
+            "weights": describe_weights(stored(settings, "model"), checkpoint)}
+    info.update({k: flat[k] for k in ("checkpoint", "label_space", "device", "dataset", "dataset_kind",
+                                      "dataset_location", "dataset_revision", "dataset_rows", "dataset_fingerprint")})
+    info.update({"images_stored": stored_images, "data": describe_data(stored(settings, "dataset"), stored_images),
+                 "grid": grid.to_dict(), "n_views": grid.n_views, "result_set": flat["key_hash"],
+                 "zoomstudy": flat["zoomstudy"], "git_commit": flat["git_commit"]})
     info["statement"] = provenance_statement(info)
     return info
 
