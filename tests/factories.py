@@ -53,3 +53,50 @@ def assert_same_results(a, b) -> None:
     got, want = result_tables(a), result_tables(b)
     for name in got:
         pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
+
+
+def noise_image(w: int, h: int, seed: int) -> Image.Image:
+    """A w x h RGB image of uniform noise."""
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def synset_folders(root: Path, indices, seed: int = 0, size=(64, 48)) -> Path:
+    """A replica of ImageNet-A/-R/-Sketch and valprep'd val: one synset folder per ImageNet-1k index in
+    `indices` (sorted-synset order), each with one noise JPEG (seed + its rank, named 0000.JPEG, 0001...)."""
+    from zoomstudy.data.labels import imagenet_synsets
+
+    synsets = imagenet_synsets()
+    for k, i in enumerate(indices):
+        folder = Path(root) / synsets[int(i)]
+        folder.mkdir(parents=True, exist_ok=True)
+        noise_image(*size, seed + k).save(folder / f"{k:04d}.JPEG")
+    return Path(root)
+
+
+def write_hard_parquet(path: Path, images, labels, origins=None, english=None, paths=None) -> Path:
+    """A parquet file in ImageNet-Hard's hub schema (image {bytes, path}, label list<int64>, origin,
+    english_label: the hub's list<string>, or plain strings as some copies hold). images: PNG/JPEG bytes,
+    PIL images (saved as PNG) or None (broken bytes). paths: the image paths (default "<row>.png")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def payload(im):
+        if im is None:
+            return b"not an image"
+        if isinstance(im, bytes):
+            return im
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        return buf.getvalue()
+
+    n = len(images)
+    table = pa.table({
+        "image": pa.array([{"bytes": payload(im), "path": paths[i] if paths else f"{i}.png"} for i, im in enumerate(images)],
+                          pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        "label": pa.array([list(map(int, lab)) for lab in labels], pa.list_(pa.int64())),
+        "origin": pa.array(list(origins) if origins is not None else [f"origin{i % 2}" for i in range(n)], pa.string()),
+        "english_label": pa.array(list(english) if english is not None else [[f"name{i}"] for i in range(n)]),
+    })
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return Path(path)

@@ -5,7 +5,6 @@ small parquet in the hub's schema written here, read through zoomstudy.data.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import stats as st
 
+from factories import write_hard_parquet
 from zoomstudy.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from zoomstudy.models import clip
 from zoomstudy.analysis import hard
@@ -282,18 +282,9 @@ def test_leaderboard_beside_paper():
 # ================================================================================================
 # Plain evaluation on a local parquet with the hub's schema
 # ================================================================================================
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _hub_parquet(path):
     """5 rows: solid-colour images of mixed modes and sizes (red value = the class the fake model
     predicts), one broken image. Returns the expected (pred, correct) per row."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     images = [
         Image.new("RGB", (300, 200), (10, 0, 0)),
         Image.new("L", (120, 260), 20),
@@ -302,17 +293,8 @@ def _hub_parquet(path):
         Image.new("P", (500, 333), 0),  # palette index 0 = black
     ]
     labels = [[10, 11], [7], [1, 2, 3], [4], [0]]
-    origin = ["imagenet", "objectnet", "imagenet", "imagenet-r", "objectnet"]
-    table = pa.table({
-        "image": pa.array(
-            [{"bytes": _png(im) if im is not None else b"not an image", "path": f"{i}.png"} for i, im in enumerate(images)],
-            pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
-        ),
-        "label": pa.array(labels, pa.list_(pa.int64())),
-        "origin": pa.array(origin, pa.string()),
-        "english_label": pa.array([["x"] * len(lab) for lab in labels], pa.list_(pa.string())),
-    })
-    pq.write_table(table, path)
+    write_hard_parquet(path, images, labels, origins=["imagenet", "objectnet", "imagenet", "imagenet-r", "objectnet"],
+                       english=[["x"] * len(lab) for lab in labels])
     return [10, 20, 30, -1, 0], [True, False, False, False, True]
 
 

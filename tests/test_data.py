@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from factories import write_hard_parquet
 from zoomstudy.data import (
     DATASETS,
     LABEL_SPACE_NAMES,
@@ -80,27 +81,10 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
 
 def _hard_parquet(path: Path, n: int = 5, bad_row: int | None = 3) -> list[tuple[int, int, int]]:
     """A small parquet in the ImageNet-Hard hub schema; returns each row's colour."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    images, colors = [], []
-    for i in range(n):
-        color = (i * 40 % 256, 255 - i * 30, 7 * i)
-        b = io.BytesIO()
-        Image.new("RGB", (8 + i, 6 + i), color).save(b, "PNG")
-        payload = b"this is not an image" if i == bad_row else b.getvalue()
-        images.append({"bytes": payload, "path": f"img{i}.png"})
-        colors.append(color)
-    table = pa.table(
-        {
-            "image": images,
-            "label": [[0], [1, 101], [], [5], [999]][:n] if n <= 5 else [[k % 1000] for k in range(n)],
-            "origin": [f"origin{i % 2}" for i in range(n)],
-            "english_label": [f"name{i}" for i in range(n)],
-        }
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    colors = [(i * 40 % 256, 255 - i * 30, 7 * i) for i in range(n)]
+    images = [None if i == bad_row else Image.new("RGB", (8 + i, 6 + i), c) for i, c in enumerate(colors)]
+    write_hard_parquet(path, images, [[0], [1, 101], [], [5], [999]][:n] if n <= 5 else [[k % 1000] for k in range(n)],
+                       english=[f"name{i}" for i in range(n)], paths=[f"img{i}.png" for i in range(n)])
     return colors
 
 

@@ -18,6 +18,7 @@ import timm
 import torch
 import torchvision
 
+from factories import synset_folders
 from zoomstudy.data.labels import (
     LABEL_SPACES,
     LabelSpace,
@@ -338,20 +339,6 @@ def test_real_squeezenet_accuracy(realdata):
 # ================================================================================================
 # The dataset's label space is the default everywhere; ReaL / IN+ReaL relabel the val result set
 # ================================================================================================
-def _synset_folders(root: Path, indices, per_class: int = 1, size=(40, 30)) -> Path:
-    """A replica of ImageNet-A/-R/-Sketch: one synset folder per class, small random JPEGs."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    synsets = imagenet_synsets()
-    for i in indices:
-        d = root / synsets[int(i)]
-        d.mkdir(parents=True)
-        for k in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(d / f"{k}.jpg")
-    return root
-
-
 def test_label_space_default_is_the_datasets():
     from zoomstudy.study import resolve_label_space
 
@@ -373,7 +360,7 @@ def test_restricted_dataset_stores_only_its_classes(tmp_path):
     from zoomstudy.study import ensure_results, label_space_note
 
     space = get_label_space("imagenet-a")
-    root = _synset_folders(tmp_path / "imagenet-a", space.indices[[0, 57, 199]])
+    root = synset_folders(tmp_path / "imagenet-a", space.indices[[0, 57, 199]], size=(40, 30))
     kw = dict(root=str(root), scales=[48, 64], crop=48, results_dir=tmp_path / "r", pretrained=False,
               device="cpu", batch_size=64, workers=0, progress=False, data_kw={"expected_rows": None})
     rs = ensure_results("torchvision:squeezenet1_0", "imagenet-a", **kw)

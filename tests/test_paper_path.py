@@ -6,9 +6,7 @@ fallbacks; one data-folder resolver; 1-image summaries; parts sized by time."""
 from __future__ import annotations
 
 import csv
-import io
 import json
-import os
 import shutil
 from pathlib import Path
 

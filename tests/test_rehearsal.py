@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import torch
 
+from factories import synset_folders
 from zoomstudy import matrix
 from zoomstudy.report import paper_tables
 
@@ -50,15 +51,6 @@ def _jpeg(path: Path, seed: int, size=(64, 48), border: int = 0):
         a[:border], a[-border:], a[:, :border], a[:, -border:] = (255, 0, 0), (255, 0, 0), (255, 0, 0), (255, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a).save(path)
-
-
-def _synset_replica(root: Path, indices, seed: int) -> Path:
-    from zoomstudy.data.labels import imagenet_synsets
-
-    syn = imagenet_synsets()
-    for k, i in enumerate(indices):
-        _jpeg(root / syn[int(i)] / f"{k:04d}.JPEG", seed + k)
-    return root
 
 
 def _val_replica(root: Path, realdata: Path) -> tuple[Path, Path]:
@@ -124,9 +116,9 @@ def rehearsal(realdata, tmp_path_factory, monkeypatch_module):
     val, real_json = _val_replica(tmp / "data" / "imagenet-val", realdata)
     roots = {
         "imagenet-val": str(val),
-        "imagenet-a": str(_synset_replica(tmp / "data" / "imagenet-a", get_label_space("imagenet-a").indices[[3, 150]], 10)),
-        "imagenet-r": str(_synset_replica(tmp / "data" / "imagenet-r", get_label_space("imagenet-r").indices[[0, 199]], 20)),
-        "imagenet-sketch": str(_synset_replica(tmp / "data" / "imagenet-sketch", [1, 500], 30)),
+        "imagenet-a": str(synset_folders(tmp / "data" / "imagenet-a", get_label_space("imagenet-a").indices[[3, 150]], 10)),
+        "imagenet-r": str(synset_folders(tmp / "data" / "imagenet-r", get_label_space("imagenet-r").indices[[0, 199]], 20)),
+        "imagenet-sketch": str(synset_folders(tmp / "data" / "imagenet-sketch", [1, 500], 30)),
         "objectnet": str(_objectnet_replica(tmp / "data" / "objectnet")),
         "imagenet-hard": str(_hard_replica(tmp / "data" / "imagenet-hard" / "validation-00000-of-00001.parquet", realdata).parent),
     }
@@ -369,7 +361,7 @@ def test_preflight_prices_views_from_a_probe(tmp_path):
     from zoomstudy.study import make_grid
 
     d = tmp_path / "imagenet-sketch"
-    _synset_replica(d, [1, 2, 3], 0)
+    synset_folders(d, [1, 2, 3], 0)
     grid = make_grid([64, 96], grid=3, crop=64)
     jobs = matrix.plan(["resnet18"], ["IN-Sketch", "IN-A"], [])
     calls = []
