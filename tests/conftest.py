@@ -56,12 +56,10 @@ def squeezenet(squeezenet_ckpt):
 def one_thread():
     """One intra-op thread for a module of many small ops (use: pytestmark = pytest.mark.usefixtures("one_thread")):
     it avoids oversubscribing a small shared CPU. The old setting comes back after the module."""
-    import torch
+    from factories import one_thread as single
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with single():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ are in conftest.py.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -100,3 +101,15 @@ def write_hard_parquet(path: Path, images, labels, origins=None, english=None, p
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return Path(path)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """One intra-op thread inside the block: small batches gain nothing from a second thread and lose a lot
+    on a shared CPU. The old setting comes back after it (the `one_thread` fixture of conftest uses it)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

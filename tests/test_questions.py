@@ -9,8 +9,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
+from factories import one_thread
 from zoomstudy.experiment import questions as Q
 from zoomstudy.experiment.runs import Training, world_grid
 from zoomstudy.experiment.world import WorldSource, WorldSpec
@@ -33,12 +33,8 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def models(cache):
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return Q.train_arms(ARMS, CI_DESIGN, workers=1, cache=cache)
-    finally:
-        torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

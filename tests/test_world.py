@@ -3,7 +3,6 @@ experiment's direction on a CI-sized run (centre-trained models are centre-biase
 position / scale augmentation flattens both)."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from factories import one_thread
 from zoomstudy.experiment import training as T
 from zoomstudy.experiment.runs import Training
 from zoomstudy.data import Sample
@@ -263,21 +263,10 @@ CI_GRID = ViewGrid(scales=(24, 32, 48, 56, 64, 80, 96, 128, 160), crop=56)
 N_TEST = 48
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Batches of 32 small images gain nothing from a second thread, and lose a lot on a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="session")
 def ci_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("world-cache")
-    with _one_thread():
+    with one_thread():
         return {r: T.get_or_train(SPEC.replace(regime=r), CI_TRAINING.config(CI_SEED), cache=folder)
                 for r in ("centered", "anywhere", "multiscale")}
 
@@ -293,7 +282,7 @@ def ci_correct(ci_models, tmp_path_factory):
     src = WorldSource(SPEC, N_TEST, "test", seed=1)
     store = tmp_path_factory.mktemp("world-results")
     out = {}
-    with _one_thread():
+    with one_thread():
         for r, (trained, info) in ci_models.items():
             model = study.open_model(f"world:{r}", seed=CI_SEED, training=CI_TRAINING,
                                      cache=Path(info["path"]).parent, device="cpu")

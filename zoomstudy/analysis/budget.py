@@ -194,15 +194,7 @@ def budget_curve(result_set=None, *, max_k: int = 36, folds: int = 5, seed: int 
         raise ValueError(f"max_k must be in 1..{n_views}, got {max_k}")
     if not 2 <= folds <= n:
         raise ValueError(f"folds must be in [2, n_images={n}], got {folds}")
-    fold = bounds.cv_folds(n, folds, seed)
-    order = np.zeros((n, max_k), np.int64)
-    first_fold_views = None
-    for f in range(folds):
-        test = fold == f
-        chosen = choose_views(correct[~test], max_k)
-        order[test] = chosen
-        if first_fold_views is None:
-            first_fold_views = chosen
+    order, first_fold_views = _cross_validated_order(correct, max_k, folds, seed)
     hit, mean_pred, mean_exact, max_pred = _running(sv, order, correct)
     ok = {"cover": hit, "mean": bounds.correctness(mean_pred, sv.labels), "max": bounds.correctness(max_pred, sv.labels)}
 
@@ -229,32 +221,55 @@ def budget_curve(result_set=None, *, max_k: int = 36, folds: int = 5, seed: int 
             rows.append(_row(rule, RULE_LABELS[rule], k, cur, alpha, n_boot, seed, **extra))
             prev = cur
         saturation[rule] = _saturation(ok[rule], alpha)
-    one_crop = None
-    if out is None and grid.standard_view is not None:
-        base = correct[:, grid.standard_view]
-        one_crop = 100.0 * float(base.mean())
-        rows.append(_row("fixed", "1-crop", 1, base, alpha, n_boot, seed, gain=np.nan, p_gain=np.nan,
-                         detectable=False, mean_exact=1.0))
-    if out is not None:
-        sizes = tta.group_sizes(grid)
-        for group, label in FIXED_GROUPS:
-            if group == tta.STANDARD:
-                if out.base_pred is None:
-                    continue
-                base = out.correct(out.base_pred)
-                one_crop = 100.0 * float(base.mean())
-                rows.append(_row("fixed", label, 1, base, alpha, n_boot, seed, gain=np.nan, p_gain=np.nan,
-                                 detectable=False, mean_exact=1.0))
-                continue
-            for agg in tta.AGGREGATIONS:
-                if (group, agg) in out.preds:
-                    rows.append(_row("fixed", f"{label}, {agg}", sizes[group], out.correct(out.preds[(group, agg)]),
-                                     alpha, n_boot, seed, gain=np.nan, p_gain=np.nan, detectable=False,
-                                     mean_exact=1.0))
+    fixed, one_crop = _fixed_rows(out, grid, correct, alpha, n_boot, seed)
+    rows += fixed
     table = pd.DataFrame(rows)
     table.attrs.update(saturation=saturation, folds=folds, seed=seed, alpha=alpha, one_crop=one_crop,
                        views={"fold0": first_fold_views}, n_views=n_views, max_k=max_k)
     return table
+
+
+def _cross_validated_order(correct: np.ndarray, max_k: int, folds: int, seed: int) -> tuple[np.ndarray, list]:
+    """Per image [N, max_k], the views the greedy cover chose on the other folds (so each image is scored
+    with views selected without it), and fold 0's choice (what a policy of the first fold would ship)."""
+    n = correct.shape[0]
+    fold = bounds.cv_folds(n, folds, seed)
+    order = np.zeros((n, max_k), np.int64)
+    first_fold_views = None
+    for f in range(folds):
+        test = fold == f
+        chosen = choose_views(correct[~test], max_k)
+        order[test] = chosen
+        if first_fold_views is None:
+            first_fold_views = chosen
+    return order, first_fold_views
+
+
+def _fixed_rows(out, grid, correct: np.ndarray, alpha: float, n_boot: int, seed: int) -> tuple[list[dict], float | None]:
+    """The reference rows (rule "fixed"): 1-crop and the stored groups (5-crop, 10-crop, zoom-in) under
+    both aggregations, from the sweep's own group rows (`out`, None: the 1-crop view of `correct` only);
+    and the 1-crop accuracy in %."""
+    out_rows, one_crop = [], None
+    ref = dict(gain=np.nan, p_gain=np.nan, detectable=False, mean_exact=1.0)  # no budget step for a fixed group
+    if out is None:
+        if grid.standard_view is not None:
+            base = correct[:, grid.standard_view]
+            one_crop = 100.0 * float(base.mean())
+            out_rows.append(_row("fixed", "1-crop", 1, base, alpha, n_boot, seed, **ref))
+        return out_rows, one_crop
+    sizes = tta.group_sizes(grid)
+    for group, label in FIXED_GROUPS:
+        if group == tta.STANDARD:
+            if out.base_pred is not None:
+                base = out.correct(out.base_pred)
+                one_crop = 100.0 * float(base.mean())
+                out_rows.append(_row("fixed", label, 1, base, alpha, n_boot, seed, **ref))
+            continue
+        for agg in tta.AGGREGATIONS:
+            if (group, agg) in out.preds:
+                out_rows.append(_row("fixed", f"{label}, {agg}", sizes[group], out.correct(out.preds[(group, agg)]),
+                                     alpha, n_boot, seed, **ref))
+    return out_rows, one_crop
 
 
 def _saturation(ok: np.ndarray, alpha: float) -> int:
