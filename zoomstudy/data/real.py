@@ -53,7 +53,13 @@ def real_label_table(path: str | os.PathLike | None = None) -> tuple[tuple[int, 
     path = path or os.environ.get(REAL_LABELS_ENV)
     if not path:
         return timm_real_labels()
-    raw = json.loads(Path(path).expanduser().read_text())
+    file = Path(path).expanduser()
+    return _read_real_json(str(file), file.stat().st_mtime_ns)  # parsed once per file version
+
+
+@functools.lru_cache(maxsize=4)
+def _read_real_json(path: str, mtime_ns: int) -> tuple[tuple[int, ...], ...]:
+    raw = json.loads(Path(path).read_text())
     if not isinstance(raw, list) or not all(isinstance(x, list) for x in raw):
         raise ValueError(f"{path}: a ReaL label file is a json list of lists (timm's imagenet_real_labels.json format)")
     return tuple(tuple(sorted({int(v) for v in s})) for s in raw)

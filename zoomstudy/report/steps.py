@@ -736,8 +736,9 @@ def plain_top1(p: Mapping[str, Any], sweep: SweepResults, data_spec: str, data_r
         return (hard.plain_from_sweep(sweep.result_set),
                 f"the sweep's 1-crop view {g.view_name(g.standard_view)} (bicubic)")
     loaded = study.open_model(p["model"], p["checkpoint"], device=p["device"], pretrained=p["pretrained"])
-    plain = hard.plain_from_model(loaded, study.open_data(data_spec, data_root, max_images=p["max_images"]),
-                                  max_images=p["max_images"])
+    source = sweep.source if (data_spec, data_root) == sweep.data[:2] else study.open_data(
+        data_spec, data_root, max_images=p["max_images"])  # the sweep's own images: opened once
+    plain = hard.plain_from_model(loaded, source, max_images=p["max_images"])
     return plain, "Resize 256 + CenterCrop 224 with the model's preprocessing (hard.evaluate_plain)"
 
 

@@ -141,8 +141,8 @@ def split_provenance(model, source) -> tuple[dict, dict]:
 
     The key holds what can change a number (weights, preprocessing, the data's content, labels, rows);
     place holds where the data lies and which device ran (`keyed.split_place` with `keyed.MODEL_PLACE` and
-    `keyed.DATASET_PLACE`, and with a layout-free content key the folder's layout, `_DATASET_LAYOUT`). The sweep store and the keyed
-    caches above it (ImageNet-Hard's plain runs) split this way, so a result is found again on another
+    `keyed.DATASET_PLACE`, and with a layout-free content key the folder's layout, `_DATASET_LAYOUT`). The
+    sweep store and the keyed caches above it (ImageNet-Hard's plain runs) split this way, so a result is found again on another
     GPU, machine or data path (`keyed.settings_key` hashes settings['key'] only).
     """
     model_prov, model_place = split_place(model.provenance(), MODEL_PLACE)
