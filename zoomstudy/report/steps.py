@@ -612,6 +612,9 @@ def view_budget(p: Mapping[str, Any], sweep: SweepResults, table: pd.DataFrame) 
                                 folds=min(5, int(table["n"].iloc[0])), seed=0, alpha=p["alpha"])
     figure = plots.budget_curve(curve, title=f"{sweep.info['model']} on {sweep.info['dataset']} "
                                              f"({int(curve['n'].iloc[0])} images): view budget")
+    saturated = chance_saturation(sweep)
+    if saturated:  # the whole-grid oracle row (e.g. 100% with 12 classes) says nothing about framing then
+        print(f"The oracle over all {sweep.grid.n_views} views: {saturated}.")
     return curve, Shown(budget.budget_table(curve).style.hide(axis="index"), figure)
 
 
